@@ -1,0 +1,24 @@
+"""fastinit: fast, reproducible, parallel neural-network weight initialization.
+
+A :class:`Generator` fills arrays in place from a counter-based xoshiro256**
+stream whose values depend only on (seed, call, element index): the same for any
+thread count, instruction set or sharding. See docs/stream.md.
+"""
+
+from fastinit._config import build_info, show_config
+from fastinit._engine import Xoshiro256StarStar
+from fastinit._fill import get_num_threads, set_num_threads
+from fastinit._generator import Generator, default_generator, manual_seed
+from fastinit._version import __version__
+
+__all__ = [
+    "Generator",
+    "Xoshiro256StarStar",
+    "build_info",
+    "default_generator",
+    "get_num_threads",
+    "manual_seed",
+    "set_num_threads",
+    "show_config",
+    "__version__",
+]

@@ -1,0 +1,41 @@
+"""What this build of fastinit is and how it will run."""
+
+import platform
+import sys
+
+import numpy as np
+
+from fastinit import _fill
+from fastinit._version import __version__
+
+
+def build_info():
+    """A dict of facts about this build and this machine's fill settings.
+
+    Keys: version, openmp, num_threads, simd_path, simd_paths, compiler, flags,
+    block_elements, python, numpy, machine.
+    """
+    facts = _fill.build_facts()
+    return {
+        "version": __version__,
+        "openmp": facts["openmp"],
+        "num_threads": _fill.get_num_threads(),
+        "simd_path": _fill.get_simd_path(),
+        "simd_paths": _fill.simd_paths(),
+        "compiler": facts["compiler"],
+        "flags": facts["flags"],
+        "block_elements": facts["block_elements"],
+        "python": sys.version.split()[0],
+        "numpy": np.__version__,
+        "machine": platform.machine(),
+    }
+
+
+def show_config():
+    """Print ``build_info()``, one fact a line."""
+    info = build_info()
+    width = max(len(k) for k in info)
+    for key, value in info.items():
+        if isinstance(value, list):
+            value = ", ".join(value)
+        print(f"{key:<{width}} : {value}")

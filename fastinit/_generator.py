@@ -1,0 +1,146 @@
+"""fastinit.Generator: a keyed, counted stream of fills (docs/stream.md)."""
+
+import threading
+
+import numpy as np
+
+from fastinit import _fill
+
+_MASK64 = (1 << 64) - 1
+
+
+def _seed_sequence(seed):
+    if isinstance(seed, np.random.SeedSequence):
+        return seed
+    if seed is None:
+        return np.random.SeedSequence()
+    if isinstance(seed, (bool, np.bool_)) or not isinstance(seed, (int, np.integer)):
+        raise TypeError(
+            "seed must be None, a non-negative int or a numpy.random.SeedSequence, "
+            f"got {type(seed).__name__}")
+    if seed < 0:
+        raise ValueError(f"seed must be non-negative, got {seed}")
+    return np.random.SeedSequence(int(seed))
+
+
+class Generator:
+    """A source of reproducible fills.
+
+    Its state is a 128-bit key, drawn from a ``numpy.random.SeedSequence``, and a
+    call counter. Each fill takes the next counter value, whatever its size, and
+    the value it writes at global element index ``i`` is a pure function of
+    (key, counter, i): the same for any thread count, instruction set, memory
+    layout or sharding of the target (see docs/stream.md).
+
+    Parameters
+    ----------
+    seed : None, int or numpy.random.SeedSequence
+        None draws fresh entropy from the OS; an int >= 0 or a SeedSequence seeds
+        the key through ``SeedSequence.generate_state``.
+
+    Generators are thread-safe: concurrent fills each take a distinct counter.
+    """
+
+    def __init__(self, seed=None):
+        self._lock = threading.Lock()
+        self._reseed(seed)
+
+    def _reseed(self, seed):
+        seq = _seed_sequence(seed)
+        k0, k1 = (int(w) for w in seq.generate_state(2, np.uint64))
+        with self._lock:
+            self._seed_seq = seq
+            self._key = (k0, k1)
+            self._counter = 0
+
+    def _take_call(self):
+        """The counter value for one fill; advances the generator by one call."""
+        with self._lock:
+            c = self._counter
+            if c > _MASK64:
+                raise OverflowError("this generator has made 2**64 calls")
+            self._counter = c + 1
+        return c
+
+    @property
+    def state(self):
+        """``{"key": (k0, k1), "counter": n}``; assign such a dict to restore it."""
+        with self._lock:
+            return {"key": self._key, "counter": self._counter}
+
+    @state.setter
+    def state(self, value):
+        try:
+            key, counter = value["key"], value["counter"]
+            k0, k1 = (int(w) for w in key)
+            counter = int(counter)
+        except (TypeError, KeyError, ValueError) as exc:
+            raise ValueError(
+                "state must be a dict {'key': (k0, k1), 'counter': n} of ints") from exc
+        if not (0 <= k0 <= _MASK64 and 0 <= k1 <= _MASK64 and 0 <= counter <= _MASK64 + 1):
+            raise ValueError("state key words and counter must be unsigned 64-bit integers")
+        with self._lock:
+            self._key = (k0, k1)
+            self._counter = counter
+
+    def spawn(self, n):
+        """``n`` independent child generators, from ``SeedSequence.spawn``."""
+        with self._lock:
+            children = self._seed_seq.spawn(n)
+        return [Generator(s) for s in children]
+
+    def uniform_(self, out, low=0.0, high=1.0, *, global_shape=None, global_offset=None):
+        """Fill ``out`` in place with values uniform on [low, high); returns ``out``.
+
+        For float32, u = (32-bit half >> 8) * 2**-24; for float64, u = (x >> 11) * 2**-53;
+        the value is ``low + (high - low) * u`` in the array's precision, and is
+        never ``high``: a product that rounds up to ``high`` becomes the largest
+        value below it. With ``global_shape`` and ``global_offset``, ``out`` is that
+        block of a larger virtual tensor and receives exactly its values.
+
+        Raises RuntimeError like ``torch.Tensor.uniform_`` when low > high (or a
+        bound is NaN) or when high - low overflows the dtype; TypeError or
+        ValueError for an array that cannot be written. ``out`` is untouched then.
+        """
+        target = _fill.Target(out, global_shape, global_offset)
+        k0, k1 = self._key
+        _fill.uniform(target, low, high, k0, k1, self._take_call)
+        return out
+
+    def __getstate__(self):
+        with self._lock:
+            return {"seed_seq": self._seed_seq, "key": self._key, "counter": self._counter}
+
+    def __setstate__(self, state):
+        self._lock = threading.Lock()
+        self._seed_seq = state["seed_seq"]
+        self._key = tuple(state["key"])
+        self._counter = state["counter"]
+
+    def __repr__(self):
+        k0, k1 = self._key
+        return f"fastinit.Generator(key=(0x{k0:016x}, 0x{k1:016x}), counter={self._counter})"
+
+
+_default = None
+_default_lock = threading.Lock()
+
+
+def default_generator():
+    """The module's generator, used by functions called with ``generator=None``.
+
+    It is seeded from OS entropy on first use; ``manual_seed`` reseeds it.
+    """
+    global _default
+    if _default is None:
+        with _default_lock:
+            if _default is None:
+                _default = Generator()
+    return _default
+
+
+def manual_seed(seed):
+    """Reseed the default generator in place with ``seed``; returns it."""
+    gen = default_generator()
+    gen._reseed(seed)
+    return gen

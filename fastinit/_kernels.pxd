@@ -1,0 +1,62 @@
+# Cython declarations of the C kernels in _kernels.h.
+from libc.stdint cimport int64_t, uint64_t
+
+cdef extern from "_kernels.h" nogil:
+    enum:
+        FI_LANES
+        FI_BLOCK
+        FI_MAXDIM
+        FI_UNIFORM_F32
+        FI_UNIFORM_F64
+        FI_CONSTANT_F32
+        FI_CONSTANT_F64
+        FI_PATH_BASELINE
+        FI_PATH_AVX2
+        FI_PATH_AVX512
+        FI_NPATHS
+
+    const uint64_t FI_JUMP[4]
+    const uint64_t FI_LONG_JUMP[4]
+    const char *const FI_PATH_NAMES[]
+
+    uint64_t fi_mix64(uint64_t z)
+    uint64_t fi_xoshiro_next(uint64_t *s)
+    void fi_xoshiro_fill_raw(uint64_t *s, uint64_t *out, int64_t n)
+    void fi_xoshiro_jump(uint64_t *s, const uint64_t *poly)
+    uint64_t fi_call_seed(uint64_t k0, uint64_t k1, uint64_t counter)
+
+    ctypedef struct fi_cursor:
+        pass
+    fi_cursor *fi_cursor_new()
+    void fi_cursor_free(fi_cursor *c)
+
+    ctypedef struct fi_plan:
+        char *data
+        int ndim
+        int itemsize
+        int contiguous
+        int stream
+        int64_t shape[64]
+        int64_t strides[64]
+        int run_dims
+        int64_t run_len
+        uint64_t run_gstride[64]
+        uint64_t gbase
+        int64_t piece_len
+        int64_t pieces_per_run
+        int64_t npieces
+
+    ctypedef struct fi_params:
+        uint64_t sigma
+        double low, range, cap
+        float low_f, range_f, cap_f
+        double value
+
+    ctypedef void (*fi_piece_fn)(fi_cursor *, const fi_plan *, const fi_params *, int64_t)
+    const fi_piece_fn *fi_path_table(int path)
+    int fi_path_supported(int path)
+    void fi_store_fence()
+    int fi_openmp_enabled()
+    int fi_omp_max_threads()
+    const char *fi_build_flags
+    const char *fi_compiler

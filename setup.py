@@ -1,0 +1,113 @@
+"""Builds fastinit's extension modules.
+
+OpenMP is detected by compiling, linking and running a small OpenMP program with
+the compiler that builds the extensions. Without OpenMP the build goes on with a
+warning and the fills run on one thread. Environment variables:
+
+- FASTINIT_REQUIRE_OPENMP=1: a missing OpenMP is an error.
+- FASTINIT_DISABLE_OPENMP=1: build without OpenMP even where it is available.
+
+Nothing is built for the build machine's CPU (no -march=native): wider
+instruction sets are reached by runtime dispatch in fastinit/_kernels.h.
+"""
+
+import os
+import subprocess
+import sys
+import tempfile
+import textwrap
+
+import numpy
+from Cython.Build import cythonize
+from setuptools import Extension, setup
+from setuptools.command.build_ext import build_ext
+
+OPENMP_PROBE = textwrap.dedent(
+    """
+    #include <omp.h>
+    #include <stdio.h>
+    int main(void) {
+        int n = 0;
+        #pragma omp parallel reduction(+:n) num_threads(2)
+        n += 1;
+        printf("%d %d\\n", n, omp_get_max_threads() > 0);
+        return 0;
+    }
+    """
+)
+
+
+def _flag(name):
+    return os.environ.get(name, "").strip().lower() in ("1", "true", "yes", "on")
+
+
+def openmp_flags(compiler):
+    """Compile and link flags that make OpenMP work with ``compiler``, or None."""
+    if compiler.compiler_type == "msvc":
+        candidates = [(["/openmp"], [])]
+    elif sys.platform == "darwin":
+        candidates = [(["-Xpreprocessor", "-fopenmp"], ["-lomp"]), (["-fopenmp"], ["-fopenmp"])]
+    else:
+        candidates = [(["-fopenmp"], ["-fopenmp"])]
+    for cflags, ldflags in candidates:
+        with tempfile.TemporaryDirectory() as tmp:
+            src = os.path.join(tmp, "probe.c")
+            with open(src, "w") as f:
+                f.write(OPENMP_PROBE)
+            try:
+                objs = compiler.compile([src], output_dir=tmp, extra_postargs=cflags)
+                exe = os.path.join(tmp, "probe")
+                compiler.link_executable(objs, exe, extra_postargs=ldflags)
+                out = subprocess.run([exe], capture_output=True, text=True, timeout=60).stdout
+            except Exception:  # compile, link or run failed: no OpenMP with these flags
+                continue
+            if out.split() == ["2", "1"]:
+                return cflags, ldflags
+    return None
+
+
+class BuildExt(build_ext):
+    def build_extensions(self):
+        if self.compiler.compiler_type == "msvc":
+            base = ["/O2", "/fp:precise"]
+        else:
+            # No FP contraction: every SIMD path must round exactly as the scalar one.
+            base = ["-O3", "-ffp-contract=off", "-Wno-unused-function"]
+        cflags, ldflags = list(base), []
+        if _flag("FASTINIT_DISABLE_OPENMP"):
+            print("fastinit: OpenMP disabled by FASTINIT_DISABLE_OPENMP; fills run on one thread")
+        else:
+            found = openmp_flags(self.compiler)
+            if found is None:
+                msg = ("fastinit: no working OpenMP found for this compiler; building without it. "
+                       "Fills will run on one thread.")
+                if _flag("FASTINIT_REQUIRE_OPENMP"):
+                    raise RuntimeError(msg + " (FASTINIT_REQUIRE_OPENMP is set)")
+                self.warn(msg)
+            else:
+                cflags += found[0]
+                ldflags += found[1]
+        for ext in self.extensions:
+            ext.extra_compile_args = cflags + ext.extra_compile_args
+            ext.extra_link_args = ldflags + ext.extra_link_args
+            ext.define_macros.append(("FI_BUILD_FLAGS", '"%s"' % " ".join(cflags)))
+        super().build_extensions()
+
+
+def extension(name):
+    return Extension(
+        f"fastinit.{name}",
+        [f"fastinit/{name}.pyx"],
+        include_dirs=[numpy.get_include(), "fastinit"],
+        define_macros=[("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION")],
+        depends=["fastinit/_kernels.h", "fastinit/_kernels.pxd"],
+    )
+
+
+setup(
+    ext_modules=cythonize(
+        [extension("_engine"), extension("_fill")],
+        compiler_directives={"language_level": "3"},
+    ),
+    cmdclass={"build_ext": BuildExt},
+)

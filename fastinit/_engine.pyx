@@ -13,6 +13,7 @@ from fastinit._kernels cimport (
 cnp.import_array()
 
 cdef uint64_t MASK64 = 0xFFFFFFFFFFFFFFFF
+cdef uint64_t GAMMA = 0x9e3779b97f4a7c15
 
 
 def splitmix64(seed, n):
@@ -25,7 +26,7 @@ def splitmix64(seed, n):
     out = np.empty(count, dtype=np.uint64)
     cdef uint64_t[::1] view = out
     for i in range(count):
-        x += 0x9e3779b97f4a7c15
+        x += GAMMA
         view[i] = fi_mix64(x)
     return out
 

@@ -13,6 +13,7 @@ import numpy as np
 
 cimport numpy as cnp
 from cython.parallel cimport parallel, prange, threadid
+from libc.float cimport DBL_MAX, FLT_MAX
 from libc.math cimport INFINITY, isfinite, nextafter, nextafterf
 from libc.stdint cimport int64_t, uint64_t
 from libc.stdlib cimport free, malloc
@@ -320,8 +321,8 @@ def uniform(Target t, low, high, uint64_t k0, uint64_t k1, take_call):
     if not lo <= hi:
         raise RuntimeError(
             f"uniform_ expects to return a [from, to) range, but found from={low} > to={high}")
-    finfo_max = np.finfo(t.dtype).max
-    if not (hi - lo) <= finfo_max:
+    # torch compares to - from, in double, with the dtype's largest finite value.
+    if not (hi - lo) <= (FLT_MAX if t.kind == 0 else DBL_MAX):
         raise RuntimeError(
             f"uniform_ expects to-from <= std::numeric_limits<{t.dtype}>::max(), but found "
             f"to={high} and from={low} which result in to-from to exceed the limit")

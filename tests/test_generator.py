@@ -1,0 +1,134 @@
+import copy
+import pickle
+import threading
+
+import numpy as np
+import pytest
+
+import reference as ref
+import fastinit
+
+
+def draw(g, n=1000, dtype=np.float64):
+    return g.uniform_(np.empty(n, dtype))
+
+
+def test_seed_forms():
+    a = fastinit.Generator(42).state
+    b = fastinit.Generator(np.random.SeedSequence(42)).state
+    assert a == b
+    assert a["key"] == tuple(int(w) for w in np.random.SeedSequence(42).generate_state(2, np.uint64))
+    assert fastinit.Generator().state["key"] != fastinit.Generator().state["key"]
+    assert fastinit.Generator(np.uint8(42)).state == a
+
+
+@pytest.mark.parametrize("bad, exc", [(-1, ValueError), (1.5, TypeError), ("1", TypeError),
+                                      (True, TypeError), ([1], TypeError)])
+def test_bad_seeds(bad, exc):
+    with pytest.raises(exc):
+        fastinit.Generator(bad)
+
+
+def test_same_seed_same_values_different_seed_different_values():
+    assert np.array_equal(draw(fastinit.Generator(1)), draw(fastinit.Generator(1)))
+    assert not np.array_equal(draw(fastinit.Generator(1)), draw(fastinit.Generator(2)))
+
+
+def test_spawn_children_are_distinct_and_reproducible():
+    kids = fastinit.Generator(3).spawn(4)
+    values = [draw(k) for k in kids]
+    assert len({v.tobytes() for v in values}) == 4
+    again = [draw(k) for k in fastinit.Generator(3).spawn(4)]
+    for v, w in zip(values, again):
+        np.testing.assert_array_equal(v, w)
+    # Spawning twice gives new children, as SeedSequence.spawn does.
+    g = fastinit.Generator(3)
+    first, second = g.spawn(1)[0], g.spawn(1)[0]
+    assert first.state["key"] != second.state["key"]
+
+
+def test_pickle_and_deepcopy_continue_the_stream():
+    g = fastinit.Generator(8)
+    draw(g)
+    for clone in (pickle.loads(pickle.dumps(g)), copy.deepcopy(g)):
+        assert clone.state == g.state
+        np.testing.assert_array_equal(draw(clone), draw(copy.deepcopy(g)))
+    clone = pickle.loads(pickle.dumps(g))
+    assert clone.spawn(1)[0].state == g.spawn(1)[0].state
+
+
+def test_state_roundtrip_and_validation():
+    g = fastinit.Generator(5)
+    draw(g)
+    saved = g.state
+    x = draw(g)
+    g.state = saved
+    np.testing.assert_array_equal(draw(g), x)
+    for bad in [{}, {"key": (1,), "counter": 0}, {"key": (1, 2), "counter": -1},
+                {"key": (2**64, 0), "counter": 0}, None]:
+        with pytest.raises(ValueError):
+            g.state = bad
+
+
+def test_repr():
+    g = fastinit.Generator(0)
+    draw(g)
+    k0, k1 = g.state["key"]
+    assert repr(g) == f"fastinit.Generator(key=(0x{k0:016x}, 0x{k1:016x}), counter=1)"
+
+
+def test_default_generator_and_manual_seed():
+    g = fastinit.manual_seed(99)
+    assert g is fastinit.default_generator()
+    assert g.state == fastinit.Generator(99).state
+    x = draw(g)
+    assert fastinit.manual_seed(99) is g
+    np.testing.assert_array_equal(draw(g), x)
+
+
+def test_failed_call_does_not_advance():
+    g = fastinit.Generator(1)
+    with pytest.raises(RuntimeError):
+        g.uniform_(np.empty(10), 1.0, 0.0)
+    with pytest.raises(TypeError):
+        g.uniform_(np.empty(10, np.int32))
+    assert g.state["counter"] == 0
+
+
+def test_threads_sharing_a_generator_get_distinct_calls():
+    g = fastinit.Generator(77)
+    n_threads, per_thread = 8, 25
+    out = [[None] * per_thread for _ in range(n_threads)]
+    barrier = threading.Barrier(n_threads)
+
+    def work(t):
+        barrier.wait()
+        for i in range(per_thread):
+            out[t][i] = draw(g, 64)
+
+    threads = [threading.Thread(target=work, args=(t,)) for t in range(n_threads)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert g.state["counter"] == n_threads * per_thread
+    # Every call got its own counter: the set of results is exactly calls 0..199.
+    key = g.state["key"]
+    got = sorted(a.tobytes() for row in out for a in row)
+    want = sorted(ref.uniform_fill(key, c, (64,), np.float64).tobytes()
+                  for c in range(n_threads * per_thread))
+    assert got == want
+
+
+def test_python_threads_filling_different_arrays_concurrently():
+    shape = (700, 3000)
+    want = [fastinit.Generator(s).uniform_(np.empty(shape, np.float32)) for s in range(4)]
+    got = [np.empty(shape, np.float32) for _ in range(4)]
+    threads = [threading.Thread(target=fastinit.Generator(s).uniform_, args=(got[s],))
+               for s in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    for w, a in zip(want, got):
+        np.testing.assert_array_equal(a, w)

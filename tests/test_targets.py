@@ -1,0 +1,129 @@
+"""Bad targets and bad bounds: the exact exception, and the target untouched."""
+
+import numpy as np
+import pytest
+from numpy.lib.stride_tricks import as_strided
+
+import fastinit
+from fastinit import _fill
+
+SENTINEL = 123.0
+
+
+def target(dtype=np.float32, shape=(4, 5)):
+    return np.full(shape, SENTINEL, dtype)
+
+
+def assert_rejected(arr, exc, match=None, **kw):
+    before = np.array(arr, copy=True)
+    g = fastinit.Generator(0)
+    with pytest.raises(exc, match=match):
+        g.uniform_(arr, **kw)
+    np.testing.assert_array_equal(np.asarray(arr), before)
+    assert g.state["counter"] == 0
+
+
+@pytest.mark.parametrize("dtype", [np.int32, np.int64, np.uint8, np.bool_, np.complex64,
+                                   np.complex128, np.float16, object, ">f4"])
+def test_unsupported_dtypes(dtype):
+    assert_rejected(np.zeros((3, 3), dtype), TypeError, "dtype")
+
+
+def test_not_an_array():
+    for bad in ([1.0, 2.0], 3.0, None, memoryview(bytearray(8))):
+        with pytest.raises(TypeError, match="numpy.ndarray"):
+            fastinit.Generator(0).uniform_(bad)
+
+
+def test_read_only():
+    a = target()
+    a.flags.writeable = False
+    assert_rejected(a, ValueError, "read-only")
+    assert_rejected(np.broadcast_to(np.float32(1), (3, 3)), ValueError, "read-only")
+
+
+@pytest.mark.parametrize("shape, strides", [((3, 4), (0, 4)), ((5,), (0,)), ((3, 3), (4, 4)),
+                                            ((2, 3, 2), (8, 4, 4))])
+def test_self_overlapping_views(shape, strides):
+    base = np.full(40, SENTINEL, np.float32)
+    view = as_strided(base, shape=shape, strides=strides, writeable=True)
+    with pytest.raises(ValueError, match="overlaps itself"):
+        fastinit.Generator(0).uniform_(view)
+    assert (base == SENTINEL).all()
+
+
+def test_non_overlapping_as_strided_view_is_accepted():
+    base = np.zeros(40, np.float32)
+    view = as_strided(base, shape=(4, 5), strides=(40, 8), writeable=True)
+    fastinit.Generator(0).uniform_(view)
+    assert (base[1::2] == 0).all() and (view > 0).any()
+
+
+@pytest.mark.parametrize("kw, exc, match", [
+    (dict(global_shape=(4,)), ValueError, "dimensions"),
+    (dict(global_shape=(4, 4)), ValueError, "does not fit"),
+    (dict(global_shape=(10, 10), global_offset=(7, 0)), ValueError, "does not fit"),
+    (dict(global_shape=(10, 10), global_offset=(0, -1)), ValueError, "non-negative"),
+    (dict(global_shape=(10, 10), global_offset=(0, 1.0)), TypeError, "ints"),
+    (dict(global_shape=5), TypeError, "sequence"),
+    (dict(global_offset=(0, 0)), ValueError, "needs global_shape"),
+    (dict(global_shape=(2**40, 2**40)), ValueError, "too many"),
+])
+def test_bad_shards(kw, exc, match):
+    assert_rejected(target(), exc, match, **kw)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("low, high, match", [
+    (1.0, 0.0, r"\[from, to\) range"),
+    (float("nan"), 1.0, r"\[from, to\) range"),
+    (0.0, float("nan"), r"\[from, to\) range"),
+    (0.0, float("inf"), "exceed the limit"),
+    (-float("inf"), 0.0, "exceed the limit"),
+    (-1e308, 1e308, "exceed the limit"),
+])
+def test_bad_bounds_raise_runtime_error_like_torch(dtype, low, high, match):
+    assert_rejected(target(dtype), RuntimeError, match, low=low, high=high)
+
+
+def test_float32_range_overflow():
+    assert_rejected(target(np.float32), RuntimeError, "exceed the limit", low=-3e38, high=3e38)
+    assert_rejected(target(np.float32), RuntimeError, "overflow float32", low=4e38, high=4e38)
+    a = target(np.float64)
+    fastinit.Generator(0).uniform_(a, -3e38, 3e38)      # fine in float64
+    assert (a >= -3e38).all() and (a < 3e38).all()
+
+
+def test_non_numeric_bounds():
+    assert_rejected(target(), TypeError, None, low="0", high=1.0)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_values_stay_below_high_when_rounding_would_reach_it(dtype):
+    # high is the next float after low: low + r*u rounds up to high for u >= 1/2.
+    low = dtype(1.0)
+    high = np.nextafter(low, dtype(2))
+    a = np.empty(100_000, dtype)
+    fastinit.Generator(0).uniform_(a, float(low), float(high))
+    assert (a == low).all()
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_low_equal_high_fills_low(dtype):
+    a = np.empty(1000, dtype)
+    fastinit.Generator(0).uniform_(a, 2.5, 2.5)
+    assert (a == 2.5).all()
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_empty_arrays_are_a_noop_that_takes_a_call(dtype):
+    g = fastinit.Generator(0)
+    for shape in [(0,), (3, 0), (0, 5, 2)]:
+        g.uniform_(np.empty(shape, dtype))
+    g.uniform_(np.empty((0, 4), dtype), global_shape=(10, 4), global_offset=(10, 0))
+    assert g.state["counter"] == 4
+
+
+def test_target_rejects_before_anything_else():
+    with pytest.raises(TypeError):
+        _fill.Target(np.zeros(3, np.int8))

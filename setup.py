@@ -72,7 +72,7 @@ class BuildExt(build_ext):
             base = ["/O2", "/fp:precise"]
         else:
             # No FP contraction: every SIMD path must round exactly as the scalar one.
-            base = ["-O3", "-ffp-contract=off", "-Wno-unused-function"]
+            base = ["-O3", "-ffp-contract=off", "-Wno-unused-function", "-Wno-psabi"]
         cflags, ldflags = list(base), []
         if _flag("FASTINIT_DISABLE_OPENMP"):
             print("fastinit: OpenMP disabled by FASTINIT_DISABLE_OPENMP; fills run on one thread")

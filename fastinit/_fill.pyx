@@ -23,6 +23,7 @@ from fastinit._kernels cimport (
     FI_UNIFORM_F32, FI_UNIFORM_F64, fi_build_flags, fi_call_seed, fi_compiler, fi_cursor,
     fi_cursor_free, fi_cursor_new, fi_omp_max_threads, fi_openmp_enabled, fi_params,
     fi_path_supported, fi_path_table, fi_piece_fn, fi_plan, fi_store_fence,
+    fi_stream_yardstick,
 )
 
 cnp.import_array()
@@ -36,9 +37,6 @@ cdef int64_t STREAM_MIN_BYTES = 8 << 20
 
 cdef int _requested_threads = 0     # 0: follow OpenMP (OMP_NUM_THREADS, threadpoolctl)
 cdef int _path = FI_PATH_BASELINE
-
-_DTYPES = {np.dtype(np.float32): 0, np.dtype(np.float64): 1}
-
 
 # --------------------------------------------------------------------------------------
 # Threads and instruction-set paths
@@ -137,7 +135,7 @@ def _as_index_tuple(value, name, ndim):
     return tuple(int(v) for v in items)
 
 
-cdef bint _self_overlapping(cnp.ndarray a):
+def _self_overlapping(a):
     """Whether two distinct indices of ``a`` address overlapping bytes.
 
     Sorting the dimensions of size > 1 by |stride|, the array does not overlap
@@ -146,7 +144,7 @@ cdef bint _self_overlapping(cnp.ndarray a):
     reshaping; an exotic as_strided layout that interleaves without overlap is
     rejected too (conservative).
     """
-    dims = sorted((abs(s), n) for s, n in zip((<object>a).strides, (<object>a).shape) if n > 1)
+    dims = sorted((abs(s), n) for s, n in zip(a.strides, a.shape) if n > 1)
     extent = a.itemsize
     for stride, size in dims:
         if stride < extent:
@@ -165,33 +163,54 @@ cdef class Target:
 
     cdef fi_plan plan
     cdef readonly object array
-    cdef readonly object dtype
     cdef readonly int kind          # 0: float32, 1: float64
     cdef readonly Py_ssize_t size
-    cdef readonly tuple global_shape
 
     def __cinit__(self, out, global_shape=None, global_offset=None):
-        if not isinstance(out, np.ndarray):
+        if not cnp.PyArray_Check(out):
             raise TypeError(f"expected a numpy.ndarray, got {type(out).__name__}")
         cdef cnp.ndarray a = <cnp.ndarray>out
-        dtype = a.dtype
-        if dtype not in _DTYPES:
-            raise TypeError(f"unsupported dtype {dtype}; expected float32 or float64")
-        if not dtype.isnative:
-            raise TypeError(f"unsupported dtype {dtype.str}: byte order is not native")
-        if not a.flags.writeable:
+        cdef int typenum = cnp.PyArray_TYPE(a)
+        if typenum == cnp.NPY_FLOAT32:
+            self.kind = 0
+        elif typenum == cnp.NPY_FLOAT64:
+            self.kind = 1
+        else:
+            raise TypeError(f"unsupported dtype {out.dtype}; expected float32 or float64")
+        if not cnp.PyArray_ISNOTSWAPPED(a):
+            raise TypeError(f"unsupported dtype {out.dtype.str}: byte order is not native")
+        if not cnp.PyArray_ISWRITEABLE(a):
             raise ValueError("output array is read-only")
-        if out.size > 1 and _self_overlapping(a):
+        cdef Py_ssize_t size = cnp.PyArray_SIZE(a)
+        cdef int contiguous = cnp.PyArray_IS_C_CONTIGUOUS(a)
+        if size > 1 and not contiguous and _self_overlapping(out):
             raise ValueError("output array overlaps itself (a zero or overlapping stride); "
                              "its elements cannot all receive values")
-        cdef int nd = a.ndim
-        cdef int k
-        shape = tuple(out.shape)
+        cdef int nd = cnp.PyArray_NDIM(a)
+        cdef cnp.npy_intp *dims = cnp.PyArray_DIMS(a)
+        cdef int k, j
+        cdef fi_plan *pl = &self.plan
+        pl.data = <char *>cnp.PyArray_DATA(a)
+        pl.ndim = nd
+        pl.itemsize = <int>cnp.PyArray_ITEMSIZE(a)
+        pl.contiguous = contiguous
+        pl.aligned = cnp.PyArray_ISALIGNED(a)
+        pl.stream = size * pl.itemsize >= STREAM_MIN_BYTES
+        for k in range(nd):
+            pl.shape[k] = dims[k]
+            pl.strides[k] = cnp.PyArray_STRIDE(a, k)
+        self.array = out
+        self.size = size
+
         if global_shape is None:
             if global_offset is not None:
                 raise ValueError("global_offset needs global_shape")
-            gshape, offset = shape, (0,) * nd
+            # The whole tensor: one run, starting at global index 0.
+            pl.run_dims = 0
+            pl.run_len = size
+            pl.gbase = 0
         else:
+            shape = tuple(out.shape)
             gshape = _as_index_tuple(global_shape, "global_shape", nd)
             offset = (0,) * nd if global_offset is None else _as_index_tuple(
                 global_offset, "global_offset", nd)
@@ -200,51 +219,39 @@ cdef class Target:
                     raise ValueError(
                         f"the array (shape {shape}) at global_offset {offset} does not fit "
                         f"in global_shape {gshape} (dimension {k})")
-        total = 1
-        for g in gshape:
-            total *= g
-        if total >= 2**63:
-            raise ValueError(f"global_shape {gshape} has too many elements")
-
-        self.array = a
-        self.dtype = dtype
-        self.kind = _DTYPES[dtype]
-        self.size = out.size
-        self.global_shape = gshape
-
-        cdef fi_plan *pl = &self.plan
-        pl.data = <char *>cnp.PyArray_DATA(a)
-        pl.ndim = nd
-        pl.itemsize = a.itemsize
-        pl.contiguous = a.flags.c_contiguous
-        pl.stream = out.nbytes >= STREAM_MIN_BYTES
-        for k in range(nd):
-            pl.shape[k] = shape[k]
-            pl.strides[k] = cnp.PyArray_STRIDE(a, k)
-        # Runs: the trailing dimensions that the array spans whole, plus one more.
-        k = nd - 1
-        while k > 0 and shape[k] == gshape[k]:
-            k -= 1
-        pl.run_dims = max(k, 0)
-        run_len = 1
-        for j in range(pl.run_dims, nd):
-            run_len *= shape[j]
-        pl.run_len = run_len
-        gbase = 0
-        step = 1
-        for j in range(nd - 1, -1, -1):
-            gbase += offset[j] * step
-            if j < pl.run_dims:
-                pl.run_gstride[j] = step
-            step *= gshape[j]
-        pl.gbase = gbase
+            total = 1
+            for g in gshape:
+                total *= g
+            if total >= 2**63:
+                raise ValueError(f"global_shape {gshape} has too many elements")
+            # Runs: the trailing dimensions that the array spans whole, plus one more.
+            k = nd - 1
+            while k > 0 and shape[k] == gshape[k]:
+                k -= 1
+            pl.run_dims = max(k, 0)
+            run_len = 1
+            for j in range(pl.run_dims, nd):
+                run_len *= shape[j]
+            pl.run_len = run_len
+            gbase = 0
+            step = 1
+            for j in range(nd - 1, -1, -1):
+                gbase += offset[j] * step
+                if j < pl.run_dims:
+                    pl.run_gstride[j] = step
+                step *= gshape[j]
+            pl.gbase = gbase
         pl.piece_len = PIECE_LEN
-        if out.size == 0:
+        if size == 0:
             pl.pieces_per_run = 0
             pl.npieces = 0
         else:
-            pl.pieces_per_run = (run_len + PIECE_LEN - 1) // PIECE_LEN
-            pl.npieces = (out.size // run_len) * pl.pieces_per_run
+            pl.pieces_per_run = (pl.run_len + PIECE_LEN - 1) // PIECE_LEN
+            pl.npieces = (size // pl.run_len) * pl.pieces_per_run
+
+    @property
+    def dtype(self):
+        return self.array.dtype
 
 
 # --------------------------------------------------------------------------------------
@@ -252,9 +259,9 @@ cdef class Target:
 # --------------------------------------------------------------------------------------
 
 cdef int _threads_for(const fi_plan *pl, Py_ssize_t size):
-    cdef int n = get_num_threads()
-    if size < PARALLEL_MIN:
+    if size < PARALLEL_MIN or not fi_openmp_enabled():
         return 1
+    cdef int n = _requested_threads if _requested_threads > 0 else fi_omp_max_threads()
     if n > pl.npieces:
         n = <int>pl.npieces
     return n if n > 1 else 1
@@ -349,3 +356,14 @@ def constant(Target t, value):
     cdef fi_params pr
     pr.value = value
     _run(FI_CONSTANT_F32 if t.kind == 0 else FI_CONSTANT_F64, t, &pr)
+
+
+def stream_yardstick(cnp.ndarray[cnp.float32_t, ndim=1, mode="c"] out, int nthreads):
+    """Write 1.0 into a contiguous float32 array with the plainest OpenMP loop of
+    non-temporal stores: the bench's measure of the machine's write bandwidth."""
+    if not out.flags.writeable:
+        raise ValueError("output array is read-only")
+    cdef float *data = <float *>cnp.PyArray_DATA(out)
+    cdef int64_t n = out.shape[0]
+    with nogil:
+        fi_stream_yardstick(data, n, nthreads if nthreads > 0 else 1)

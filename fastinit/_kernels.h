@@ -29,15 +29,27 @@
 #error "fastinit's stream layout reads 32-bit halves in little-endian order"
 #endif
 
-#if defined(__GNUC__)
+#if !defined(__GNUC__)
+#error "fastinit's kernels use GCC/Clang vector extensions"
+#endif
 #define FI_INLINE static inline __attribute__((always_inline))
 #define FI_ALIGN64 __attribute__((aligned(64)))
 typedef uint32_t fi_u32_alias __attribute__((__may_alias__));
-#else
-#define FI_INLINE static inline
-#define FI_ALIGN64
-typedef uint32_t fi_u32_alias;
-#endif
+
+/* 32-byte vectors: one source, lowered to SSE2 pairs, AVX2 or AVX-512VL per target. */
+typedef uint64_t fi_u64x4 __attribute__((vector_size(32)));
+typedef int64_t fi_i64x4 __attribute__((vector_size(32)));
+typedef uint32_t fi_u32x8 __attribute__((vector_size(32)));
+typedef int32_t fi_i32x8 __attribute__((vector_size(32)));
+typedef float fi_f32x8 __attribute__((vector_size(32)));
+typedef double fi_f64x4 __attribute__((vector_size(32)));
+typedef float fi_f32x4 __attribute__((vector_size(16)));
+#define FI_VECS (FI_LANES / 4)   /* 4-lane vectors per block */
+
+/* Broadcasts. (Not x + (vector){0}: that would turn -0.0 into +0.0.) */
+FI_INLINE fi_f32x8 fi_splat_f32(float x) { return (fi_f32x8){x, x, x, x, x, x, x, x}; }
+FI_INLINE fi_f64x4 fi_splat_f64(double x) { return (fi_f64x4){x, x, x, x}; }
+FI_INLINE fi_u64x4 fi_splat_u64(uint64_t x) { return (fi_u64x4){x, x, x, x}; }
 
 /* ------------------------------------------------------------------------- */
 /* Engine                                                                     */
@@ -107,6 +119,41 @@ static inline uint64_t fi_call_seed(uint64_t k0, uint64_t k1, uint64_t counter)
     return fi_mix64(k0 ^ fi_mix64(k1 + (counter + 1) * FI_GAMMA));
 }
 
+/* The lane states of one block, as FI_VECS vectors of 4 lanes per state word. */
+typedef struct {
+    fi_u64x4 s0[FI_VECS], s1[FI_VECS], s2[FI_VECS], s3[FI_VECS];
+} fi_lanes;
+
+FI_INLINE void fi_lanes_seed(fi_lanes *ln, uint64_t sigma, uint64_t block)
+{
+    uint64_t w[4][FI_LANES] FI_ALIGN64;
+    const uint64_t first = block * (uint64_t)(4 * FI_LANES);
+    for (int l = 0; l < FI_LANES; l++)
+        for (int k = 0; k < 4; k++)
+            w[k][l] = fi_mix64(sigma + (first + 4 * (uint64_t)l + (uint64_t)k + 1) * FI_GAMMA);
+    memcpy(ln->s0, w[0], sizeof ln->s0); memcpy(ln->s1, w[1], sizeof ln->s1);
+    memcpy(ln->s2, w[2], sizeof ln->s2); memcpy(ln->s3, w[3], sizeof ln->s3);
+}
+
+FI_INLINE fi_u64x4 fi_rotl4(fi_u64x4 x, int k) { return (x << k) | (x >> (64 - k)); }
+
+/* One xoshiro256** step of 4 lanes; the multiplications by 5 and 9 are written
+ * as shifts and adds, which AVX2 has and 64-bit vector multiplies are not. */
+FI_INLINE fi_u64x4 fi_step4(fi_u64x4 *s0, fi_u64x4 *s1, fi_u64x4 *s2, fi_u64x4 *s3)
+{
+    fi_u64x4 x = *s1 + (*s1 << 2);
+    x = fi_rotl4(x, 7);
+    x = x + (x << 3);
+    const fi_u64x4 t = *s1 << 17;
+    *s2 ^= *s0;
+    *s3 ^= *s1;
+    *s1 ^= *s2;
+    *s0 ^= *s3;
+    *s2 ^= t;
+    *s3 = fi_rotl4(*s3, 45);
+    return x;
+}
+
 /*
  * A cursor is one thread's view of one block: its lane states, how many steps
  * have been taken, and the raw outputs so far (output m of the block at raw[m]).
@@ -115,7 +162,7 @@ static inline uint64_t fi_call_seed(uint64_t k0, uint64_t k1, uint64_t counter)
  */
 typedef struct {
     uint64_t raw[FI_BLOCK] FI_ALIGN64;
-    uint64_t s[4][FI_LANES] FI_ALIGN64;
+    fi_lanes lanes;
     uint64_t sigma;
     uint64_t block;
     int64_t steps;
@@ -132,41 +179,23 @@ static fi_cursor *fi_cursor_new(void)
 
 static void fi_cursor_free(fi_cursor *c) { free(c); }
 
-FI_INLINE void fi_block_seed(fi_cursor *c, uint64_t sigma, uint64_t block)
-{
-    const uint64_t first = block * (uint64_t)(4 * FI_LANES);
-    for (int l = 0; l < FI_LANES; l++)
-        for (int w = 0; w < 4; w++)
-            c->s[w][l] = fi_mix64(sigma + (first + 4 * (uint64_t)l + (uint64_t)w + 1) * FI_GAMMA);
-    c->sigma = sigma;
-    c->block = block;
-    c->steps = 0;
-    c->valid = 1;
-}
-
 /* Make raw[0 .. FI_LANES*steps) available for (sigma, block). */
 FI_INLINE void fi_block_advance(fi_cursor *c, uint64_t sigma, uint64_t block, int64_t steps)
 {
-    if (!c->valid || c->sigma != sigma || c->block != block || c->steps > steps)
-        fi_block_seed(c, sigma, block);
-    uint64_t s0[FI_LANES], s1[FI_LANES], s2[FI_LANES], s3[FI_LANES];
-    memcpy(s0, c->s[0], sizeof s0); memcpy(s1, c->s[1], sizeof s1);
-    memcpy(s2, c->s[2], sizeof s2); memcpy(s3, c->s[3], sizeof s3);
-    for (int64_t t = c->steps; t < steps; t++) {
-        uint64_t *out = c->raw + t * FI_LANES;
-        for (int l = 0; l < FI_LANES; l++) {
-            out[l] = fi_rotl(s1[l] * 5, 7) * 9;
-            const uint64_t tt = s1[l] << 17;
-            s2[l] ^= s0[l];
-            s3[l] ^= s1[l];
-            s1[l] ^= s2[l];
-            s0[l] ^= s3[l];
-            s2[l] ^= tt;
-            s3[l] = fi_rotl(s3[l], 45);
-        }
+    if (!c->valid || c->sigma != sigma || c->block != block || c->steps > steps) {
+        fi_lanes_seed(&c->lanes, sigma, block);
+        c->sigma = sigma;
+        c->block = block;
+        c->steps = 0;
+        c->valid = 1;
     }
-    memcpy(c->s[0], s0, sizeof s0); memcpy(c->s[1], s1, sizeof s1);
-    memcpy(c->s[2], s2, sizeof s2); memcpy(c->s[3], s3, sizeof s3);
+    fi_lanes ln = c->lanes;
+    for (int64_t t = c->steps; t < steps; t++)
+        for (int v = 0; v < FI_VECS; v++) {
+            const fi_u64x4 x = fi_step4(&ln.s0[v], &ln.s1[v], &ln.s2[v], &ln.s3[v]);
+            memcpy(c->raw + t * FI_LANES + 4 * v, &x, sizeof x);
+        }
+    c->lanes = ln;
     if (steps > c->steps) c->steps = steps;
 }
 
@@ -189,6 +218,7 @@ typedef struct {
     int ndim;
     int itemsize;
     int contiguous;                 /* local array is C-contiguous */
+    int aligned;                    /* data is aligned to the item size */
     int stream;                     /* use non-temporal stores */
     int64_t shape[FI_MAXDIM];
     int64_t strides[FI_MAXDIM];     /* bytes */
@@ -328,15 +358,82 @@ FI_INLINE void fi_uniform_f64_map(const uint64_t *raw, int64_t j0, int64_t n, co
     }
 }
 
+/* Stores 8 floats or 4 doubles (32 bytes) at p: non-temporal when stream is set
+ * (p is then 16-byte aligned), plain otherwise. */
+FI_INLINE void fi_store32(void *p, fi_f32x8 v, int stream)
+{
+#ifdef FI_X86
+    if (stream) {
+        const fi_f32x4 a = __builtin_shufflevector(v, v, 0, 1, 2, 3);
+        const fi_f32x4 b = __builtin_shufflevector(v, v, 4, 5, 6, 7);
+        _mm_stream_ps((float *)p, (__m128)a);
+        _mm_stream_ps((float *)p + 4, (__m128)b);
+        return;
+    }
+#endif
+    (void)stream;
+    memcpy(p, &v, sizeof v);
+}
+
+/* A whole block of float32 uniforms into dst, straight from the lane registers:
+ * the 4 outputs of a vector step, read as 8 uint32 halves, are 8 consecutive
+ * elements (section 5 of docs/stream.md). Same values as fi_uniform_f32_map. */
+FI_INLINE void fi_uniform_f32_whole(uint64_t sigma, uint64_t block, const fi_params *pr,
+                                    float *dst, int stream)
+{
+    fi_lanes ln;
+    fi_lanes_seed(&ln, sigma, block);
+    const fi_f32x8 lo = fi_splat_f32(pr->low_f), r = fi_splat_f32(pr->range_f);
+    const fi_f32x8 cap = fi_splat_f32(pr->cap_f);
+    for (int t = 0; t < FI_BLOCK / (2 * FI_LANES); t++)
+        for (int v = 0; v < FI_VECS; v++) {
+            const fi_u32x8 h = (fi_u32x8)fi_step4(&ln.s0[v], &ln.s1[v], &ln.s2[v], &ln.s3[v]);
+            const fi_f32x8 u = __builtin_convertvector((fi_i32x8)(h >> 8), fi_f32x8) * 0x1p-24f;
+            const fi_f32x8 val = lo + r * u;
+            const fi_i32x8 below = val < cap;
+            const fi_i32x8 bits = ((fi_i32x8)val & below) | ((fi_i32x8)cap & ~below);
+            fi_store32(dst + t * 2 * FI_LANES + 8 * v, (fi_f32x8)bits, stream);
+        }
+}
+
+/* A whole block of float64 uniforms into dst. u = (x >> 11) * 2^-53 is formed
+ * exactly without a 64-bit integer conversion (which AVX2 lacks): the double
+ * 1 + (x >> 12) * 2^-52, minus 1, plus 2^-53 when bit 11 of x is set. */
+FI_INLINE void fi_uniform_f64_whole(uint64_t sigma, uint64_t block, const fi_params *pr,
+                                    double *dst, int stream)
+{
+    fi_lanes ln;
+    fi_lanes_seed(&ln, sigma, block);
+    const fi_f64x4 lo = fi_splat_f64(pr->low), r = fi_splat_f64(pr->range);
+    const fi_f64x4 cap = fi_splat_f64(pr->cap);
+    const fi_u64x4 one_bits = fi_splat_u64(0x3FF0000000000000ULL);    /* 1.0 */
+    const fi_u64x4 half_ulp = fi_splat_u64(0x3CA0000000000000ULL);    /* 2^-53 */
+    for (int t = 0; t < FI_BLOCK / FI_LANES; t++)
+        for (int v = 0; v < FI_VECS; v++) {
+            const fi_u64x4 x = fi_step4(&ln.s0[v], &ln.s1[v], &ln.s2[v], &ln.s3[v]);
+            const fi_f64x4 high52 = (fi_f64x4)((x >> 12) | one_bits) - fi_splat_f64(1.0);
+            const fi_f64x4 low1 = (fi_f64x4)(half_ulp & -((x >> 11) & 1));
+            const fi_f64x4 u = high52 + low1;
+            const fi_f64x4 val = lo + r * u;
+            const fi_i64x4 below = val < cap;
+            const fi_i64x4 bits = ((fi_i64x4)val & below) | ((fi_i64x4)cap & ~below);
+            fi_store32(dst + t * FI_LANES + 4 * v, (fi_f32x8)bits, stream);
+        }
+}
+
 /* ------------------------------------------------------------------------- */
 /* Piece kernels                                                              */
 /* ------------------------------------------------------------------------- */
 
-/* Uniform fill of one piece; values_per_output is 2 for float32, 1 for float64. */
-#define FI_DEFINE_UNIFORM_PIECE(NAME, CTYPE, MAP, PER_OUTPUT)                              \
+/* Uniform fill of one piece; PER_OUTPUT values per raw output (2 for float32, 1
+ * for float64). A whole block bound for aligned contiguous memory is written
+ * straight from registers (WHOLE); a partial block goes through the cursor. */
+#define FI_DEFINE_UNIFORM_PIECE(NAME, CTYPE, MAP, WHOLE, PER_OUTPUT)                       \
 FI_INLINE void NAME(fi_cursor *c, const fi_plan *pl, const fi_params *pr, int64_t p)      \
 {                                                                                          \
     CTYPE vals[FI_BLOCK] FI_ALIGN64;                                                       \
+    const int direct = pl->contiguous && pl->aligned;                                      \
+    const int64_t per_step = (int64_t)FI_LANES * (PER_OUTPUT);                             \
     int64_t flat, n;                                                                       \
     uint64_t g;                                                                            \
     fi_piece_start(pl, p, &flat, &g, &n);                                                  \
@@ -344,16 +441,24 @@ FI_INLINE void NAME(fi_cursor *c, const fi_plan *pl, const fi_params *pr, int64_
         const uint64_t block = g / FI_BLOCK;                                               \
         const int64_t j0 = (int64_t)(g % FI_BLOCK);                                        \
         const int64_t m = n < FI_BLOCK - j0 ? n : FI_BLOCK - j0;                           \
-        const int64_t per_step = (int64_t)FI_LANES * (PER_OUTPUT);                         \
-        fi_block_advance(c, pr->sigma, block, (j0 + m + per_step - 1) / per_step);         \
-        MAP(c->raw, j0, m, pr, vals);                                                      \
-        fi_emit(pl, flat, vals, m);                                                        \
+        CTYPE *dst = (CTYPE *)pl->data + flat;                                             \
+        if (direct && m == FI_BLOCK && !(pl->stream && ((uintptr_t)dst & 15))) {           \
+            WHOLE(pr->sigma, block, pr, dst, pl->stream);                                  \
+        } else {                                                                           \
+            fi_block_advance(c, pr->sigma, block, (j0 + m + per_step - 1) / per_step);     \
+            if (direct && !pl->stream) {                                                   \
+                MAP(c->raw, j0, m, pr, dst);                                               \
+            } else {                                                                       \
+                MAP(c->raw, j0, m, pr, vals);                                              \
+                fi_emit(pl, flat, vals, m);                                                \
+            }                                                                              \
+        }                                                                                  \
         flat += m; g += (uint64_t)m; n -= m;                                               \
     }                                                                                      \
 }
 
-FI_DEFINE_UNIFORM_PIECE(fi_uniform_f32_body, float, fi_uniform_f32_map, 2)
-FI_DEFINE_UNIFORM_PIECE(fi_uniform_f64_body, double, fi_uniform_f64_map, 1)
+FI_DEFINE_UNIFORM_PIECE(fi_uniform_f32_body, float, fi_uniform_f32_map, fi_uniform_f32_whole, 2)
+FI_DEFINE_UNIFORM_PIECE(fi_uniform_f64_body, double, fi_uniform_f64_map, fi_uniform_f64_whole, 1)
 
 /* Constant fill of one piece: the value is written into a small buffer once and
  * emitted repeatedly, so it shares the store paths of the random fills. */
@@ -451,6 +556,30 @@ static int fi_omp_max_threads(void)
     return omp_get_max_threads();
 #else
     return 1;
+#endif
+}
+
+/* The bench's yardstick of write bandwidth: the plainest OpenMP loop of
+ * non-temporal stores of a constant over a float32 array (cache lines split
+ * statically among the threads). fastinit's fills are measured against it. */
+static void fi_stream_yardstick(float *a, int64_t n, int nthreads)
+{
+#ifdef FI_X86
+    int64_t head = (int64_t)(((16 - ((uintptr_t)a & 15)) & 15) / sizeof(float));
+    if (head > n) head = n;
+    for (int64_t i = 0; i < head; i++) a[i] = 1.0f;
+    float *body = a + head;
+    const int64_t vectors = (n - head) / 4;
+    #pragma omp parallel num_threads(nthreads)
+    {
+        #pragma omp for schedule(static)
+        for (int64_t i = 0; i < vectors; i++) _mm_stream_ps(body + 4 * i, _mm_set1_ps(1.0f));
+        _mm_sfence();
+    }
+    for (int64_t i = head + 4 * vectors; i < n; i++) a[i] = 1.0f;
+#else
+    (void)nthreads;
+    for (int64_t i = 0; i < n; i++) a[i] = 1.0f;
 #endif
 }
 

@@ -35,6 +35,7 @@ cdef extern from "_kernels.h" nogil:
         int ndim
         int itemsize
         int contiguous
+        int aligned
         int stream
         int64_t shape[64]
         int64_t strides[64]
@@ -56,6 +57,7 @@ cdef extern from "_kernels.h" nogil:
     const fi_piece_fn *fi_path_table(int path)
     int fi_path_supported(int path)
     void fi_store_fence()
+    void fi_stream_yardstick(float *a, int64_t n, int nthreads)
     int fi_openmp_enabled()
     int fi_omp_max_threads()
     const char *fi_build_flags

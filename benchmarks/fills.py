@@ -1,0 +1,88 @@
+"""asv benchmarks: fastinit's fills by size, dtype and thread count, and the peers.
+
+Each fill has a ``time_`` benchmark (seconds per call, lower is better, as asv's
+regression detection assumes) and a ``track_`` throughput in GB/s.
+"""
+
+import os
+import statistics
+import time
+
+import numpy as np
+
+import fastinit
+
+SIZES = [10**3, 10**5, 10**6, 10**7, 10**8]
+DTYPES = ["float32", "float64"]
+THREADS = ["1", "all"]
+
+
+def gbps(fn, nbytes, rounds=7):
+    """Median throughput of ``fn`` over ``rounds`` calls, after one warm-up call."""
+    fn()
+    times = []
+    for _ in range(rounds):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return nbytes / statistics.median(times) / 1e9
+
+
+def set_threads(threads):
+    fastinit.set_num_threads(None if threads == "all" else int(threads))
+
+
+class Uniform:
+    params = (SIZES, DTYPES, THREADS)
+    param_names = ["size", "dtype", "threads"]
+
+    def setup(self, size, dtype, threads):
+        self.out = np.ones(size, dtype)        # pre-touched
+        self.gen = fastinit.Generator(0)
+        set_threads(threads)
+
+    def teardown(self, size, dtype, threads):
+        fastinit.set_num_threads(None)
+
+    def time_uniform(self, size, dtype, threads):
+        self.gen.uniform_(self.out)
+
+    def track_uniform_gbps(self, size, dtype, threads):
+        return gbps(lambda: self.gen.uniform_(self.out), self.out.nbytes)
+
+    track_uniform_gbps.unit = "GB/s"
+
+
+class Peers:
+    """numpy's PCG64 and ndarray.fill (the bandwidth yardstick), on the same arrays."""
+
+    params = (SIZES, DTYPES)
+    param_names = ["size", "dtype"]
+
+    def setup(self, size, dtype):
+        self.out = np.ones(size, dtype)
+        self.rng = np.random.Generator(np.random.PCG64(0))
+        self.dtype = np.dtype(dtype)
+
+    def time_numpy_pcg64_random(self, size, dtype):
+        self.rng.random(out=self.out, dtype=self.dtype)
+
+    def track_numpy_pcg64_random_gbps(self, size, dtype):
+        return gbps(lambda: self.rng.random(out=self.out, dtype=self.dtype), self.out.nbytes)
+
+    track_numpy_pcg64_random_gbps.unit = "GB/s"
+
+    def time_ndarray_fill(self, size, dtype):
+        self.out.fill(0.5)
+
+    def track_ndarray_fill_gbps(self, size, dtype):
+        return gbps(lambda: self.out.fill(0.5), self.out.nbytes)
+
+    track_ndarray_fill_gbps.unit = "GB/s"
+
+
+def track_machine_cpus():
+    return os.cpu_count()
+
+
+track_machine_cpus.unit = "CPUs"

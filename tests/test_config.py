@@ -1,0 +1,153 @@
+"""Build facts, thread and SIMD settings, and what importing fastinit costs."""
+
+import os
+import subprocess
+import sys
+import warnings
+
+import numpy as np
+import pytest
+
+import fastinit
+from fastinit import _fill
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def run_python(code, env=None, cwd=ROOT):
+    full_env = dict(os.environ, **(env or {}))
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         env=full_env, cwd=cwd, timeout=300)
+    assert out.returncode == 0, out.stderr
+    return out.stdout.strip(), out.stderr
+
+
+def test_build_info():
+    info = fastinit.build_info()
+    assert info["version"] == fastinit.__version__
+    assert isinstance(info["openmp"], bool)
+    assert info["num_threads"] == fastinit.get_num_threads() >= 1
+    assert info["simd_path"] in info["simd_paths"]
+    assert info["simd_paths"][0] == "baseline"
+    assert "-ffp-contract=off" in info["flags"]
+    assert "-march=native" not in info["flags"]
+    assert info["block_elements"] == 2048
+
+
+def test_show_config_prints_every_fact(capsys):
+    fastinit.show_config()
+    lines = capsys.readouterr().out.splitlines()
+    assert [line.split(":")[0].strip() for line in lines] == list(fastinit.build_info())
+
+
+def test_command_line_show_config():
+    out, _ = run_python("from fastinit.__main__ import main; main(['show-config'])")
+    assert "simd_path" in out and "openmp" in out
+
+
+def test_import_does_not_import_torch_or_scipy():
+    out, _ = run_python("import sys, fastinit; "
+                        "print(sorted(m for m in ('torch', 'scipy') if m in sys.modules))")
+    assert out == "[]"
+
+
+def test_set_num_threads_validation(num_threads):
+    for bad, exc in [(0, ValueError), (-2, ValueError), (1.5, TypeError), ("2", TypeError),
+                     (True, TypeError)]:
+        with pytest.raises(exc):
+            fastinit.set_num_threads(bad)
+    if fastinit.build_info()["openmp"]:
+        num_threads(3)
+        assert fastinit.get_num_threads() == 3
+        num_threads(None)
+        assert fastinit.get_num_threads() == (os.cpu_count() or 1)
+
+
+@pytest.mark.skipif(not fastinit.build_info()["openmp"], reason="serial build")
+@pytest.mark.parametrize("n", ["1", "3"])
+def test_omp_num_threads_is_honoured(n):
+    out, _ = run_python("import fastinit; print(fastinit.get_num_threads())",
+                        env={"OMP_NUM_THREADS": n})
+    assert out == n
+
+
+@pytest.mark.skipif(not fastinit.build_info()["openmp"], reason="serial build")
+def test_threadpoolctl_limits_apply():
+    threadpoolctl = pytest.importorskip("threadpoolctl")
+    fastinit.set_num_threads(None)
+    before = fastinit.get_num_threads()
+    with threadpoolctl.threadpool_limits(limits=1, user_api="openmp"):
+        assert fastinit.get_num_threads() == 1
+    assert fastinit.get_num_threads() == before
+
+
+def test_simd_path_selection(simd_path):
+    with pytest.raises(ValueError, match="unknown SIMD path"):
+        simd_path("sse9")
+    unsupported = [p for p in ("baseline", "avx2", "avx512") if p not in _fill.simd_paths()]
+    for p in unsupported:
+        with pytest.raises(ValueError, match="cannot run"):
+            simd_path(p)
+    simd_path("baseline")
+    assert _fill.get_simd_path() == "baseline"
+
+
+def test_fastinit_simd_environment_variable():
+    out, _ = run_python("import fastinit; print(fastinit.build_info()['simd_path'])",
+                        env={"FASTINIT_SIMD": "baseline"})
+    assert out == "baseline"
+    out, err = run_python("import fastinit; print(fastinit.build_info()['simd_path'])",
+                          env={"FASTINIT_SIMD": "sse9"})
+    assert out == _fill.simd_paths()[-1]
+    assert "FASTINIT_SIMD ignored" in err
+
+
+# --------------------------------------------------------------------------------------
+# Builds without OpenMP: they must build, import, run on one thread, and write the
+# same bits. (A real build in a temporary directory: about half a minute.)
+# --------------------------------------------------------------------------------------
+
+def copy_sources(dest):
+    import shutil
+    for name in ("setup.py", "pyproject.toml", "README.md", "MANIFEST.in"):
+        shutil.copy(os.path.join(ROOT, name), dest)
+    shutil.copytree(os.path.join(ROOT, "fastinit"), os.path.join(dest, "fastinit"),
+                    ignore=shutil.ignore_patterns("*.so", "*.c", "__pycache__"))
+
+
+def build(src, **env):
+    return subprocess.run([sys.executable, "setup.py", "build_ext", "--inplace"], cwd=src,
+                          capture_output=True, text=True, env=dict(os.environ, **env),
+                          timeout=600)
+
+
+def test_serial_build_without_openmp(tmp_path):
+    pytest.importorskip("Cython")
+    copy_sources(tmp_path)
+    result = build(tmp_path, FASTINIT_DISABLE_OPENMP="1")
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "OpenMP disabled" in result.stdout
+    out, _ = run_python(
+        "import numpy as np, fastinit\n"
+        "fastinit.set_num_threads(4)\n"
+        "a = np.empty((700, 3001), np.float32)\n"
+        "fastinit.Generator(3).uniform_(a)\n"
+        "info = fastinit.build_info()\n"
+        "print(info['openmp'], info['num_threads'], a.tobytes().hex()[:64], float(a.sum()))",
+        cwd=str(tmp_path))
+    a = np.empty((700, 3001), np.float32)
+    fastinit.Generator(3).uniform_(a)
+    assert out == f"False 1 {a.tobytes().hex()[:64]} {float(a.sum())}"
+
+
+def test_required_openmp_fails_when_the_compiler_has_none(tmp_path):
+    pytest.importorskip("Cython")
+    copy_sources(tmp_path)
+    # A compiler that rejects -fopenmp, as one without OpenMP support would.
+    cc = tmp_path / "cc-without-openmp"
+    cc.write_text('#!/bin/sh\nfor a in "$@"; do [ "$a" = "-fopenmp" ] && exit 1; done\n'
+                  'exec gcc "$@"\n')
+    cc.chmod(0o755)
+    result = build(tmp_path, CC=str(cc), FASTINIT_REQUIRE_OPENMP="1")
+    assert result.returncode != 0
+    assert "no working OpenMP" in result.stderr + result.stdout

@@ -100,7 +100,8 @@ def extension(name):
         [f"fastinit/{name}.pyx"],
         include_dirs=[numpy.get_include(), "fastinit"],
         define_macros=[("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION")],
-        depends=["fastinit/_kernels.h", "fastinit/_kernels.pxd"],
+        depends=["fastinit/_kernels.h", "fastinit/_ziggurat.h", "fastinit/_kernels.pxd"],
+        libraries=[] if sys.platform == "win32" else ["m"],
     )
 
 

@@ -53,6 +53,27 @@ class Uniform:
     track_uniform_gbps.unit = "GB/s"
 
 
+class Normal:
+    params = (SIZES, DTYPES, THREADS)
+    param_names = ["size", "dtype", "threads"]
+
+    def setup(self, size, dtype, threads):
+        self.out = np.ones(size, dtype)
+        self.gen = fastinit.Generator(0)
+        set_threads(threads)
+
+    def teardown(self, size, dtype, threads):
+        fastinit.set_num_threads(None)
+
+    def time_normal(self, size, dtype, threads):
+        self.gen.normal_(self.out)
+
+    def track_normal_gbps(self, size, dtype, threads):
+        return gbps(lambda: self.gen.normal_(self.out), self.out.nbytes)
+
+    track_normal_gbps.unit = "GB/s"
+
+
 class Peers:
     """numpy's PCG64 and ndarray.fill (the bandwidth yardstick), on the same arrays."""
 
@@ -79,6 +100,47 @@ class Peers:
         return gbps(lambda: self.out.fill(0.5), self.out.nbytes)
 
     track_ndarray_fill_gbps.unit = "GB/s"
+
+    def time_numpy_pcg64_standard_normal(self, size, dtype):
+        self.rng.standard_normal(out=self.out, dtype=self.dtype)
+
+    def track_numpy_pcg64_standard_normal_gbps(self, size, dtype):
+        return gbps(lambda: self.rng.standard_normal(out=self.out, dtype=self.dtype),
+                    self.out.nbytes)
+
+    track_numpy_pcg64_standard_normal_gbps.unit = "GB/s"
+
+
+class TorchPeers:
+    """torch's own fills on the same memory (skipped where torch is not installed)."""
+
+    params = (SIZES, DTYPES, THREADS)
+    param_names = ["size", "dtype", "threads"]
+
+    def setup(self, size, dtype, threads):
+        try:
+            import torch
+        except ImportError:
+            raise NotImplementedError("torch is not installed") from None
+        torch.set_num_threads(os.cpu_count() if threads == "all" else int(threads))
+        self.out = np.ones(size, dtype)
+        self.tensor = torch.from_numpy(self.out)
+
+    def time_torch_uniform(self, size, dtype, threads):
+        self.tensor.uniform_()
+
+    def track_torch_uniform_gbps(self, size, dtype, threads):
+        return gbps(self.tensor.uniform_, self.out.nbytes)
+
+    track_torch_uniform_gbps.unit = "GB/s"
+
+    def time_torch_normal(self, size, dtype, threads):
+        self.tensor.normal_()
+
+    def track_torch_normal_gbps(self, size, dtype, threads):
+        return gbps(self.tensor.normal_, self.out.nbytes)
+
+    track_torch_normal_gbps.unit = "GB/s"
 
 
 def track_machine_cpus():

@@ -2,7 +2,7 @@
 
 Every contender runs on the same pre-touched memory, interleaved round by round
 (so a noisy neighbour slows all of them alike), and the report gives medians as
-GB/s and as ratios to the machine's write bandwidth and to numpy.
+GB/s and as speed ratios to reference contenders of the same run.
 """
 
 import importlib.util
@@ -15,6 +15,13 @@ import numpy as np
 import fastinit
 from fastinit import _fill
 from fastinit._shapes import gpt2_small
+
+LIMIT = "stream-store limit (C, OpenMP)"
+NP_RANDOM = "numpy PCG64 random (1 thread)"
+NP_NORMAL = "numpy PCG64 standard_normal"
+NP_FILL = "numpy ndarray.fill (1 thread)"
+TORCH_NORMAL = "torch normal_"
+FI_UNIFORM = "fastinit uniform_"
 
 
 def _median_seconds(contenders, repeat):
@@ -39,13 +46,15 @@ def _torch(threads):
     return torch
 
 
-def _print_table(title, nbytes, seconds, base, base_label, numpy_name):
-    """One row per contender: GB/s, ms, and speed ratios to ``base`` and to numpy."""
+def _print_table(title, nbytes, seconds, references):
+    """One row per contender: GB/s, ms, and its speed relative to each reference
+    (a dict of column label -> contender name; absent references are skipped)."""
+    refs = {label: name for label, name in references.items() if name in seconds}
     print(f"\n{title}")
-    print(f"  {'contender':<34}{'GB/s':>7}{'ms':>9}{base_label:>10}{'vs numpy':>10}")
+    print(f"  {'contender':<34}{'GB/s':>7}{'ms':>9}" + "".join(f"{lab:>11}" for lab in refs))
     for name, s in seconds.items():
-        print(f"  {name:<34}{nbytes / s / 1e9:>7.2f}{s * 1e3:>9.2f}"
-              f"{seconds[base] / s:>10.2f}{seconds[numpy_name] / s:>10.2f}")
+        ratios = "".join(f"{seconds[ref] / s:>11.2f}" for ref in refs.values())
+        print(f"  {name:<34}{nbytes / s / 1e9:>7.2f}{s * 1e3:>9.2f}{ratios}")
 
 
 def bench_sizes(sizes, thread_counts, repeat):
@@ -55,23 +64,31 @@ def bench_sizes(sizes, thread_counts, repeat):
         a = np.ones(size, np.float32)                       # pre-touched
         for threads in thread_counts:
             fastinit.set_num_threads(threads)
-            target = _fill.Target(a)
-            contenders = {
-                "stream-store limit (C, OpenMP)": lambda: _fill.stream_yardstick(a, threads),
-                "fastinit constant fill": lambda: _fill.constant(target, 0.5),
-                "fastinit uniform_ float32": lambda: gen.uniform_(a),
-                "numpy ndarray.fill (1 thread)": lambda: a.fill(0.5),
-                "numpy PCG64 random (1 thread)": lambda: pcg.random(out=a, dtype=np.float32),
-            }
             torch = _torch(threads)
-            if torch is not None:
-                t = torch.from_numpy(a)
-                contenders["torch uniform_ float32"] = lambda: t.uniform_()
-            seconds = _median_seconds(contenders, repeat)
-            _print_table(f"{size:.3g} float32 elements ({a.nbytes / 2**20:.1f} MiB), "
-                         f"{threads} thread{'s' * (threads > 1)}",
-                         a.nbytes, seconds, "stream-store limit (C, OpenMP)", "vs limit",
-                         "numpy PCG64 random (1 thread)")
+            t = torch.from_numpy(a) if torch is not None else None
+            target = _fill.Target(a)
+            label = (f"{size:.3g} float32 elements ({a.nbytes / 2**20:.1f} MiB), "
+                     f"{threads} thread{'s' * (threads > 1)}")
+            uniform = {
+                LIMIT: lambda: _fill.stream_yardstick(a, threads),
+                "fastinit constant fill": lambda: _fill.constant(target, 0.5),
+                FI_UNIFORM: lambda: gen.uniform_(a),
+                NP_FILL: lambda: a.fill(0.5),
+                NP_RANDOM: lambda: pcg.random(out=a, dtype=np.float32),
+            }
+            normal = {
+                FI_UNIFORM: lambda: gen.uniform_(a),
+                "fastinit normal_": lambda: gen.normal_(a),
+                NP_NORMAL: lambda: pcg.standard_normal(out=a, dtype=np.float32),
+            }
+            if t is not None:
+                uniform["torch uniform_"] = lambda: t.uniform_()
+                normal[TORCH_NORMAL] = lambda: t.normal_()
+            _print_table("uniform: " + label, a.nbytes, _median_seconds(uniform, repeat),
+                         {"vs limit": LIMIT, "vs numpy": NP_RANDOM})
+            _print_table("normal: " + label, a.nbytes, _median_seconds(normal, repeat),
+                         {"vs numpy": NP_NORMAL, "vs torch": TORCH_NORMAL,
+                          "vs uniform": FI_UNIFORM})
         del a
     fastinit.set_num_threads(None)
 
@@ -89,27 +106,30 @@ def bench_gpt2(threads, repeat):
         return lambda: [fn(a) for a in arrays]
 
     contenders = {
-        "numpy ndarray.fill (1 thread)": each(lambda a: a.fill(0.5)),
-        "fastinit uniform_ float32": each(gen.uniform_),
-        "numpy PCG64 random (1 thread)": each(lambda a: pcg.random(out=a, dtype=np.float32)),
+        NP_FILL: each(lambda a: a.fill(0.5)),
+        FI_UNIFORM: each(gen.uniform_),
+        NP_RANDOM: each(lambda a: pcg.random(out=a, dtype=np.float32)),
+        "fastinit normal_": each(gen.normal_),
+        NP_NORMAL: each(lambda a: pcg.standard_normal(out=a, dtype=np.float32)),
     }
     torch = _torch(threads)
     if torch is not None:
         tensors = [torch.from_numpy(a) for a in arrays]
-        contenders["torch uniform_ float32"] = lambda: [t.uniform_() for t in tensors]
+        contenders["torch uniform_"] = lambda: [t.uniform_() for t in tensors]
+        contenders[TORCH_NORMAL] = lambda: [t.normal_() for t in tensors]
     seconds = _median_seconds(contenders, repeat)
     _print_table(f"GPT-2 small: {len(arrays)} tensors, {params:,} float32 parameters "
                  f"({nbytes / 2**20:.0f} MiB), one call per tensor, {threads} threads",
-                 nbytes, seconds, "numpy ndarray.fill (1 thread)", "vs fill",
-                 "numpy PCG64 random (1 thread)")
+                 nbytes, seconds, {"vs fill": NP_FILL, "vs np.rand": NP_RANDOM,
+                                   "vs np.norm": NP_NORMAL})
     fastinit.set_num_threads(None)
 
 
 def run(sizes, thread_counts, repeat):
     info = fastinit.build_info()
     print(f"fastinit {info['version']} bench: float32, medians of {repeat} interleaved rounds.")
-    print("Ratios are speed relative to the column's reference (> 1: faster). 'limit' is the")
-    print("machine's write bandwidth: a bare OpenMP loop of non-temporal stores.")
+    print("Ratios are speed relative to the column's contender (> 1: faster). 'limit' is")
+    print("the machine's write bandwidth: a bare OpenMP loop of non-temporal stores.")
     print(f"machine: {info['machine']}, {os.cpu_count()} CPUs, SIMD path {info['simd_path']}, "
           f"OpenMP {'on' if info['openmp'] else 'off'}, numpy {info['numpy']}")
     bench_sizes(sizes, thread_counts, repeat)

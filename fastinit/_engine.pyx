@@ -7,7 +7,8 @@ cimport numpy as cnp
 from libc.stdint cimport uint64_t
 
 from fastinit._kernels cimport (
-    FI_JUMP, FI_LONG_JUMP, fi_call_seed, fi_mix64, fi_xoshiro_fill_raw, fi_xoshiro_jump,
+    FI_JUMP, FI_LONG_JUMP, fi_call_seed, fi_exp, fi_log, fi_mix64, fi_xoshiro_fill_raw,
+    fi_xoshiro_jump,
 )
 
 cnp.import_array()
@@ -34,6 +35,17 @@ def splitmix64(seed, n):
 def call_seed(k0, k1, counter):
     """sigma = mix64(k0 XOR mix64(k1 + (counter + 1) * gamma)): the seed of one fill call."""
     return int(fi_call_seed(<uint64_t>k0, <uint64_t>k1, <uint64_t>counter))
+
+
+def det_exp(double a):
+    """exp(a), a in [-7, 0], as the normal sampler's slow path computes it
+    (IEEE arithmetic only, the same bits on every machine; docs/stream.md)."""
+    return fi_exp(a)
+
+
+def det_log(double u):
+    """log(u), u in [2**-53, 1], as the normal sampler's tail computes it."""
+    return fi_log(u)
 
 
 cdef class Xoshiro256StarStar:

@@ -19,7 +19,8 @@ from libc.stdint cimport int64_t, uint64_t
 from libc.stdlib cimport free, malloc
 
 from fastinit._kernels cimport (
-    FI_BLOCK, FI_PATH_BASELINE, FI_CONSTANT_F32, FI_CONSTANT_F64, FI_MAXDIM, FI_NPATHS, FI_PATH_NAMES,
+    FI_BLOCK, FI_PATH_BASELINE, FI_CONSTANT_F32, FI_CONSTANT_F64, FI_MAXDIM, FI_NORMAL_F32,
+    FI_NORMAL_F64, FI_NPATHS, FI_PATH_NAMES,
     FI_UNIFORM_F32, FI_UNIFORM_F64, fi_build_flags, fi_call_seed, fi_compiler, fi_cursor,
     fi_cursor_free, fi_cursor_new, fi_omp_max_threads, fi_openmp_enabled, fi_params,
     fi_path_supported, fi_path_table, fi_piece_fn, fi_plan, fi_store_fence,
@@ -349,6 +350,33 @@ def uniform(Target t, low, high, uint64_t k0, uint64_t k1, take_call):
         pr.cap = nextafter(hi, -INFINITY) if lo < hi else hi
         pr.sigma = fi_call_seed(k0, k1, take_call())
         _run(FI_UNIFORM_F64, t, &pr)
+
+
+def normal(Target t, mean, std, uint64_t k0, uint64_t k1, take_call):
+    """Fill ``t`` with mean + std * z, z standard normal (the Ziggurat of docs/stream.md).
+
+    ValueError, before anything is written, for std < 0 (as torch: "normal expects
+    std >= 0.0") and for a mean or std that is not finite in the target's dtype.
+    ``take_call()`` gives the call counter once the arguments are valid.
+    """
+    cdef double m = mean, sd = std
+    cdef float m_f, sd_f
+    cdef fi_params pr
+    if not isfinite(m) or not isfinite(sd):
+        raise ValueError(f"normal expects a finite mean and std, got mean={mean}, std={std}")
+    if sd < 0:
+        raise ValueError(f"normal expects std >= 0.0, but found std {std}")
+    if t.kind == 0:
+        m_f, sd_f = <float>m, <float>sd
+        if not (isfinite(m_f) and isfinite(sd_f)):
+            raise ValueError(f"normal mean={mean}, std={std} overflow float32")
+        pr.mean_f, pr.std_f, pr.value = m_f, sd_f, m_f
+        pr.sigma = fi_call_seed(k0, k1, take_call())
+        _run(FI_CONSTANT_F32 if sd_f == 0 else FI_NORMAL_F32, t, &pr)
+    else:
+        pr.mean, pr.std, pr.value = m, sd, m
+        pr.sigma = fi_call_seed(k0, k1, take_call())
+        _run(FI_CONSTANT_F64 if sd == 0 else FI_NORMAL_F64, t, &pr)
 
 
 def constant(Target t, value):

@@ -107,6 +107,32 @@ class Generator:
         _fill.uniform(target, low, high, k0, k1, self._take_call)
         return out
 
+    def normal_(self, out, mean=0.0, std=1.0, *, global_shape=None, global_offset=None):
+        """Fill ``out`` in place with ``mean + std * z``, z standard normal; returns ``out``.
+
+        z comes from a 256-layer Ziggurat (Marsaglia and Tsang) with the exact tail
+        algorithm: a float32 candidate takes 32 random bits, a float64 one 64; the
+        ~1% of candidates outside the layers' rectangles are completed from their
+        own lane's stream, so every block stays independent (docs/stream.md). The
+        result is ``mean + std * z`` in the array's precision; ``std == 0`` fills
+        with ``mean``.
+
+        Raises ValueError for std < 0 (as torch: "normal expects std >= 0.0") and
+        for a mean or std that is NaN or infinite; ``out`` is untouched then.
+        """
+        target = _fill.Target(out, global_shape, global_offset)
+        k0, k1 = self._key
+        _fill.normal(target, mean, std, k0, k1, self._take_call)
+        return out
+
+    def standard_normal_(self, out, *, global_shape=None, global_offset=None):
+        """Fill ``out`` in place with standard normal values; returns ``out``.
+
+        The same values as ``normal_(out, 0.0, 1.0)``.
+        """
+        return self.normal_(out, 0.0, 1.0, global_shape=global_shape,
+                            global_offset=global_offset)
+
     def __getstate__(self):
         with self._lock:
             return {"seed_seq": self._seed_seq, "key": self._key, "counter": self._counter}

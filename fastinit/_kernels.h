@@ -15,6 +15,7 @@
 #include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
+#include "_ziggurat.h"
 
 #ifdef _OPENMP
 #include <omp.h>
@@ -124,10 +125,13 @@ typedef struct {
     fi_u64x4 s0[FI_VECS], s1[FI_VECS], s2[FI_VECS], s3[FI_VECS];
 } fi_lanes;
 
-FI_INLINE void fi_lanes_seed(fi_lanes *ln, uint64_t sigma, uint64_t block)
+/* Seeds the 16 lanes of a block: the main lanes (aux = 0) from splitmix64 outputs
+ * 64 b .. 64 b + 63 of the call seed, the auxiliary lanes of the normal sampler's
+ * slow path (aux = 1) from outputs 2^62 + 64 b onwards. */
+FI_INLINE void fi_lanes_seed(fi_lanes *ln, uint64_t sigma, uint64_t block, int aux)
 {
     uint64_t w[4][FI_LANES] FI_ALIGN64;
-    const uint64_t first = block * (uint64_t)(4 * FI_LANES);
+    const uint64_t first = (aux ? 1ULL << 62 : 0) + block * (uint64_t)(4 * FI_LANES);
     for (int l = 0; l < FI_LANES; l++)
         for (int k = 0; k < 4; k++)
             w[k][l] = fi_mix64(sigma + (first + 4 * (uint64_t)l + (uint64_t)k + 1) * FI_GAMMA);
@@ -162,7 +166,7 @@ FI_INLINE fi_u64x4 fi_step4(fi_u64x4 *s0, fi_u64x4 *s1, fi_u64x4 *s2, fi_u64x4 *
  */
 typedef struct {
     uint64_t raw[FI_BLOCK] FI_ALIGN64;
-    fi_lanes lanes;
+    fi_lanes lanes, aux;
     uint64_t sigma;
     uint64_t block;
     int64_t steps;
@@ -179,25 +183,38 @@ static fi_cursor *fi_cursor_new(void)
 
 static void fi_cursor_free(fi_cursor *c) { free(c); }
 
-/* Make raw[0 .. FI_LANES*steps) available for (sigma, block). */
-FI_INLINE void fi_block_advance(fi_cursor *c, uint64_t sigma, uint64_t block, int64_t steps)
+/* One step of all 16 lanes for the uniform fills: 16 raw outputs. */
+FI_INLINE void fi_uniform_step(fi_lanes *ln, fi_lanes *aux, void *out)
 {
-    if (!c->valid || c->sigma != sigma || c->block != block || c->steps > steps) {
-        fi_lanes_seed(&c->lanes, sigma, block);
-        c->sigma = sigma;
-        c->block = block;
-        c->steps = 0;
-        c->valid = 1;
+    (void)aux;
+    for (int v = 0; v < FI_VECS; v++) {
+        const fi_u64x4 x = fi_step4(&ln->s0[v], &ln->s1[v], &ln->s2[v], &ln->s3[v]);
+        memcpy((char *)out + sizeof x * v, &x, sizeof x);
     }
-    fi_lanes ln = c->lanes;
-    for (int64_t t = c->steps; t < steps; t++)
-        for (int v = 0; v < FI_VECS; v++) {
-            const fi_u64x4 x = fi_step4(&ln.s0[v], &ln.s1[v], &ln.s2[v], &ln.s3[v]);
-            memcpy(c->raw + t * FI_LANES + 4 * v, &x, sizeof x);
-        }
-    c->lanes = ln;
-    if (steps > c->steps) c->steps = steps;
 }
+
+/* Make the first `steps` steps of (sigma, block) available in c->raw, each step's
+ * STEP_BYTES written by STEP after the previous one's. USES_AUX: whether STEP
+ * draws from the auxiliary lanes. */
+#define FI_DEFINE_ADVANCE(NAME, STEP, STEP_BYTES, USES_AUX)                                \
+FI_INLINE void NAME(fi_cursor *c, uint64_t sigma, uint64_t block, int64_t steps)          \
+{                                                                                          \
+    if (!c->valid || c->sigma != sigma || c->block != block || c->steps > steps) {         \
+        fi_lanes_seed(&c->lanes, sigma, block, 0);                                         \
+        if (USES_AUX) fi_lanes_seed(&c->aux, sigma, block, 1);                             \
+        c->sigma = sigma;                                                                  \
+        c->block = block;                                                                  \
+        c->steps = 0;                                                                      \
+        c->valid = 1;                                                                      \
+    }                                                                                      \
+    fi_lanes ln = c->lanes;                                                                \
+    for (int64_t t = c->steps; t < steps; t++)                                             \
+        STEP(&ln, &c->aux, (char *)c->raw + t * (STEP_BYTES));                             \
+    c->lanes = ln;                                                                         \
+    if (steps > c->steps) c->steps = steps;                                                \
+}
+
+FI_DEFINE_ADVANCE(fi_uniform_advance, fi_uniform_step, 8 * FI_LANES, 0)
 
 /* ------------------------------------------------------------------------- */
 /* Fill plans                                                                 */
@@ -236,6 +253,8 @@ typedef struct {
     uint64_t sigma;
     double low, range, cap;         /* float64 uniform: min(low + range*u, cap) */
     float low_f, range_f, cap_f;    /* float32 uniform */
+    double mean, std;               /* float64 normal: mean + std*z */
+    float mean_f, std_f;            /* float32 normal */
     double value;                   /* constant */
 } fi_params;
 
@@ -382,7 +401,7 @@ FI_INLINE void fi_uniform_f32_whole(uint64_t sigma, uint64_t block, const fi_par
                                     float *dst, int stream)
 {
     fi_lanes ln;
-    fi_lanes_seed(&ln, sigma, block);
+    fi_lanes_seed(&ln, sigma, block, 0);
     const fi_f32x8 lo = fi_splat_f32(pr->low_f), r = fi_splat_f32(pr->range_f);
     const fi_f32x8 cap = fi_splat_f32(pr->cap_f);
     for (int t = 0; t < FI_BLOCK / (2 * FI_LANES); t++)
@@ -403,7 +422,7 @@ FI_INLINE void fi_uniform_f64_whole(uint64_t sigma, uint64_t block, const fi_par
                                     double *dst, int stream)
 {
     fi_lanes ln;
-    fi_lanes_seed(&ln, sigma, block);
+    fi_lanes_seed(&ln, sigma, block, 0);
     const fi_f64x4 lo = fi_splat_f64(pr->low), r = fi_splat_f64(pr->range);
     const fi_f64x4 cap = fi_splat_f64(pr->cap);
     const fi_u64x4 one_bits = fi_splat_u64(0x3FF0000000000000ULL);    /* 1.0 */
@@ -422,18 +441,285 @@ FI_INLINE void fi_uniform_f64_whole(uint64_t sigma, uint64_t block, const fi_par
 }
 
 /* ------------------------------------------------------------------------- */
+/* Normal: the Ziggurat (docs/stream.md, section 7)                           */
+/* ------------------------------------------------------------------------- */
+
+/* exp(a) for a <= 0 from IEEE additions, multiplications and exact scalings only,
+ * so that it rounds the same way on every machine (libm's exp need not):
+ * a = n ln2 + r with |r| <= ln(2)/2, exp(r) by its Taylor polynomial of degree 13
+ * in Horner form (coefficients 1/k! rounded to double), times 2^n. */
+static const double FI_EXP_COEF[14] = {
+    1.0, 1.0, 1.0 / 2, 1.0 / 6, 1.0 / 24, 1.0 / 120, 1.0 / 720, 1.0 / 5040, 1.0 / 40320,
+    1.0 / 362880, 1.0 / 3628800, 1.0 / 39916800, 1.0 / 479001600, 1.0 / 6227020800.0};
+
+static double fi_exp(double a)
+{
+    const double inv_ln2 = 0x1.71547652b82fep+0;
+    const double ln2_hi = 0x1.62e42fee00000p-1, ln2_lo = 0x1.a39ef35793c76p-33;
+    const double y = a * inv_ln2 + 0.5;
+    double n = (double)(int64_t)y;                        /* floor(y), for |y| < 2^62 */
+    if (n > y) n -= 1.0;
+    const double r = (a - n * ln2_hi) - n * ln2_lo;
+    double p = FI_EXP_COEF[13];
+    for (int k = 12; k >= 0; k--) p = p * r + FI_EXP_COEF[k];
+    const uint64_t scale_bits = (uint64_t)((int64_t)n + 1023) << 52;   /* 2^n, n >= -1022 */
+    double scale;
+    memcpy(&scale, &scale_bits, sizeof scale);
+    return p * scale;
+}
+
+/* log(u) for 0 < u <= 1, likewise: u = m 2^e with m in [sqrt(1/2), sqrt(2)),
+ * log(m) = 2 atanh(s) = s (2 + z (2/3 + z (2/5 + ... + z 2/23))), s = (m-1)/(m+1), z = s^2. */
+static const double FI_LOG_COEF[12] = {
+    2.0, 2.0 / 3, 2.0 / 5, 2.0 / 7, 2.0 / 9, 2.0 / 11, 2.0 / 13, 2.0 / 15, 2.0 / 17, 2.0 / 19,
+    2.0 / 21, 2.0 / 23};
+
+static double fi_log(double u)
+{
+    const double ln2_hi = 0x1.62e42fee00000p-1, ln2_lo = 0x1.a39ef35793c76p-33;
+    uint64_t bits;                                        /* u is normal: u >= 2^-53 */
+    memcpy(&bits, &u, sizeof bits);
+    int e = (int)(bits >> 52) - 1023;
+    bits = (bits & 0x000FFFFFFFFFFFFFULL) | 0x3FF0000000000000ULL;
+    double m;                                             /* u = m 2^e, m in [1, 2) */
+    memcpy(&m, &bits, sizeof m);
+    if (m > 0x1.6a09e667f3bcdp+0) { m *= 0.5; e += 1; }
+    const double s = (m - 1.0) / (m + 1.0), z = s * s;
+    double p = FI_LOG_COEF[11];
+    for (int k = 10; k >= 0; k--) p = p * z + FI_LOG_COEF[k];
+    return e * ln2_hi + (e * ln2_lo + s * p);
+}
+
+/* The next output of one lane, out of the vector states. */
+static uint64_t fi_lane_next(fi_lanes *ln, int lane)
+{
+    const int v = lane >> 2, i = lane & 3;
+    uint64_t s[4] = {ln->s0[v][i], ln->s1[v][i], ln->s2[v][i], ln->s3[v][i]};
+    const uint64_t x = fi_xoshiro_next(s);
+    ln->s0[v][i] = s[0]; ln->s1[v][i] = s[1]; ln->s2[v][i] = s[2]; ln->s3[v][i] = s[3];
+    return x;
+}
+
+static inline double fi_u53(uint64_t x) { return (double)(x >> 11) * 0x1p-53; }          /* [0, 1) */
+static inline double fi_u53_open(uint64_t x) { return (double)((x >> 11) + 1) * 0x1p-53; } /* (0, 1] */
+
+/* The tail beyond r (Marsaglia's exact method), from a lane's auxiliary outputs. */
+static double fi_zig_tail(fi_lanes *aux, int lane, int negative)
+{
+    for (;;) {
+        const double xx = -fi_log(fi_u53_open(fi_lane_next(aux, lane))) * FI_ZIG_INV_R;
+        const double yy = -fi_log(fi_u53_open(fi_lane_next(aux, lane)));
+        if (yy + yy > xx * xx) return negative ? -(FI_ZIG_R + xx) : FI_ZIG_R + xx;
+    }
+}
+
+/* Whether the wedge of layer idx accepts x (given as a double), from one more output. */
+static int fi_zig_wedge(fi_lanes *aux, int lane, int idx, double x)
+{
+    const double u = fi_u53(fi_lane_next(aux, lane));
+    return FI_ZIG_F[idx] + u * (FI_ZIG_F[idx - 1] - FI_ZIG_F[idx]) < fi_exp(-0.5 * x * x);
+}
+
+/* Exact-to-bits helper: the magnitude m (< 2^52) as a double. */
+FI_INLINE double fi_u52_to_double(uint64_t m)
+{
+    double d;
+    const uint64_t bits = m | 0x4330000000000000ULL;      /* 2^52 + m */
+    memcpy(&d, &bits, sizeof d);
+    return d - 0x1p52;
+}
+
+/* A float64 candidate that left the fast path (idx = X & 255, negative = bit 8,
+ * magnitude = X >> 12), completed from its lane's auxiliary outputs. */
+static double fi_zig64_slow(fi_lanes *aux, int lane, uint64_t x64)
+{
+    for (;;) {
+        const int idx = (int)(x64 & 255), negative = (int)(x64 >> 8) & 1;
+        const uint64_t m = x64 >> 12;
+        const double x = fi_u52_to_double(m) * FI_ZIG64_W[idx];
+        if (m < FI_ZIG64_K[idx]) return negative ? -x : x;
+        if (idx == 0) return fi_zig_tail(aux, lane, negative);
+        if (fi_zig_wedge(aux, lane, idx, x)) return negative ? -x : x;
+        x64 = fi_lane_next(aux, lane);
+    }
+}
+
+/* A float32 candidate w that left the fast path (idx = w & 255, negative = bit 8,
+ * magnitude = w >> 9); new candidates are the low halves of auxiliary outputs. */
+static float fi_zig32_slow(fi_lanes *aux, int lane, uint32_t w)
+{
+    for (;;) {
+        const int idx = (int)(w & 255), negative = (int)(w >> 8) & 1;
+        const uint32_t m = w >> 9;
+        const float x = (float)(int32_t)m * FI_ZIG32_W[idx];
+        if (m < FI_ZIG32_K[idx]) return negative ? -x : x;
+        if (idx == 0) return (float)fi_zig_tail(aux, lane, negative);
+        if (fi_zig_wedge(aux, lane, idx, (double)x)) return negative ? -x : x;
+        w = (uint32_t)fi_lane_next(aux, lane);
+    }
+}
+
+/* The fast path of one float32 step: each lane's next main output gives two
+ * candidates (low half, then high half) for elements 2l and 2l+1 of the step's
+ * 32, computed 8 at a time; only the table look-ups are per element. Accepted
+ * values go to z; a rejected candidate leaves its raw bits in z and its bit in
+ * the returned mask. */
+FI_INLINE uint32_t fi_normal_f32_fast(fi_lanes *ln, fi_f32x8 *z)
+{
+    uint32_t rejected = 0;
+    for (int v = 0; v < FI_VECS; v++) {
+        const fi_u32x8 h = (fi_u32x8)fi_step4(&ln->s0[v], &ln->s1[v], &ln->s2[v], &ln->s3[v]);
+        const fi_u32x8 idx = h & 255, m = h >> 9;
+        const fi_f32x8 w = {FI_ZIG32_W[idx[0]], FI_ZIG32_W[idx[1]], FI_ZIG32_W[idx[2]],
+                            FI_ZIG32_W[idx[3]], FI_ZIG32_W[idx[4]], FI_ZIG32_W[idx[5]],
+                            FI_ZIG32_W[idx[6]], FI_ZIG32_W[idx[7]]};
+        const fi_i32x8 k = {(int32_t)FI_ZIG32_K[idx[0]], (int32_t)FI_ZIG32_K[idx[1]],
+                            (int32_t)FI_ZIG32_K[idx[2]], (int32_t)FI_ZIG32_K[idx[3]],
+                            (int32_t)FI_ZIG32_K[idx[4]], (int32_t)FI_ZIG32_K[idx[5]],
+                            (int32_t)FI_ZIG32_K[idx[6]], (int32_t)FI_ZIG32_K[idx[7]]};
+        const fi_f32x8 x = __builtin_convertvector((fi_i32x8)m, fi_f32x8) * w;
+        const fi_u32x8 signed_x = (fi_u32x8)x ^ ((h & 256) << 23);
+        const fi_u32x8 reject = (fi_u32x8)((fi_i32x8)m >= k);
+        z[v] = (fi_f32x8)((signed_x & ~reject) | (h & reject));
+        uint64_t any[4];
+        memcpy(any, &reject, sizeof any);
+        if (any[0] | any[1] | any[2] | any[3])
+            for (int i = 0; i < 8; i++) rejected |= (reject[i] & 1u) << (8 * v + i);
+    }
+    return rejected;
+}
+
+/* Completes the rejected candidates of one float32 step, in element order. */
+FI_INLINE void fi_normal_f32_fix(fi_lanes *aux, uint32_t rejected, fi_f32x8 *zv)
+{
+    float *z = (float *)zv;
+    while (rejected) {
+        const int k = __builtin_ctz(rejected);
+        uint32_t w;
+        rejected &= rejected - 1;
+        memcpy(&w, &z[k], sizeof w);
+        z[k] = fi_zig32_slow(aux, k >> 1, w);
+    }
+}
+
+/* The same for float64: one candidate per lane, element l of the step's 16. */
+FI_INLINE uint32_t fi_normal_f64_fast(fi_lanes *ln, fi_f64x4 *z)
+{
+    uint32_t rejected = 0;
+    for (int v = 0; v < FI_VECS; v++) {
+        const fi_u64x4 x = fi_step4(&ln->s0[v], &ln->s1[v], &ln->s2[v], &ln->s3[v]);
+        const fi_u64x4 idx = x & 255, m = x >> 12;
+        const fi_f64x4 w = {FI_ZIG64_W[idx[0]], FI_ZIG64_W[idx[1]], FI_ZIG64_W[idx[2]],
+                            FI_ZIG64_W[idx[3]]};
+        const fi_i64x4 k = {(int64_t)FI_ZIG64_K[idx[0]], (int64_t)FI_ZIG64_K[idx[1]],
+                            (int64_t)FI_ZIG64_K[idx[2]], (int64_t)FI_ZIG64_K[idx[3]]};
+        const fi_f64x4 md = (fi_f64x4)(m | 0x4330000000000000ULL) - 0x1p52;  /* exact */
+        const fi_u64x4 signed_d = (fi_u64x4)(md * w) ^ ((x & 256) << 55);
+        const fi_u64x4 reject = (fi_u64x4)((fi_i64x4)m >= k);
+        z[v] = (fi_f64x4)((signed_d & ~reject) | (x & reject));
+        uint64_t any[4];
+        memcpy(any, &reject, sizeof any);
+        if (any[0] | any[1] | any[2] | any[3])
+            for (int i = 0; i < 4; i++) rejected |= (uint32_t)(reject[i] & 1u) << (4 * v + i);
+    }
+    return rejected;
+}
+
+FI_INLINE void fi_normal_f64_fix(fi_lanes *aux, uint32_t rejected, fi_f64x4 *zv)
+{
+    double *z = (double *)zv;
+    while (rejected) {
+        const int k = __builtin_ctz(rejected);
+        uint64_t x;
+        rejected &= rejected - 1;
+        memcpy(&x, &z[k], sizeof x);
+        z[k] = fi_zig64_slow(aux, k, x);
+    }
+}
+
+/* One step, fast path then fix-ups (the cursor's path). */
+FI_INLINE void fi_normal_f32_step(fi_lanes *ln, fi_lanes *aux, void *out)
+{
+    fi_f32x8 z[FI_VECS];
+    fi_normal_f32_fix(aux, fi_normal_f32_fast(ln, z), z);
+    memcpy(out, z, sizeof z);
+}
+
+FI_INLINE void fi_normal_f64_step(fi_lanes *ln, fi_lanes *aux, void *out)
+{
+    fi_f64x4 z[FI_VECS];
+    fi_normal_f64_fix(aux, fi_normal_f64_fast(ln, z), z);
+    memcpy(out, z, sizeof z);
+}
+
+FI_DEFINE_ADVANCE(fi_normal_f32_advance, fi_normal_f32_step, 4 * 2 * FI_LANES, 1)
+FI_DEFINE_ADVANCE(fi_normal_f64_advance, fi_normal_f64_step, 8 * FI_LANES, 1)
+
+/* mean + std * z over the cursor's values. */
+FI_INLINE void fi_normal_f32_map(const uint64_t *raw, int64_t j0, int64_t n, const fi_params *pr, float *out)
+{
+    const float *z = (const float *)raw + j0;
+    const float mean = pr->mean_f, std = pr->std_f;
+    for (int64_t k = 0; k < n; k++) out[k] = mean + std * z[k];
+}
+
+FI_INLINE void fi_normal_f64_map(const uint64_t *raw, int64_t j0, int64_t n, const fi_params *pr, double *out)
+{
+    const double *z = (const double *)raw + j0;
+    const double mean = pr->mean, std = pr->std;
+    for (int64_t k = 0; k < n; k++) out[k] = mean + std * z[k];
+}
+
+/* A whole block: the fast path over every step with the main lanes kept in
+ * registers, then the fix-ups in element order (each lane's auxiliary stream
+ * is consumed in its candidates' order either way), then mean + std * z stored. */
+FI_INLINE void fi_normal_f32_whole(uint64_t sigma, uint64_t block, const fi_params *pr,
+                                   float *dst, int stream)
+{
+    enum { STEPS = FI_BLOCK / (2 * FI_LANES) };
+    fi_f32x8 z[STEPS][FI_VECS];
+    uint32_t rejected[STEPS];
+    fi_lanes ln, aux;
+    fi_lanes_seed(&ln, sigma, block, 0);
+    for (int t = 0; t < STEPS; t++) rejected[t] = fi_normal_f32_fast(&ln, z[t]);
+    fi_lanes_seed(&aux, sigma, block, 1);
+    for (int t = 0; t < STEPS; t++) fi_normal_f32_fix(&aux, rejected[t], z[t]);
+    const fi_f32x8 mean = fi_splat_f32(pr->mean_f), std = fi_splat_f32(pr->std_f);
+    for (int t = 0; t < STEPS; t++)
+        for (int v = 0; v < FI_VECS; v++)
+            fi_store32(dst + t * 2 * FI_LANES + 8 * v, mean + std * z[t][v], stream);
+}
+
+FI_INLINE void fi_normal_f64_whole(uint64_t sigma, uint64_t block, const fi_params *pr,
+                                   double *dst, int stream)
+{
+    enum { STEPS = FI_BLOCK / FI_LANES };
+    fi_f64x4 z[STEPS][FI_VECS];
+    uint32_t rejected[STEPS];
+    fi_lanes ln, aux;
+    fi_lanes_seed(&ln, sigma, block, 0);
+    for (int t = 0; t < STEPS; t++) rejected[t] = fi_normal_f64_fast(&ln, z[t]);
+    fi_lanes_seed(&aux, sigma, block, 1);
+    for (int t = 0; t < STEPS; t++) fi_normal_f64_fix(&aux, rejected[t], z[t]);
+    const fi_f64x4 mean = fi_splat_f64(pr->mean), std = fi_splat_f64(pr->std);
+    for (int t = 0; t < STEPS; t++)
+        for (int v = 0; v < FI_VECS; v++)
+            fi_store32(dst + t * FI_LANES + 4 * v, (fi_f32x8)(mean + std * z[t][v]), stream);
+}
+
+/* ------------------------------------------------------------------------- */
 /* Piece kernels                                                              */
 /* ------------------------------------------------------------------------- */
 
-/* Uniform fill of one piece; PER_OUTPUT values per raw output (2 for float32, 1
- * for float64). A whole block bound for aligned contiguous memory is written
- * straight from registers (WHOLE); a partial block goes through the cursor. */
-#define FI_DEFINE_UNIFORM_PIECE(NAME, CTYPE, MAP, WHOLE, PER_OUTPUT)                       \
+/* A random fill of one piece; PER_STEP elements per lane step (32 for float32,
+ * 16 for float64). A whole block bound for aligned contiguous memory is written
+ * straight from registers (WHOLE); a partial block goes through the cursor
+ * (ADVANCE), then MAP turns the cursor's contents into values. */
+#define FI_DEFINE_PIECE(NAME, CTYPE, ADVANCE, MAP, WHOLE, PER_STEP)                        \
 FI_INLINE void NAME(fi_cursor *c, const fi_plan *pl, const fi_params *pr, int64_t p)      \
 {                                                                                          \
     CTYPE vals[FI_BLOCK] FI_ALIGN64;                                                       \
     const int direct = pl->contiguous && pl->aligned;                                      \
-    const int64_t per_step = (int64_t)FI_LANES * (PER_OUTPUT);                             \
     int64_t flat, n;                                                                       \
     uint64_t g;                                                                            \
     fi_piece_start(pl, p, &flat, &g, &n);                                                  \
@@ -445,7 +731,7 @@ FI_INLINE void NAME(fi_cursor *c, const fi_plan *pl, const fi_params *pr, int64_
         if (direct && m == FI_BLOCK && !(pl->stream && ((uintptr_t)dst & 15))) {           \
             WHOLE(pr->sigma, block, pr, dst, pl->stream);                                  \
         } else {                                                                           \
-            fi_block_advance(c, pr->sigma, block, (j0 + m + per_step - 1) / per_step);     \
+            ADVANCE(c, pr->sigma, block, (j0 + m + (PER_STEP) - 1) / (PER_STEP));          \
             if (direct && !pl->stream) {                                                   \
                 MAP(c->raw, j0, m, pr, dst);                                               \
             } else {                                                                       \
@@ -457,8 +743,14 @@ FI_INLINE void NAME(fi_cursor *c, const fi_plan *pl, const fi_params *pr, int64_
     }                                                                                      \
 }
 
-FI_DEFINE_UNIFORM_PIECE(fi_uniform_f32_body, float, fi_uniform_f32_map, fi_uniform_f32_whole, 2)
-FI_DEFINE_UNIFORM_PIECE(fi_uniform_f64_body, double, fi_uniform_f64_map, fi_uniform_f64_whole, 1)
+FI_DEFINE_PIECE(fi_uniform_f32_body, float, fi_uniform_advance, fi_uniform_f32_map,
+                fi_uniform_f32_whole, 2 * FI_LANES)
+FI_DEFINE_PIECE(fi_uniform_f64_body, double, fi_uniform_advance, fi_uniform_f64_map,
+                fi_uniform_f64_whole, FI_LANES)
+FI_DEFINE_PIECE(fi_normal_f32_body, float, fi_normal_f32_advance, fi_normal_f32_map,
+                fi_normal_f32_whole, 2 * FI_LANES)
+FI_DEFINE_PIECE(fi_normal_f64_body, double, fi_normal_f64_advance, fi_normal_f64_map,
+                fi_normal_f64_whole, FI_LANES)
 
 /* Constant fill of one piece: the value is written into a small buffer once and
  * emitted repeatedly, so it shares the store paths of the random fills. */
@@ -489,7 +781,8 @@ FI_DEFINE_CONSTANT_PIECE(fi_constant_f64_body, double)
 
 typedef void (*fi_piece_fn)(fi_cursor *, const fi_plan *, const fi_params *, int64_t);
 
-enum { FI_UNIFORM_F32, FI_UNIFORM_F64, FI_CONSTANT_F32, FI_CONSTANT_F64, FI_NKERNELS };
+enum { FI_UNIFORM_F32, FI_UNIFORM_F64, FI_NORMAL_F32, FI_NORMAL_F64, FI_CONSTANT_F32,
+       FI_CONSTANT_F64, FI_NKERNELS };
 enum { FI_PATH_BASELINE, FI_PATH_AVX2, FI_PATH_AVX512, FI_NPATHS };
 static const char *const FI_PATH_NAMES[FI_NPATHS] = {"baseline", "avx2", "avx512"};
 
@@ -501,10 +794,13 @@ static const char *const FI_PATH_NAMES[FI_NPATHS] = {"baseline", "avx2", "avx512
 #define FI_WRAP_ALL(SUFFIX, ATTR)                                                          \
     FI_WRAP(fi_uniform_f32_body, SUFFIX, ATTR)                                             \
     FI_WRAP(fi_uniform_f64_body, SUFFIX, ATTR)                                             \
+    FI_WRAP(fi_normal_f32_body, SUFFIX, ATTR)                                              \
+    FI_WRAP(fi_normal_f64_body, SUFFIX, ATTR)                                              \
     FI_WRAP(fi_constant_f32_body, SUFFIX, ATTR)                                            \
     FI_WRAP(fi_constant_f64_body, SUFFIX, ATTR)                                            \
     static const fi_piece_fn FI_TABLE_##SUFFIX[FI_NKERNELS] = {                            \
         fi_uniform_f32_body_##SUFFIX, fi_uniform_f64_body_##SUFFIX,                        \
+        fi_normal_f32_body_##SUFFIX, fi_normal_f64_body_##SUFFIX,                          \
         fi_constant_f32_body_##SUFFIX, fi_constant_f64_body_##SUFFIX};
 
 FI_WRAP_ALL(baseline, )

@@ -8,6 +8,8 @@ cdef extern from "_kernels.h" nogil:
         FI_MAXDIM
         FI_UNIFORM_F32
         FI_UNIFORM_F64
+        FI_NORMAL_F32
+        FI_NORMAL_F64
         FI_CONSTANT_F32
         FI_CONSTANT_F64
         FI_PATH_BASELINE
@@ -24,6 +26,8 @@ cdef extern from "_kernels.h" nogil:
     void fi_xoshiro_fill_raw(uint64_t *s, uint64_t *out, int64_t n)
     void fi_xoshiro_jump(uint64_t *s, const uint64_t *poly)
     uint64_t fi_call_seed(uint64_t k0, uint64_t k1, uint64_t counter)
+    double fi_exp(double a)
+    double fi_log(double u)
 
     ctypedef struct fi_cursor:
         pass
@@ -51,6 +55,8 @@ cdef extern from "_kernels.h" nogil:
         uint64_t sigma
         double low, range, cap
         float low_f, range_f, cap_f
+        double mean, std
+        float mean_f, std_f
         double value
 
     ctypedef void (*fi_piece_fn)(fi_cursor *, const fi_plan *, const fi_params *, int64_t)

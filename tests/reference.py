@@ -107,13 +107,154 @@ def uniform_fill(key, counter, shape, dtype, low=0.0, high=1.0,
                  global_shape=None, global_offset=None):
     """What ``Generator.uniform_`` writes into an array of ``shape`` and ``dtype``."""
     sigma = call_seed(key[0], key[1], counter)
-    idx = global_indices(tuple(shape), global_shape, global_offset)
     block_fn = uniform_block_f32 if np.dtype(dtype) == np.float32 else uniform_block_f64
+    return _fill_blocks(sigma, shape, dtype, global_shape, global_offset,
+                        lambda b, need: block_fn(sigma, b, low, high, need))
+
+
+# --------------------------------------------------------------------------------------
+# Normal (section 6)
+# --------------------------------------------------------------------------------------
+
+import struct  # noqa: E402
+
+from fastinit._ziggurat_tables import R as _R_DECIMAL  # noqa: E402
+from fastinit._ziggurat_tables import tables as _zig_tables  # noqa: E402
+
+ZIG = _zig_tables()
+ZIG_R = float(_R_DECIMAL)
+ZIG_INV_R = 1 / ZIG_R
+L_HI = float.fromhex("0x1.62e42fee00000p-1")
+L_LO = float.fromhex("0x1.a39ef35793c76p-33")
+LOG2E = float.fromhex("0x1.71547652b82fep+0")
+SQRT2 = float.fromhex("0x1.6a09e667f3bcdp+0")
+EXP_COEF = [1.0 / f for f in (1, 1, 2, 6, 24, 120, 720, 5040, 40320, 362880, 3628800,
+                              39916800, 479001600, 6227020800)]
+LOG_COEF = [2.0 / (2 * k + 1) for k in range(12)]
+
+
+def exp_d(a):
+    n = float(int(a * LOG2E + 0.5))
+    if n > a * LOG2E + 0.5:
+        n -= 1.0
+    t = (a - n * L_HI) - n * L_LO
+    p = EXP_COEF[13]
+    for k in range(12, -1, -1):
+        p = p * t + EXP_COEF[k]
+    return p * 2.0 ** int(n)
+
+
+def log_d(u):
+    bits = struct.unpack("<Q", struct.pack("<d", u))[0]
+    e = (bits >> 52) - 1023
+    m = struct.unpack("<d", struct.pack("<Q", (bits & (2**52 - 1)) | (1023 << 52)))[0]
+    if m > SQRT2:
+        m *= 0.5
+        e += 1
+    s = (m - 1.0) / (m + 1.0)
+    z = s * s
+    p = LOG_COEF[11]
+    for k in range(10, -1, -1):
+        p = p * z + LOG_COEF[k]
+    return e * L_HI + (e * L_LO + s * p)
+
+
+def u53(x):
+    return float(x >> 11) * 2.0**-53
+
+
+def u53_open(x):
+    return float((x >> 11) + 1) * 2.0**-53
+
+
+class Lane:
+    """One lane's auxiliary stream (the slow path's source)."""
+
+    def __init__(self, sigma, block, lane):
+        words = splitmix64((sigma + (2**62 + 64 * block + 4 * lane) * GAMMA) & MASK, 4)
+        self.s = list(words)
+
+    def next(self):
+        return xoshiro_next(self.s)
+
+
+def tail(aux):
+    while True:
+        xx = -log_d(u53_open(aux.next())) * ZIG_INV_R
+        yy = -log_d(u53_open(aux.next()))
+        if yy + yy > xx * xx:
+            return ZIG_R + xx
+
+
+def wedge(aux, i, x):
+    u = u53(aux.next())
+    return ZIG["F"][i] + u * (ZIG["F"][i - 1] - ZIG["F"][i]) < exp_d(-0.5 * x * x)
+
+
+def zig64(X, aux):
+    while True:
+        i, negative, m = X & 255, X >> 8 & 1, X >> 12
+        x = float(m) * ZIG["W64"][i]
+        if m < ZIG["K64"][i]:
+            return -x if negative else x
+        if i == 0:
+            t = tail(aux)
+            return -t if negative else t
+        if wedge(aux, i, x):
+            return -x if negative else x
+        X = aux.next()
+
+
+def zig32(w, aux):
+    while True:
+        i, negative, m = w & 255, w >> 8 & 1, w >> 9
+        x = np.float32(m) * np.float32(ZIG["W32"][i])
+        if m < ZIG["K32"][i]:
+            return -x if negative else x
+        if i == 0:
+            t = np.float32(tail(aux))
+            return -t if negative else t
+        if wedge(aux, i, float(x)):
+            return -x if negative else x
+        w = aux.next() & 0xFFFFFFFF
+
+
+def normal_block_z(sigma, block, dtype, count=BLOCK):
+    """The first ``count`` standard-normal values z of a block."""
+    aux = [Lane(sigma, block, l) for l in range(LANES)]
+    z = []
+    if np.dtype(dtype) == np.float64:
+        for m, X in enumerate(block_raw(sigma, block, count)):
+            z.append(zig64(X, aux[m % LANES]))
+        return np.array(z, np.float64)
+    for m, X in enumerate(block_raw(sigma, block, -(-count // 2))):
+        lane = aux[m % LANES]
+        z.append(zig32(X & 0xFFFFFFFF, lane))
+        z.append(zig32(X >> 32, lane))
+    return np.array(z[:count], np.float32)
+
+
+def normal_block(sigma, block, dtype, mean, std, count=BLOCK):
+    z = normal_block_z(sigma, block, dtype, count)
+    if np.dtype(dtype) == np.float32:
+        return (np.float32(mean) + (np.float32(std) * z).astype(np.float32)).astype(np.float32)
+    return np.float64(mean) + np.float64(std) * z
+
+
+def normal_fill(key, counter, shape, dtype, mean=0.0, std=1.0,
+                global_shape=None, global_offset=None):
+    """What ``Generator.normal_`` writes into an array of ``shape`` and ``dtype``."""
+    sigma = call_seed(key[0], key[1], counter)
+    return _fill_blocks(sigma, shape, dtype, global_shape, global_offset,
+                        lambda b, need: normal_block(sigma, b, dtype, mean, std, need))
+
+
+def _fill_blocks(sigma, shape, dtype, global_shape, global_offset, block_values):
+    idx = global_indices(tuple(shape), global_shape, global_offset)
     out = np.empty(idx.shape, dtype=dtype)
     flat_idx, flat_out = idx.reshape(-1), out.reshape(-1)
     for b in np.unique(flat_idx // BLOCK):
         sel = flat_idx // BLOCK == b
         need = int(flat_idx[sel].max() % BLOCK) + 1
-        values = block_fn(sigma, int(b), low, high, need)
-        flat_out[sel] = values[flat_idx[sel] % BLOCK]
+        flat_out[sel] = block_values(int(b), need)[flat_idx[sel] % BLOCK]
     return out

@@ -7,11 +7,21 @@ thread count, instruction set or sharding. See docs/stream.md.
 
 from fastinit._config import build_info, show_config
 from fastinit._engine import Xoshiro256StarStar
-from fastinit._fill import get_num_threads, set_num_threads
+from fastinit._fill import ArgumentError, get_num_threads, set_num_threads
 from fastinit._generator import Generator, default_generator, manual_seed
 from fastinit._version import __version__
+from fastinit.init import (
+    calculate_gain, constant_, dirac_, empty, eye_, kaiming_normal_, kaiming_uniform_,
+    lecun_normal_, lecun_uniform_, normal_, ones_, orthogonal_, sparse_, trunc_normal_,
+    uniform_, variance_scaling_, xavier_normal_, xavier_uniform_, zeros_,
+)
 
 __all__ = [
+    "calculate_gain", "constant_", "dirac_", "empty", "eye_", "kaiming_normal_",
+    "kaiming_uniform_", "lecun_normal_", "lecun_uniform_", "normal_", "ones_", "orthogonal_",
+    "sparse_", "trunc_normal_", "uniform_", "variance_scaling_", "xavier_normal_",
+    "xavier_uniform_", "zeros_",
+    "ArgumentError",
     "Generator",
     "Xoshiro256StarStar",
     "build_info",

@@ -6,6 +6,7 @@ with the GIL released. Which thread writes a piece never changes what is written
 values depend only on the call seed and the global element index.
 """
 
+import math
 import os
 import warnings
 
@@ -19,9 +20,8 @@ from libc.stdint cimport int64_t, uint64_t
 from libc.stdlib cimport free, malloc
 
 from fastinit._kernels cimport (
-    FI_BLOCK, FI_PATH_BASELINE, FI_CONSTANT_F32, FI_CONSTANT_F64, FI_MAXDIM, FI_NORMAL_F32,
-    FI_NORMAL_F64, FI_NPATHS, FI_PATH_NAMES,
-    FI_UNIFORM_F32, FI_UNIFORM_F64, fi_build_flags, fi_call_seed, fi_compiler, fi_cursor,
+    FI_BLOCK, FI_CONSTANT, FI_MAXDIM, FI_NORMAL, FI_NPATHS, FI_PATH_BASELINE, FI_PATH_NAMES,
+    FI_TRUNC, FI_UNIFORM, fi_build_flags, fi_call_seed, fi_compiler, fi_cursor,
     fi_cursor_free, fi_cursor_new, fi_omp_max_threads, fi_openmp_enabled, fi_params,
     fi_path_supported, fi_path_table, fi_piece_fn, fi_plan, fi_store_fence,
     fi_stream_yardstick,
@@ -164,20 +164,30 @@ cdef class Target:
 
     cdef fi_plan plan
     cdef readonly object array
-    cdef readonly int kind          # 0: float32, 1: float64
+    cdef readonly int kind          # 0: float32, 1: float64, 2: float16, 3: bfloat16
     cdef readonly Py_ssize_t size
 
-    def __cinit__(self, out, global_shape=None, global_offset=None):
+    def __cinit__(self, out, global_shape=None, global_offset=None, bits_as=None):
         if not cnp.PyArray_Check(out):
             raise TypeError(f"expected a numpy.ndarray, got {type(out).__name__}")
         cdef cnp.ndarray a = <cnp.ndarray>out
         cdef int typenum = cnp.PyArray_TYPE(a)
-        if typenum == cnp.NPY_FLOAT32:
+        if bits_as is not None:
+            # A 16-bit integer view of float16 or bfloat16 memory (a torch tensor's).
+            if typenum not in (cnp.NPY_INT16, cnp.NPY_UINT16) or bits_as not in (2, 3):
+                raise TypeError("bits_as needs a 16-bit integer view and kind 2 or 3")
+            self.kind = bits_as
+        elif typenum == cnp.NPY_FLOAT32:
             self.kind = 0
         elif typenum == cnp.NPY_FLOAT64:
             self.kind = 1
+        elif typenum == cnp.NPY_FLOAT16:
+            self.kind = 2
+        elif out.dtype.name == "bfloat16" and out.dtype.itemsize == 2:   # ml_dtypes
+            self.kind = 3
         else:
-            raise TypeError(f"unsupported dtype {out.dtype}; expected float32 or float64")
+            raise TypeError(f"unsupported dtype {out.dtype}; expected float16, bfloat16, "
+                            "float32 or float64")
         if not cnp.PyArray_ISNOTSWAPPED(a):
             raise TypeError(f"unsupported dtype {out.dtype.str}: byte order is not native")
         if not cnp.PyArray_ISWRITEABLE(a):
@@ -251,8 +261,8 @@ cdef class Target:
             pl.npieces = (size // pl.run_len) * pl.pieces_per_run
 
     @property
-    def dtype(self):
-        return self.array.dtype
+    def kind_name(self):
+        return KIND_NAMES[self.kind]
 
 
 # --------------------------------------------------------------------------------------
@@ -311,6 +321,69 @@ cdef void _run_pieces(fi_piece_fn fn, fi_cursor **cursors, const fi_plan *pl,
 # --------------------------------------------------------------------------------------
 # Fills
 # --------------------------------------------------------------------------------------
+# Fills
+# --------------------------------------------------------------------------------------
+
+class ArgumentError(ValueError, RuntimeError):
+    """A distribution parameter out of its domain (low > high, std < 0, NaN, ...).
+
+    Both a ValueError, as numpy would raise, and a RuntimeError, as torch raises for
+    the same calls, so either ``except`` clause catches it.
+    """
+
+
+KIND_NAMES = ("float32", "float64", "float16", "bfloat16")
+# The largest finite value of each kind, for torch's uniform_ range check.
+KIND_MAX = (FLT_MAX, DBL_MAX, 65504.0, 3.3895313892515355e38)
+
+
+def round_to_kind(x, int kind):
+    """``x`` rounded to nearest (even) in the kind's format, as a Python float.
+
+    16-bit kinds round through float32, as the kernels do."""
+    if kind == 1:
+        return float(x)
+    f = np.float32(x)
+    if kind == 0:
+        return float(f)
+    if kind == 2:
+        return float(np.float16(f))
+    bits = int(f.view(np.uint32))
+    if (bits & 0x7FFFFFFF) > 0x7F800000:
+        return float("nan")
+    bits = ((bits + 0x7FFF + ((bits >> 16) & 1)) >> 16) << 16
+    return float(np.uint32(bits & 0xFFFFFFFF).view(np.float32))
+
+
+def next_in_kind(x, int kind, direction):
+    """The neighbour of ``x`` (a value of the kind) towards ``direction`` (+-inf)."""
+    if kind == 1:
+        return float(np.nextafter(x, direction))
+    if kind == 0:
+        return float(np.nextafter(np.float32(x), np.float32(direction)))
+    if kind == 2:
+        return float(np.nextafter(np.float16(x), np.float16(direction)))
+    bits = int(np.float32(x).view(np.uint32)) >> 16        # bfloat16: step the top half
+    if x == 0:
+        bits = 0x0001 if direction > 0 else 0x8001
+    elif (x > 0) == (direction > 0):
+        bits += 1
+    else:
+        bits -= 1
+    return float(np.uint32(bits << 16).view(np.float32))
+
+
+def kind_bits(value, int kind):
+    """The bit pattern of ``value`` in the kind's format, as an int."""
+    if kind == 0:
+        return int(np.float32(value).view(np.uint32))
+    if kind == 1:
+        return int(np.float64(value).view(np.uint64))
+    if kind == 2:
+        return int(np.float16(np.float32(value)).view(np.uint16))
+    r = round_to_kind(value, 3)
+    return int(np.float32(r).view(np.uint32)) >> 16 if r == r else 0x7FC0
+
 
 def uniform(Target t, low, high, uint64_t k0, uint64_t k1, take_call):
     """Fill ``t`` with uniform values in [low, high) for key (k0, k1).
@@ -318,72 +391,141 @@ def uniform(Target t, low, high, uint64_t k0, uint64_t k1, take_call):
     ``take_call()`` is called once the arguments are known to be valid, and gives
     the call counter: a call that raises does not advance the generator.
 
-    Raises RuntimeError, as torch's ``uniform_`` does, when low > high, when
+    Raises ArgumentError (a RuntimeError, as torch's ``uniform_``) when low > high, when
     high - low exceeds the dtype's largest finite value, or when a bound is not
-    finite in the target's dtype. Nothing is written then.
+    finite in the target's dtype. Nothing is written then. For float16 and
+    bfloat16 the float32 values are capped below high rounded to the target, so
+    that rounding to 16 bits keeps them below it.
     """
     cdef double lo = low, hi = high
-    cdef float lo_f, hi_f, r_f
-    cdef double r
+    cdef float lo_f, hi_f, r_f, cap_f
     cdef fi_params pr
+    cdef int kind = t.kind
     if not lo <= hi:
-        raise RuntimeError(
+        raise ArgumentError(
             f"uniform_ expects to return a [from, to) range, but found from={low} > to={high}")
     # torch compares to - from, in double, with the dtype's largest finite value.
-    if not (hi - lo) <= (FLT_MAX if t.kind == 0 else DBL_MAX):
-        raise RuntimeError(
-            f"uniform_ expects to-from <= std::numeric_limits<{t.dtype}>::max(), but found "
-            f"to={high} and from={low} which result in to-from to exceed the limit")
-    if t.kind == 0:
+    if not (hi - lo) <= KIND_MAX[kind]:
+        raise ArgumentError(
+            f"uniform_ expects to-from <= std::numeric_limits<{KIND_NAMES[kind]}>::max(), but "
+            f"found to={high} and from={low} which result in to-from to exceed the limit")
+    if kind == 1:
+        pr.low, pr.range = lo, hi - lo
+        pr.cap = nextafter(hi, -INFINITY) if lo < hi else hi
+    else:
         lo_f = <float>lo
         hi_f = <float>hi
         r_f = hi_f - lo_f
         if not (isfinite(lo_f) and isfinite(hi_f) and isfinite(r_f)):
-            raise RuntimeError(f"uniform_ bounds from={low}, to={high} overflow float32")
-        pr.low_f, pr.range_f = lo_f, r_f
-        pr.cap_f = nextafterf(hi_f, -INFINITY) if lo_f < hi_f else hi_f
-        pr.sigma = fi_call_seed(k0, k1, take_call())
-        _run(FI_UNIFORM_F32, t, &pr)
-    else:
-        r = hi - lo
-        pr.low, pr.range = lo, r
-        pr.cap = nextafter(hi, -INFINITY) if lo < hi else hi
-        pr.sigma = fi_call_seed(k0, k1, take_call())
-        _run(FI_UNIFORM_F64, t, &pr)
+            raise ArgumentError(f"uniform_ bounds from={low}, to={high} overflow float32")
+        cap_f = nextafterf(hi_f, -INFINITY) if lo_f < hi_f else hi_f
+        if kind >= 2:
+            lo_k, hi_k = round_to_kind(lo_f, kind), round_to_kind(hi_f, kind)
+            if not (math.isfinite(lo_k) and math.isfinite(hi_k)):
+                raise ArgumentError(
+                    f"uniform_ bounds from={low}, to={high} overflow {KIND_NAMES[kind]}")
+            below = next_in_kind(hi_k, kind, -math.inf) if lo_k < hi_k else hi_k
+            cap_f = min(cap_f, <float>below)
+        pr.low_f, pr.range_f, pr.cap_f = lo_f, r_f, cap_f
+    pr.sigma = fi_call_seed(k0, k1, take_call())
+    _run(FI_UNIFORM + kind, t, &pr)
 
 
 def normal(Target t, mean, std, uint64_t k0, uint64_t k1, take_call):
     """Fill ``t`` with mean + std * z, z standard normal (the Ziggurat of docs/stream.md).
 
-    ValueError, before anything is written, for std < 0 (as torch: "normal expects
-    std >= 0.0") and for a mean or std that is not finite in the target's dtype.
-    ``take_call()`` gives the call counter once the arguments are valid.
+    ArgumentError (a ValueError and a RuntimeError, as torch raises), before anything
+    is written, for std < 0 ("normal expects std >= 0.0") and for a mean or std that
+    is not finite in the target's dtype.
+    ``take_call()`` gives the call counter once the arguments are valid. float16
+    and bfloat16 round the float32 values.
     """
     cdef double m = mean, sd = std
-    cdef float m_f, sd_f
     cdef fi_params pr
+    cdef int kind = t.kind
     if not isfinite(m) or not isfinite(sd):
-        raise ValueError(f"normal expects a finite mean and std, got mean={mean}, std={std}")
+        raise ArgumentError(f"normal expects a finite mean and std, got mean={mean}, std={std}")
     if sd < 0:
-        raise ValueError(f"normal expects std >= 0.0, but found std {std}")
-    if t.kind == 0:
-        m_f, sd_f = <float>m, <float>sd
-        if not (isfinite(m_f) and isfinite(sd_f)):
-            raise ValueError(f"normal mean={mean}, std={std} overflow float32")
-        pr.mean_f, pr.std_f, pr.value = m_f, sd_f, m_f
-        pr.sigma = fi_call_seed(k0, k1, take_call())
-        _run(FI_CONSTANT_F32 if sd_f == 0 else FI_NORMAL_F32, t, &pr)
+        raise ArgumentError(f"normal expects std >= 0.0, but found std {std}")
+    pr.mean, pr.std = m, sd
+    pr.mean_f, pr.std_f = <float>m, <float>sd
+    if kind != 1 and not (isfinite(pr.mean_f) and isfinite(pr.std_f)):
+        raise ArgumentError(f"normal mean={mean}, std={std} overflow float32")
+    pr.sigma = fi_call_seed(k0, k1, take_call())
+    if sd == 0:
+        pr.bits = kind_bits(pr.mean if kind == 1 else pr.mean_f, kind)
+        _run(FI_CONSTANT, t, &pr)
     else:
-        pr.mean, pr.std, pr.value = m, sd, m
-        pr.sigma = fi_call_seed(k0, k1, take_call())
-        _run(FI_CONSTANT_F64 if sd == 0 else FI_NORMAL_F64, t, &pr)
+        _run(FI_NORMAL + kind, t, &pr)
+
+
+def _normal_cdf(x):
+    return 0.5 * (1.0 + math.erf(x / math.sqrt(2.0)))
+
+
+def trunc_normal(Target t, mean, std, a, b, uint64_t k0, uint64_t k1, take_call):
+    """Fill ``t`` with normal(mean, std) values conditioned on [a, b] (docs/stream.md).
+
+    Exact rejection sampling from block-local streams: normal proposals when the
+    interval holds more than 30% of the mass (as torch decides), uniform proposals
+    on [a, b] otherwise, so narrow intervals and small std stay fast and exact.
+    Values are mean + std * z rounded to the dtype and clipped to the values of the
+    dtype inside [a, b], so they never leave [a, b].
+
+    ArgumentError (a ValueError and a RuntimeError) for a > b, std < 0, non-finite
+    arguments, or an [a, b] that holds no value of the dtype.
+    std == 0 fills with mean clipped to [a, b].
+    """
+    cdef double m = mean, sd = std, lo = a, hi = b
+    cdef fi_params pr
+    cdef int kind = t.kind
+    if not (isfinite(m) and isfinite(sd) and isfinite(lo) and isfinite(hi)):
+        raise ArgumentError(
+            f"trunc_normal_ expects finite mean, std, a and b, got {mean}, {std}, {a}, {b}")
+    if sd < 0:
+        raise ArgumentError(f"trunc_normal_ expects std >= 0.0, but found std {std}")
+    if lo > hi:
+        raise ArgumentError(
+            f"uniform_ expects to return a [from, to) range, but found from={a} > to={b}")
+    lo_k, hi_k = round_to_kind(lo, kind), round_to_kind(hi, kind)
+    if lo_k < lo:
+        lo_k = next_in_kind(lo_k, kind, math.inf)
+    if hi_k > hi:
+        hi_k = next_in_kind(hi_k, kind, -math.inf)
+    if not lo_k <= hi_k:
+        raise ArgumentError(f"[{a}, {b}] holds no {KIND_NAMES[kind]} value")
+    pr.mean, pr.std, pr.lo_clip, pr.hi_clip = m, sd, lo_k, hi_k
+    pr.sigma = fi_call_seed(k0, k1, take_call())
+    if sd == 0 or lo == hi:
+        pr.bits = kind_bits(min(max(m, lo_k), hi_k), kind)
+        _run(FI_CONSTANT, t, &pr)
+        return
+    pr.alpha, pr.beta = (lo - m) / sd, (hi - m) / sd
+    pr.trunc_mode, pr.rate = _trunc_mode(pr.alpha, pr.beta)
+    _run(FI_TRUNC + kind, t, &pr)
+
+
+def _trunc_mode(double alpha, double beta):
+    """(mode, rate) for standardized bounds: normal proposals (0) when [alpha, beta]
+    holds more than 30% of the mass (torch's threshold); for an interval within one
+    tail, exponential proposals (2) when it is wider than Robert's (1995) bound,
+    uniform proposals (1) otherwise (and for narrow intervals around 0)."""
+    if _normal_cdf(beta) - _normal_cdf(alpha) > 0.3:
+        return 0, 0.0
+    if alpha >= 0 or beta <= 0:
+        lo, hi = (alpha, beta) if alpha >= 0 else (-beta, -alpha)
+        root = math.sqrt(lo * lo + 4.0)
+        bound = 2.0 * math.sqrt(math.e) / (lo + root) * math.exp((lo * lo - lo * root) / 4.0)
+        if hi - lo > bound:
+            return 2, (lo + root) / 2.0
+    return 1, 0.0
 
 
 def constant(Target t, value):
-    """Fill ``t`` with ``value`` (cast to its dtype)."""
+    """Fill ``t`` with ``value`` rounded to its dtype."""
     cdef fi_params pr
-    pr.value = value
-    _run(FI_CONSTANT_F32 if t.kind == 0 else FI_CONSTANT_F64, t, &pr)
+    pr.bits = kind_bits(value, t.kind)
+    _run(FI_CONSTANT, t, &pr)
 
 
 def stream_yardstick(cnp.ndarray[cnp.float32_t, ndim=1, mode="c"] out, int nthreads):

@@ -4,7 +4,7 @@ import threading
 
 import numpy as np
 
-from fastinit import _fill
+from fastinit import _fill, _targets
 
 _MASK64 = (1 << 64) - 1
 
@@ -98,14 +98,18 @@ class Generator:
         value below it. With ``global_shape`` and ``global_offset``, ``out`` is that
         block of a larger virtual tensor and receives exactly its values.
 
-        Raises RuntimeError like ``torch.Tensor.uniform_`` when low > high (or a
-        bound is NaN) or when high - low overflows the dtype; TypeError or
-        ValueError for an array that cannot be written. ``out`` is untouched then.
+        Raises fastinit.ArgumentError (a RuntimeError, as ``torch.Tensor.uniform_``,
+        and a ValueError) when low > high (or a bound is NaN) or when high - low
+        overflows the dtype; TypeError or ValueError for an array that cannot be
+        written. ``out`` is untouched then.
         """
-        target = _fill.Target(out, global_shape, global_offset)
+        if _targets.is_meta(out):
+            self._take_call()
+            return out
+        target = _targets.target(out, global_shape, global_offset)
         k0, k1 = self._key
         _fill.uniform(target, low, high, k0, k1, self._take_call)
-        return out
+        return _targets.written(out)
 
     def normal_(self, out, mean=0.0, std=1.0, *, global_shape=None, global_offset=None):
         """Fill ``out`` in place with ``mean + std * z``, z standard normal; returns ``out``.
@@ -117,13 +121,17 @@ class Generator:
         result is ``mean + std * z`` in the array's precision; ``std == 0`` fills
         with ``mean``.
 
-        Raises ValueError for std < 0 (as torch: "normal expects std >= 0.0") and
-        for a mean or std that is NaN or infinite; ``out`` is untouched then.
+        Raises fastinit.ArgumentError (a ValueError, and a RuntimeError as torch
+        raises) for std < 0 ("normal expects std >= 0.0") and for a mean or std
+        that is NaN or infinite; ``out`` is untouched then.
         """
-        target = _fill.Target(out, global_shape, global_offset)
+        if _targets.is_meta(out):
+            self._take_call()
+            return out
+        target = _targets.target(out, global_shape, global_offset)
         k0, k1 = self._key
         _fill.normal(target, mean, std, k0, k1, self._take_call)
-        return out
+        return _targets.written(out)
 
     def standard_normal_(self, out, *, global_shape=None, global_offset=None):
         """Fill ``out`` in place with standard normal values; returns ``out``.
@@ -132,6 +140,22 @@ class Generator:
         """
         return self.normal_(out, 0.0, 1.0, global_shape=global_shape,
                             global_offset=global_offset)
+
+    def trunc_normal_(self, out, mean=0.0, std=1.0, a=-2.0, b=2.0, *, global_shape=None,
+                      global_offset=None):
+        """Fill ``out`` in place with normal(mean, std) values conditioned on [a, b].
+
+        Exact rejection sampling (normal proposals when [a, b] holds more than 30%
+        of the mass, uniform proposals otherwise), so it stays correct for small
+        std and narrow intervals in every dtype; values never leave [a, b].
+        """
+        if _targets.is_meta(out):
+            self._take_call()
+            return out
+        target = _targets.target(out, global_shape, global_offset)
+        k0, k1 = self._key
+        _fill.trunc_normal(target, mean, std, a, b, k0, k1, self._take_call)
+        return _targets.written(out)
 
     def __getstate__(self):
         with self._lock:

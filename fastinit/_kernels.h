@@ -184,9 +184,9 @@ static fi_cursor *fi_cursor_new(void)
 static void fi_cursor_free(fi_cursor *c) { free(c); }
 
 /* One step of all 16 lanes for the uniform fills: 16 raw outputs. */
-FI_INLINE void fi_uniform_step(fi_lanes *ln, fi_lanes *aux, void *out)
+FI_INLINE void fi_uniform_step(fi_lanes *ln, fi_lanes *aux, const void *pr, void *out)
 {
-    (void)aux;
+    (void)aux; (void)pr;
     for (int v = 0; v < FI_VECS; v++) {
         const fi_u64x4 x = fi_step4(&ln->s0[v], &ln->s1[v], &ln->s2[v], &ln->s3[v]);
         memcpy((char *)out + sizeof x * v, &x, sizeof x);
@@ -195,9 +195,10 @@ FI_INLINE void fi_uniform_step(fi_lanes *ln, fi_lanes *aux, void *out)
 
 /* Make the first `steps` steps of (sigma, block) available in c->raw, each step's
  * STEP_BYTES written by STEP after the previous one's. USES_AUX: whether STEP
- * draws from the auxiliary lanes. */
+ * draws from the auxiliary lanes. `pr` is the fill's fi_params, passed through. */
 #define FI_DEFINE_ADVANCE(NAME, STEP, STEP_BYTES, USES_AUX)                                \
-FI_INLINE void NAME(fi_cursor *c, uint64_t sigma, uint64_t block, int64_t steps)          \
+FI_INLINE void NAME(fi_cursor *c, const void *pr, uint64_t sigma, uint64_t block,         \
+                    int64_t steps)                                                         \
 {                                                                                          \
     if (!c->valid || c->sigma != sigma || c->block != block || c->steps > steps) {         \
         fi_lanes_seed(&c->lanes, sigma, block, 0);                                         \
@@ -209,7 +210,7 @@ FI_INLINE void NAME(fi_cursor *c, uint64_t sigma, uint64_t block, int64_t steps)
     }                                                                                      \
     fi_lanes ln = c->lanes;                                                                \
     for (int64_t t = c->steps; t < steps; t++)                                             \
-        STEP(&ln, &c->aux, (char *)c->raw + t * (STEP_BYTES));                             \
+        STEP(&ln, &c->aux, pr, (char *)c->raw + t * (STEP_BYTES));                         \
     c->lanes = ln;                                                                         \
     if (steps > c->steps) c->steps = steps;                                                \
 }
@@ -255,7 +256,11 @@ typedef struct {
     float low_f, range_f, cap_f;    /* float32 uniform */
     double mean, std;               /* float64 normal: mean + std*z */
     float mean_f, std_f;            /* float32 normal */
-    double value;                   /* constant */
+    uint64_t bits;                  /* constant: the value's bit pattern, itemsize bytes */
+    double alpha, beta;             /* truncated normal: standardized bounds [alpha, beta] */
+    double lo_clip, hi_clip;        /* truncated normal: values clipped to these */
+    double rate;                    /* truncated normal, mode 2: the exponential's rate */
+    int trunc_mode;                 /* 0: normal, 1: uniform, 2: exponential proposals */
 } fi_params;
 
 /* Where piece p starts: its local flat index and its global index. */
@@ -441,7 +446,7 @@ FI_INLINE void fi_uniform_f64_whole(uint64_t sigma, uint64_t block, const fi_par
 }
 
 /* ------------------------------------------------------------------------- */
-/* Normal: the Ziggurat (docs/stream.md, section 7)                           */
+/* Normal: the Ziggurat (docs/stream.md, section 6)                           */
 /* ------------------------------------------------------------------------- */
 
 /* exp(a) for a <= 0 from IEEE additions, multiplications and exact scalings only,
@@ -454,6 +459,7 @@ static const double FI_EXP_COEF[14] = {
 
 static double fi_exp(double a)
 {
+    if (a < -708.0) return 0.0;                           /* below the normal range */
     const double inv_ln2 = 0x1.71547652b82fep+0;
     const double ln2_hi = 0x1.62e42fee00000p-1, ln2_lo = 0x1.a39ef35793c76p-33;
     const double y = a * inv_ln2 + 0.5;
@@ -638,15 +644,17 @@ FI_INLINE void fi_normal_f64_fix(fi_lanes *aux, uint32_t rejected, fi_f64x4 *zv)
 }
 
 /* One step, fast path then fix-ups (the cursor's path). */
-FI_INLINE void fi_normal_f32_step(fi_lanes *ln, fi_lanes *aux, void *out)
+FI_INLINE void fi_normal_f32_step(fi_lanes *ln, fi_lanes *aux, const void *pr, void *out)
 {
+    (void)pr;
     fi_f32x8 z[FI_VECS];
     fi_normal_f32_fix(aux, fi_normal_f32_fast(ln, z), z);
     memcpy(out, z, sizeof z);
 }
 
-FI_INLINE void fi_normal_f64_step(fi_lanes *ln, fi_lanes *aux, void *out)
+FI_INLINE void fi_normal_f64_step(fi_lanes *ln, fi_lanes *aux, const void *pr, void *out)
 {
+    (void)pr;
     fi_f64x4 z[FI_VECS];
     fi_normal_f64_fix(aux, fi_normal_f64_fast(ln, z), z);
     memcpy(out, z, sizeof z);
@@ -731,7 +739,7 @@ FI_INLINE void NAME(fi_cursor *c, const fi_plan *pl, const fi_params *pr, int64_
         if (direct && m == FI_BLOCK && !(pl->stream && ((uintptr_t)dst & 15))) {           \
             WHOLE(pr->sigma, block, pr, dst, pl->stream);                                  \
         } else {                                                                           \
-            ADVANCE(c, pr->sigma, block, (j0 + m + (PER_STEP) - 1) / (PER_STEP));          \
+            ADVANCE(c, pr, pr->sigma, block, (j0 + m + (PER_STEP) - 1) / (PER_STEP));      \
             if (direct && !pl->stream) {                                                   \
                 MAP(c->raw, j0, m, pr, dst);                                               \
             } else {                                                                       \
@@ -752,28 +760,196 @@ FI_DEFINE_PIECE(fi_normal_f32_body, float, fi_normal_f32_advance, fi_normal_f32_
 FI_DEFINE_PIECE(fi_normal_f64_body, double, fi_normal_f64_advance, fi_normal_f64_map,
                 fi_normal_f64_whole, FI_LANES)
 
-/* Constant fill of one piece: the value is written into a small buffer once and
- * emitted repeatedly, so it shares the store paths of the random fills. */
-#define FI_DEFINE_CONSTANT_PIECE(NAME, CTYPE)                                              \
+/* ------------------------------------------------------------------------- */
+/* 16-bit outputs: float32 values rounded to nearest even                     */
+/* ------------------------------------------------------------------------- */
+
+/* bfloat16: the top half of the float32, rounded to nearest even (NaN stays NaN). */
+FI_INLINE uint16_t fi_to_bf16(float f)
+{
+    uint32_t b;
+    memcpy(&b, &f, sizeof b);
+    const uint32_t rounded = (b + 0x7FFFu + ((b >> 16) & 1u)) >> 16;
+    return (uint16_t)(((b & 0x7FFFFFFFu) > 0x7F800000u) ? ((b >> 16) | 0x40u) : rounded);
+}
+
+/* float16: IEEE conversion (F16C's vcvtps2ph on the AVX2 and AVX-512 paths, the
+ * compiler runtime's routine on the baseline one: the same bits). */
+FI_INLINE uint16_t fi_to_f16(float f)
+{
+    const _Float16 h = (_Float16)f;
+    uint16_t b;
+    memcpy(&b, &h, sizeof b);
+    return b;
+}
+
+/* A 16-bit fill of one piece: float32 values of the block (straight from WHOLE for a
+ * whole block, else through the cursor), converted by CONVERT, then emitted. */
+#define FI_DEFINE_PIECE16(NAME, ADVANCE, MAP, WHOLE, CONVERT, PER_STEP)                    \
 FI_INLINE void NAME(fi_cursor *c, const fi_plan *pl, const fi_params *pr, int64_t p)      \
 {                                                                                          \
-    (void)c;                                                                               \
-    CTYPE vals[FI_BLOCK] FI_ALIGN64;                                                       \
-    const CTYPE v = (CTYPE)pr->value;                                                      \
+    float vals[FI_BLOCK] FI_ALIGN64;                                                       \
+    uint16_t half[FI_BLOCK] FI_ALIGN64;                                                    \
     int64_t flat, n;                                                                       \
     uint64_t g;                                                                            \
     fi_piece_start(pl, p, &flat, &g, &n);                                                  \
-    const int64_t fill = n < FI_BLOCK ? n : FI_BLOCK;                                      \
-    for (int64_t k = 0; k < fill; k++) vals[k] = v;                                        \
     while (n > 0) {                                                                        \
-        const int64_t m = n < FI_BLOCK ? n : FI_BLOCK;                                     \
-        fi_emit(pl, flat, vals, m);                                                        \
-        flat += m; n -= m;                                                                 \
+        const uint64_t block = g / FI_BLOCK;                                               \
+        const int64_t j0 = (int64_t)(g % FI_BLOCK);                                        \
+        const int64_t m = n < FI_BLOCK - j0 ? n : FI_BLOCK - j0;                           \
+        if (m == FI_BLOCK) {                                                               \
+            WHOLE(pr->sigma, block, pr, vals, 0);                                          \
+        } else {                                                                           \
+            ADVANCE(c, pr, pr->sigma, block, (j0 + m + (PER_STEP) - 1) / (PER_STEP));      \
+            MAP(c->raw, j0, m, pr, vals);                                                  \
+        }                                                                                  \
+        for (int64_t k = 0; k < m; k++) half[k] = CONVERT(vals[k]);                        \
+        fi_emit(pl, flat, half, m);                                                        \
+        flat += m; g += (uint64_t)m; n -= m;                                               \
     }                                                                                      \
 }
 
-FI_DEFINE_CONSTANT_PIECE(fi_constant_f32_body, float)
-FI_DEFINE_CONSTANT_PIECE(fi_constant_f64_body, double)
+FI_DEFINE_PIECE16(fi_uniform_f16_body, fi_uniform_advance, fi_uniform_f32_map,
+                  fi_uniform_f32_whole, fi_to_f16, 2 * FI_LANES)
+FI_DEFINE_PIECE16(fi_uniform_bf16_body, fi_uniform_advance, fi_uniform_f32_map,
+                  fi_uniform_f32_whole, fi_to_bf16, 2 * FI_LANES)
+FI_DEFINE_PIECE16(fi_normal_f16_body, fi_normal_f32_advance, fi_normal_f32_map,
+                  fi_normal_f32_whole, fi_to_f16, 2 * FI_LANES)
+FI_DEFINE_PIECE16(fi_normal_bf16_body, fi_normal_f32_advance, fi_normal_f32_map,
+                  fi_normal_f32_whole, fi_to_bf16, 2 * FI_LANES)
+
+/* ------------------------------------------------------------------------- */
+/* Truncated normal (docs/stream.md, section 7)                               */
+/* ------------------------------------------------------------------------- */
+
+/* A standardized truncated normal in [alpha, beta] for one element (docs/stream.md,
+ * section 7), from its first candidate and then its lane's auxiliary outputs.
+ * Mode 0: z is the element's float64 normal value; while z is outside,
+ * z = zig64(A()). Mode 1: proposals x = alpha + (beta - alpha) U, accepted when
+ * U(A()) < exp_d(c - x^2/2), c = min over the interval of x^2/2. Mode 2 (Robert,
+ * 1995; the interval within one tail, mirrored to the right one when beta <= 0,
+ * [lo, hi] = |ends|): x = lo - log_d(U') / rate, accepted when x <= hi and
+ * U(A()) < exp_d(-(x - rate)^2 / 2). Each proposal's first uniform comes from the
+ * main output x0 for the first proposal, from A() for later ones. */
+static double fi_trunc_one(fi_lanes *aux, int lane, double z, uint64_t x0, const fi_params *pr)
+{
+    if (pr->trunc_mode == 0) {
+        while (!(z >= pr->alpha && z <= pr->beta))
+            z = fi_zig64_slow(aux, lane, fi_lane_next(aux, lane));
+        return z;
+    }
+    if (pr->trunc_mode == 1) {
+        const double width = pr->beta - pr->alpha;
+        const double m = pr->alpha > 0 ? pr->alpha : (pr->beta < 0 ? pr->beta : 0.0);
+        const double c = 0.5 * m * m;
+        double x = pr->alpha + width * fi_u53(x0);
+        for (;;) {
+            if (x > pr->beta) x = pr->beta;
+            if (fi_u53(fi_lane_next(aux, lane)) < fi_exp(c - 0.5 * x * x)) return x;
+            x = pr->alpha + width * fi_u53(fi_lane_next(aux, lane));
+        }
+    }
+    const int mirror = pr->alpha < 0;
+    const double lo = mirror ? -pr->beta : pr->alpha, hi = mirror ? -pr->alpha : pr->beta;
+    uint64_t first = x0;
+    for (;;) {
+        const double x = lo - fi_log(fi_u53_open(first)) / pr->rate;
+        const double d = x - pr->rate;
+        if (x <= hi && fi_u53(fi_lane_next(aux, lane)) < fi_exp(-0.5 * d * d))
+            return mirror ? -x : x;
+        first = fi_lane_next(aux, lane);
+    }
+}
+
+/* One step: 16 standardized truncated normals (element l from lane l), binary64. */
+FI_INLINE void fi_trunc_step(fi_lanes *ln, fi_lanes *aux, const void *params, void *out)
+{
+    const fi_params *pr = (const fi_params *)params;
+    double *z = (double *)out;
+    if (pr->trunc_mode == 0) {
+        fi_normal_f64_step(ln, aux, params, out);           /* vectorized fast path */
+        for (int k = 0; k < FI_LANES; k++)
+            if (!(z[k] >= pr->alpha && z[k] <= pr->beta)) z[k] = fi_trunc_one(aux, k, z[k], 0, pr);
+        return;
+    }
+    uint64_t x[FI_LANES] FI_ALIGN64;
+    fi_uniform_step(ln, aux, params, x);
+    for (int k = 0; k < FI_LANES; k++) z[k] = fi_trunc_one(aux, k, 0.0, x[k], pr);
+}
+
+FI_DEFINE_ADVANCE(fi_trunc_advance, fi_trunc_step, 8 * FI_LANES, 1)
+
+/* Values: v = mean + std z in binary64, rounded to the target, then clipped to
+ * [lo_clip, hi_clip] (the interval's ends rounded inward to the target). */
+FI_INLINE void fi_trunc_f64_map(const uint64_t *raw, int64_t j0, int64_t n, const fi_params *pr, double *out)
+{
+    const double *z = (const double *)raw + j0;
+    for (int64_t k = 0; k < n; k++) {
+        double v = pr->mean + pr->std * z[k];
+        v = v < pr->lo_clip ? pr->lo_clip : v;
+        out[k] = v > pr->hi_clip ? pr->hi_clip : v;
+    }
+}
+
+FI_INLINE void fi_trunc_f32_map(const uint64_t *raw, int64_t j0, int64_t n, const fi_params *pr, float *out)
+{
+    const double *z = (const double *)raw + j0;
+    const float lo = (float)pr->lo_clip, hi = (float)pr->hi_clip;
+    for (int64_t k = 0; k < n; k++) {
+        float v = (float)(pr->mean + pr->std * z[k]);
+        v = v < lo ? lo : v;
+        out[k] = v > hi ? hi : v;
+    }
+}
+
+#define FI_DEFINE_TRUNC_PIECE(NAME, CTYPE, MAP, CONVERT)                                   \
+FI_INLINE void NAME(fi_cursor *c, const fi_plan *pl, const fi_params *pr, int64_t p)      \
+{                                                                                          \
+    CTYPE vals[FI_BLOCK] FI_ALIGN64;                                                       \
+    int64_t flat, n;                                                                       \
+    uint64_t g;                                                                            \
+    fi_piece_start(pl, p, &flat, &g, &n);                                                  \
+    while (n > 0) {                                                                        \
+        const uint64_t block = g / FI_BLOCK;                                               \
+        const int64_t j0 = (int64_t)(g % FI_BLOCK);                                        \
+        const int64_t m = n < FI_BLOCK - j0 ? n : FI_BLOCK - j0;                           \
+        fi_trunc_advance(c, pr, pr->sigma, block, (j0 + m + FI_LANES - 1) / FI_LANES);     \
+        MAP(c->raw, j0, m, pr, vals);                                                      \
+        CONVERT                                                                            \
+        flat += m; g += (uint64_t)m; n -= m;                                               \
+    }                                                                                      \
+}
+
+FI_DEFINE_TRUNC_PIECE(fi_trunc_f64_body, double, fi_trunc_f64_map, fi_emit(pl, flat, vals, m);)
+FI_DEFINE_TRUNC_PIECE(fi_trunc_f32_body, float, fi_trunc_f32_map, fi_emit(pl, flat, vals, m);)
+FI_DEFINE_TRUNC_PIECE(fi_trunc_f16_body, float, fi_trunc_f32_map, {
+    uint16_t half[FI_BLOCK];
+    for (int64_t k = 0; k < m; k++) half[k] = fi_to_f16(vals[k]);
+    fi_emit(pl, flat, half, m); })
+FI_DEFINE_TRUNC_PIECE(fi_trunc_bf16_body, float, fi_trunc_f32_map, {
+    uint16_t half[FI_BLOCK];
+    for (int64_t k = 0; k < m; k++) half[k] = fi_to_bf16(vals[k]);
+    fi_emit(pl, flat, half, m); })
+
+/* Constant fill of one piece, for any item size: the value's bit pattern is
+ * written into a small buffer once and emitted repeatedly, through the same store
+ * paths as the random fills. */
+FI_INLINE void fi_constant_body(fi_cursor *c, const fi_plan *pl, const fi_params *pr, int64_t p)
+{
+    (void)c;
+    uint64_t vals[FI_BLOCK] FI_ALIGN64;               /* FI_BLOCK items of up to 8 bytes */
+    const size_t isz = (size_t)pl->itemsize;
+    int64_t flat, n;
+    uint64_t g;
+    fi_piece_start(pl, p, &flat, &g, &n);
+    const int64_t fill = n < FI_BLOCK ? n : FI_BLOCK;
+    for (int64_t k = 0; k < fill; k++) memcpy((char *)vals + k * (int64_t)isz, &pr->bits, isz);
+    while (n > 0) {
+        const int64_t m = n < FI_BLOCK ? n : FI_BLOCK;
+        fi_emit(pl, flat, vals, m);
+        flat += m; n -= m;
+    }
+}
 
 /* ------------------------------------------------------------------------- */
 /* Runtime dispatch                                                           */
@@ -781,8 +957,9 @@ FI_DEFINE_CONSTANT_PIECE(fi_constant_f64_body, double)
 
 typedef void (*fi_piece_fn)(fi_cursor *, const fi_plan *, const fi_params *, int64_t);
 
-enum { FI_UNIFORM_F32, FI_UNIFORM_F64, FI_NORMAL_F32, FI_NORMAL_F64, FI_CONSTANT_F32,
-       FI_CONSTANT_F64, FI_NKERNELS };
+/* Kernels by distribution and dtype (the dtype order: float32, float64, float16,
+ * bfloat16, as Target.kind numbers them). */
+enum { FI_UNIFORM = 0, FI_NORMAL = 4, FI_TRUNC = 8, FI_CONSTANT = 12, FI_NKERNELS = 13 };
 enum { FI_PATH_BASELINE, FI_PATH_AVX2, FI_PATH_AVX512, FI_NPATHS };
 static const char *const FI_PATH_NAMES[FI_NPATHS] = {"baseline", "avx2", "avx512"};
 
@@ -794,19 +971,30 @@ static const char *const FI_PATH_NAMES[FI_NPATHS] = {"baseline", "avx2", "avx512
 #define FI_WRAP_ALL(SUFFIX, ATTR)                                                          \
     FI_WRAP(fi_uniform_f32_body, SUFFIX, ATTR)                                             \
     FI_WRAP(fi_uniform_f64_body, SUFFIX, ATTR)                                             \
+    FI_WRAP(fi_uniform_f16_body, SUFFIX, ATTR)                                             \
+    FI_WRAP(fi_uniform_bf16_body, SUFFIX, ATTR)                                            \
     FI_WRAP(fi_normal_f32_body, SUFFIX, ATTR)                                              \
     FI_WRAP(fi_normal_f64_body, SUFFIX, ATTR)                                              \
-    FI_WRAP(fi_constant_f32_body, SUFFIX, ATTR)                                            \
-    FI_WRAP(fi_constant_f64_body, SUFFIX, ATTR)                                            \
+    FI_WRAP(fi_normal_f16_body, SUFFIX, ATTR)                                              \
+    FI_WRAP(fi_normal_bf16_body, SUFFIX, ATTR)                                             \
+    FI_WRAP(fi_trunc_f32_body, SUFFIX, ATTR)                                               \
+    FI_WRAP(fi_trunc_f64_body, SUFFIX, ATTR)                                               \
+    FI_WRAP(fi_trunc_f16_body, SUFFIX, ATTR)                                               \
+    FI_WRAP(fi_trunc_bf16_body, SUFFIX, ATTR)                                              \
+    FI_WRAP(fi_constant_body, SUFFIX, ATTR)                                                \
     static const fi_piece_fn FI_TABLE_##SUFFIX[FI_NKERNELS] = {                            \
         fi_uniform_f32_body_##SUFFIX, fi_uniform_f64_body_##SUFFIX,                        \
+        fi_uniform_f16_body_##SUFFIX, fi_uniform_bf16_body_##SUFFIX,                       \
         fi_normal_f32_body_##SUFFIX, fi_normal_f64_body_##SUFFIX,                          \
-        fi_constant_f32_body_##SUFFIX, fi_constant_f64_body_##SUFFIX};
+        fi_normal_f16_body_##SUFFIX, fi_normal_bf16_body_##SUFFIX,                         \
+        fi_trunc_f32_body_##SUFFIX, fi_trunc_f64_body_##SUFFIX,                            \
+        fi_trunc_f16_body_##SUFFIX, fi_trunc_bf16_body_##SUFFIX,                           \
+        fi_constant_body_##SUFFIX};
 
 FI_WRAP_ALL(baseline, )
 #ifdef FI_X86
-FI_WRAP_ALL(avx2, __attribute__((target("avx2"))))
-FI_WRAP_ALL(avx512, __attribute__((target("avx512f,avx512dq,avx512bw,avx512vl"))))
+FI_WRAP_ALL(avx2, __attribute__((target("avx2,f16c"))))
+FI_WRAP_ALL(avx512, __attribute__((target("avx512f,avx512dq,avx512bw,avx512vl,f16c"))))
 #endif
 
 /* Whether this CPU (and OS) can run a path. */
@@ -815,10 +1003,11 @@ static int fi_path_supported(int path)
     if (path == FI_PATH_BASELINE) return 1;
 #ifdef FI_X86
     __builtin_cpu_init();
-    if (path == FI_PATH_AVX2) return __builtin_cpu_supports("avx2");
+    const int f16c = __builtin_cpu_supports("f16c");
+    if (path == FI_PATH_AVX2) return __builtin_cpu_supports("avx2") && f16c;
     if (path == FI_PATH_AVX512)
         return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512dq") &&
-               __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512vl");
+               __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512vl") && f16c;
 #endif
     return 0;
 }

@@ -6,12 +6,10 @@ cdef extern from "_kernels.h" nogil:
         FI_LANES
         FI_BLOCK
         FI_MAXDIM
-        FI_UNIFORM_F32
-        FI_UNIFORM_F64
-        FI_NORMAL_F32
-        FI_NORMAL_F64
-        FI_CONSTANT_F32
-        FI_CONSTANT_F64
+        FI_UNIFORM
+        FI_NORMAL
+        FI_TRUNC
+        FI_CONSTANT
         FI_PATH_BASELINE
         FI_PATH_AVX2
         FI_PATH_AVX512
@@ -57,7 +55,11 @@ cdef extern from "_kernels.h" nogil:
         float low_f, range_f, cap_f
         double mean, std
         float mean_f, std_f
-        double value
+        uint64_t bits
+        double alpha, beta
+        double lo_clip, hi_clip
+        double rate
+        int trunc_mode
 
     ctypedef void (*fi_piece_fn)(fi_cursor *, const fi_plan *, const fi_params *, int64_t)
     const fi_piece_fn *fi_path_table(int path)

@@ -1,0 +1,445 @@
+"""Initializers with torch.nn.init's names, signatures, formulas and errors.
+
+Every function fills a numpy array (float16, bfloat16 with ml_dtypes, float32,
+float64) or a CPU torch tensor (the same dtypes, parameters included) in place
+and returns it. Sampling functions take ``generator`` (a fastinit.Generator; None
+means the default one) and advance it by exactly one call, whatever the size
+(even for an empty or meta tensor), so processes that make the same calls stay
+in step. With ``global_shape`` and ``global_offset`` the target is that block of
+a larger tensor: it receives exactly the values of the whole tensor's fill, and
+fans are computed from the global shape.
+
+Beyond torch: ``variance_scaling_``, ``lecun_uniform_`` and ``lecun_normal_`` (the
+JAX/Keras family, with an explicit fan layout), and ``empty`` to allocate an
+array to fill without a separate zeroing pass.
+"""
+
+import math
+import warnings
+
+import numpy as np
+
+from fastinit import _fill, _targets
+from fastinit._generator import Generator, default_generator
+
+__all__ = [
+    "calculate_gain", "uniform_", "normal_", "trunc_normal_", "constant_", "ones_",
+    "zeros_", "eye_", "dirac_", "xavier_uniform_", "xavier_normal_", "kaiming_uniform_",
+    "kaiming_normal_", "orthogonal_", "sparse_", "variance_scaling_", "lecun_uniform_",
+    "lecun_normal_", "empty",
+]
+
+# A second, independent stream of one call (sparse_'s zero pattern): the key with
+# this word XORed into its second half (docs/stream.md, section 7).
+_SUBSTREAM_1 = 0x5851F42D4C957F2D
+
+
+def _generator(generator):
+    if generator is None:
+        return default_generator()
+    if not isinstance(generator, Generator):
+        raise TypeError(f"generator must be a fastinit.Generator or None, got "
+                        f"{type(generator).__module__}.{type(generator).__name__}")
+    return generator
+
+
+def calculate_gain(nonlinearity, param=None):
+    r"""The recommended gain for a nonlinearity, as torch.nn.init.calculate_gain.
+
+    ================= ====================================================
+    nonlinearity      gain
+    ================= ====================================================
+    Linear / Identity :math:`1`
+    Conv{1,2,3}D      :math:`1`
+    Sigmoid           :math:`1`
+    Tanh              :math:`\frac{5}{3}`
+    ReLU              :math:`\sqrt{2}`
+    Leaky Relu        :math:`\sqrt{\frac{2}{1 + \text{negative\_slope}^2}}`
+    SELU              :math:`\frac{3}{4}`
+    ================= ====================================================
+
+    ``param`` is leaky_relu's negative slope (default 0.01); an int or float, not a bool.
+    """
+    linear_fns = ["linear", "conv1d", "conv2d", "conv3d", "conv_transpose1d",
+                  "conv_transpose2d", "conv_transpose3d"]
+    if nonlinearity in linear_fns or nonlinearity == "sigmoid":
+        return 1
+    if nonlinearity == "tanh":
+        return 5.0 / 3
+    if nonlinearity == "relu":
+        return math.sqrt(2.0)
+    if nonlinearity == "leaky_relu":
+        if param is None:
+            negative_slope = 0.01
+        elif (not isinstance(param, bool) and isinstance(param, int)) or isinstance(param, float):
+            negative_slope = param
+        else:
+            raise ValueError(f"negative_slope {param} not a valid number")
+        return math.sqrt(2.0 / (1 + negative_slope**2))
+    if nonlinearity == "selu":
+        return 3.0 / 4
+    raise ValueError(f"Unsupported nonlinearity {nonlinearity}")
+
+
+def _fans(shape):
+    """(fan_in, fan_out) of a weight of torch's layout (out, in, *kernel)."""
+    if len(shape) < 2:
+        raise ValueError(
+            "Fan in and fan out can not be computed for tensor with fewer than 2 dimensions")
+    receptive_field = 1
+    for s in shape[2:]:
+        receptive_field *= s
+    return shape[1] * receptive_field, shape[0] * receptive_field
+
+
+def _correct_fan(shape, mode):
+    mode = mode.lower()
+    valid_modes = ["fan_in", "fan_out"]
+    if mode not in valid_modes:
+        raise ValueError(f"Mode {mode} not supported, please use one of {valid_modes}")
+    fan_in, fan_out = _fans(shape)
+    return fan_in if mode == "fan_in" else fan_out
+
+
+def _global_shape(tensor, global_shape):
+    return tuple(global_shape) if global_shape is not None else _targets.shape_of(tensor)
+
+
+# --------------------------------------------------------------------------------------
+# Distributions
+# --------------------------------------------------------------------------------------
+
+def uniform_(tensor, a=0.0, b=1.0, generator=None, *, global_shape=None, global_offset=None):
+    r"""Fill with values from :math:`\mathcal{U}(a, b)`: in [a, b) in the tensor's dtype."""
+    return _generator(generator).uniform_(tensor, a, b, global_shape=global_shape,
+                                          global_offset=global_offset)
+
+
+def normal_(tensor, mean=0.0, std=1.0, generator=None, *, global_shape=None,
+            global_offset=None):
+    r"""Fill with values from :math:`\mathcal{N}(\text{mean}, \text{std}^2)`."""
+    return _generator(generator).normal_(tensor, mean, std, global_shape=global_shape,
+                                         global_offset=global_offset)
+
+
+def trunc_normal_(tensor, mean=0.0, std=1.0, a=-2.0, b=2.0, generator=None, *,
+                  global_shape=None, global_offset=None):
+    r"""Fill with values from :math:`\mathcal{N}(\text{mean}, \text{std}^2)` conditioned
+    on :math:`a \le x \le b` (``a`` and ``b`` absolute, as in torch).
+
+    Exact rejection sampling, correct for small std and narrow intervals in every
+    dtype; values never leave [a, b].
+    """
+    return _generator(generator).trunc_normal_(tensor, mean, std, a, b,
+                                               global_shape=global_shape,
+                                               global_offset=global_offset)
+
+
+def constant_(tensor, val):
+    """Fill with ``val`` (rounded to the tensor's dtype)."""
+    if _targets.is_meta(tensor):
+        return tensor
+    _fill.constant(_targets.target(tensor), val)
+    return _targets.written(tensor)
+
+
+def ones_(tensor):
+    """Fill with 1."""
+    return constant_(tensor, 1.0)
+
+
+def zeros_(tensor):
+    """Fill with 0."""
+    return constant_(tensor, 0.0)
+
+
+def _write_values(tensor, values):
+    """Write a float64 numpy array of the tensor's shape into it (rounded to its dtype)."""
+    array, bits_as = _targets.as_array(tensor)
+    if bits_as is None:
+        if not isinstance(array, np.ndarray):
+            raise TypeError(f"expected a numpy.ndarray, got {type(array).__name__}")
+        array[...] = values
+        return
+    bits = np.asarray(values, np.float32).view(np.uint32)
+    if bits_as == 3:                                    # bfloat16: round to nearest even
+        nan = (bits & 0x7FFFFFFF) > 0x7F800000
+        half = ((bits + 0x7FFF + ((bits >> 16) & 1)) >> 16).astype(np.uint16)
+        half[nan] = ((bits[nan] >> 16) | 0x40).astype(np.uint16)
+    else:
+        half = np.asarray(values, np.float32).astype(np.float16).view(np.uint16)
+    array[...] = half.view(np.int16)
+
+
+def eye_(tensor):
+    """Fill the 2-D tensor with the identity matrix (ones where row == column)."""
+    shape = _targets.shape_of(tensor)
+    if len(shape) != 2:
+        raise ValueError("Only tensors with 2 dimensions are supported")
+    _targets.target(tensor)                             # validate before writing
+    if _targets.is_meta(tensor):
+        return tensor
+    _write_values(tensor, np.eye(*shape))
+    return _targets.written(tensor)
+
+
+def dirac_(tensor, groups=1):
+    """Fill the {3, 4, 5}-D tensor with the Dirac delta: each group of output
+    channels preserves the identity of as many input channels as it can."""
+    shape = _targets.shape_of(tensor)
+    if len(shape) not in (3, 4, 5):
+        raise ValueError("Only tensors with 3, 4, or 5 dimensions are supported")
+    if shape[0] % groups != 0:
+        raise ValueError("dim 0 must be divisible by groups")
+    if _targets.is_meta(tensor):
+        return tensor
+    _targets.target(tensor)
+    out_per_group = shape[0] // groups
+    values = np.zeros(shape)
+    centre = tuple(s // 2 for s in shape[2:])
+    for g in range(groups):
+        for d in range(min(out_per_group, shape[1])):
+            values[(g * out_per_group + d, d) + centre] = 1
+    _write_values(tensor, values)
+    return _targets.written(tensor)
+
+
+# --------------------------------------------------------------------------------------
+# Fan-based initializers
+# --------------------------------------------------------------------------------------
+
+def xavier_uniform_(tensor, gain=1.0, generator=None, *, global_shape=None,
+                    global_offset=None):
+    r"""Glorot and Bengio (2010): :math:`\mathcal{U}(-a, a)` with
+    :math:`a = \text{gain} \times \sqrt{\frac{6}{\text{fan\_in} + \text{fan\_out}}}`.
+
+    As torch computes it: std = gain * sqrt(2 / (fan_in + fan_out)), a = sqrt(3) * std.
+    """
+    fan_in, fan_out = _fans(_global_shape(tensor, global_shape))
+    std = gain * math.sqrt(2.0 / float(fan_in + fan_out))
+    a = math.sqrt(3.0) * std
+    return uniform_(tensor, -a, a, generator, global_shape=global_shape,
+                    global_offset=global_offset)
+
+
+def xavier_normal_(tensor, gain=1.0, generator=None, *, global_shape=None,
+                   global_offset=None):
+    r"""Glorot and Bengio (2010): :math:`\mathcal{N}(0, \text{std}^2)` with
+    :math:`\text{std} = \text{gain} \times \sqrt{\frac{2}{\text{fan\_in} + \text{fan\_out}}}`."""
+    fan_in, fan_out = _fans(_global_shape(tensor, global_shape))
+    std = gain * math.sqrt(2.0 / float(fan_in + fan_out))
+    return normal_(tensor, 0.0, std, generator, global_shape=global_shape,
+                   global_offset=global_offset)
+
+
+def _kaiming_std(tensor, a, mode, nonlinearity, generator, global_shape):
+    """std = gain / sqrt(fan_mode), or None for a zero-element tensor (a warned no-op
+    that still takes one call of the generator)."""
+    shape = _global_shape(tensor, global_shape)
+    if 0 in shape:
+        warnings.warn("Initializing zero-element tensors is a no-op", stacklevel=3)
+        _generator(generator)._take_call()
+        return None
+    fan = _correct_fan(shape, mode)
+    gain = calculate_gain(nonlinearity, a)
+    return gain / math.sqrt(fan)
+
+
+def kaiming_uniform_(tensor, a=0, mode="fan_in", nonlinearity="leaky_relu", generator=None,
+                     *, global_shape=None, global_offset=None):
+    r"""He et al. (2015): :math:`\mathcal{U}(-\text{bound}, \text{bound})` with
+    :math:`\text{bound} = \text{gain} \times \sqrt{\frac{3}{\text{fan\_mode}}}`.
+
+    As torch computes it: std = gain / sqrt(fan_mode), bound = sqrt(3) * std; ``a`` is
+    leaky_relu's negative slope, ``mode`` "fan_in" (default) or "fan_out".
+    """
+    std = _kaiming_std(tensor, a, mode, nonlinearity, generator, global_shape)
+    if std is None:
+        return tensor
+    bound = math.sqrt(3.0) * std
+    return uniform_(tensor, -bound, bound, generator, global_shape=global_shape,
+                    global_offset=global_offset)
+
+
+def kaiming_normal_(tensor, a=0, mode="fan_in", nonlinearity="leaky_relu", generator=None,
+                    *, global_shape=None, global_offset=None):
+    r"""He et al. (2015): :math:`\mathcal{N}(0, \text{std}^2)` with
+    :math:`\text{std} = \frac{\text{gain}}{\sqrt{\text{fan\_mode}}}`."""
+    std = _kaiming_std(tensor, a, mode, nonlinearity, generator, global_shape)
+    if std is None:
+        return tensor
+    return normal_(tensor, 0, std, generator, global_shape=global_shape,
+                   global_offset=global_offset)
+
+
+def orthogonal_(tensor, gain=1, generator=None, *, global_shape=None, global_offset=None):
+    """Saxe et al. (2013): a (semi-)orthogonal matrix, trailing dimensions flattened.
+
+    Q of the QR factorization (numpy.linalg.qr) of a rows x cols standard normal
+    matrix (float64, transposed when rows < cols), its columns' signs set by the
+    signs of R's diagonal, times ``gain``. A shard computes the whole matrix and
+    writes its block.
+    """
+    shape = _global_shape(tensor, global_shape)
+    if len(shape) < 2:
+        raise ValueError("Only tensors with 2 or more dimensions are supported")
+    gen = _generator(generator)
+    if _targets.is_meta(tensor) or math.prod(shape) == 0:
+        gen._take_call()
+        return tensor
+    _targets.target(tensor, global_shape, global_offset)     # validate before sampling
+    rows = shape[0]
+    cols = math.prod(shape) // rows
+    flat = gen.normal_(np.empty((rows, cols)))
+    if rows < cols:
+        flat = flat.T
+    q, r = np.linalg.qr(flat)
+    q *= np.sign(np.diag(r))
+    if rows < cols:
+        q = q.T
+    values = (q * gain).reshape(shape)
+    if global_shape is not None:
+        offset = global_offset or (0,) * len(shape)
+        local = _targets.shape_of(tensor)
+        values = values[tuple(slice(o, o + s) for o, s in zip(offset, local))]
+    _write_values(tensor, values)
+    return _targets.written(tensor)
+
+
+def sparse_(tensor, sparsity, std=0.01, generator=None, *, global_shape=None,
+            global_offset=None):
+    r"""Martens (2010): :math:`\mathcal{N}(0, \text{std}^2)` values with
+    :math:`\lceil \text{sparsity} \times \text{rows} \rceil` zeros in each column.
+
+    Each column's zero rows are those whose keys, uniform values from a second
+    stream of the same call, are smallest; so the pattern comes from ``generator``
+    and a shard gets exactly its block of the whole tensor's.
+    """
+    shape = _global_shape(tensor, global_shape)
+    if len(shape) != 2:
+        raise ValueError("Only tensors with 2 dimensions are supported")
+    if not 0.0 <= sparsity <= 1.0:
+        raise ValueError(f"sparsity must be in [0, 1], got {sparsity}")
+    gen = _generator(generator)
+    if _targets.is_meta(tensor):
+        gen._take_call()
+        return tensor
+    target = _targets.target(tensor, global_shape, global_offset)
+    k0, k1 = gen._key
+    counter = gen._take_call()
+    _fill.normal(target, 0.0, std, k0, k1, lambda: counter)
+    rows = shape[0]
+    num_zeros = math.ceil(sparsity * rows)
+    if num_zeros:
+        local = _targets.shape_of(tensor)
+        r0, c0 = global_offset or (0, 0)
+        keys = np.empty((rows, local[1]))
+        _fill.uniform(_fill.Target(keys, shape, (0, c0)), 0.0, 1.0, k0, k1 ^ _SUBSTREAM_1,
+                      lambda: counter)
+        zero_rows = np.argsort(keys, axis=0, kind="stable")[:num_zeros]
+        mask = np.zeros((rows, local[1]), bool)
+        np.put_along_axis(mask, zero_rows, True, axis=0)
+        mask = mask[r0:r0 + local[0]]
+        array, _ = _targets.as_array(tensor)
+        array[mask] = 0
+    return _targets.written(tensor)
+
+
+# --------------------------------------------------------------------------------------
+# The JAX/Keras variance-scaling family
+# --------------------------------------------------------------------------------------
+
+_TRUNC_STD = 0.87962566103423978   # std of the standard normal truncated to [-2, 2]
+
+
+def _layout_fans(shape, layout):
+    """(fan_in, fan_out) for a layout: "torch" (out, in, *kernel), "jax"/"keras"
+    (*kernel, in, out), or (in_axis, out_axis)."""
+    if layout == "torch":
+        return _fans(shape)
+    if len(shape) < 2:
+        raise ValueError(
+            "Fan in and fan out can not be computed for tensor with fewer than 2 dimensions")
+    if layout in ("jax", "keras"):
+        in_axis, out_axis = -2, -1
+    else:
+        try:
+            in_axis, out_axis = layout
+        except (TypeError, ValueError):
+            raise ValueError(f"layout must be 'torch', 'jax', 'keras' or (in_axis, out_axis), "
+                             f"got {layout!r}") from None
+    in_axis, out_axis = in_axis % len(shape), out_axis % len(shape)
+    if in_axis == out_axis:
+        raise ValueError(f"in_axis and out_axis must differ, got {layout!r}")
+    receptive_field = math.prod(s for k, s in enumerate(shape) if k not in (in_axis, out_axis))
+    return shape[in_axis] * receptive_field, shape[out_axis] * receptive_field
+
+
+def variance_scaling_(tensor, scale=1.0, mode="fan_in", distribution="truncated_normal",
+                      layout="torch", generator=None, *, global_shape=None,
+                      global_offset=None):
+    r"""JAX/Keras variance scaling: variance :math:`\sigma^2 = \text{scale} / n` with
+    n = fan_in, fan_out or (fan_in + fan_out) / 2 (``mode`` "fan_in", "fan_out",
+    "fan_avg"; n at least 1, as Keras), then
+
+    - "truncated_normal": :math:`\mathcal{N}(0, s^2)` on :math:`[-2s, 2s]`,
+      :math:`s = \sigma / 0.87962566103423978` (so the variance is :math:`\sigma^2`);
+    - "normal" (or "untruncated_normal"): :math:`\mathcal{N}(0, \sigma^2)`;
+    - "uniform": :math:`\mathcal{U}(-\sqrt{3}\sigma, \sqrt{3}\sigma)`.
+
+    ``layout`` says where the fans are: "torch" (out, in, *kernel), "jax" or "keras"
+    (*kernel, in, out, e.g. HWIO), or a pair (in_axis, out_axis).
+    """
+    fan_in, fan_out = _layout_fans(_global_shape(tensor, global_shape), layout)
+    if mode == "fan_in":
+        n = fan_in
+    elif mode == "fan_out":
+        n = fan_out
+    elif mode == "fan_avg":
+        n = (fan_in + fan_out) / 2
+    else:
+        raise ValueError(f"Mode {mode} not supported, please use one of "
+                         "['fan_in', 'fan_out', 'fan_avg']")
+    if scale <= 0:
+        raise ValueError(f"scale must be positive, got {scale}")
+    variance = scale / max(1.0, n)
+    kw = dict(global_shape=global_shape, global_offset=global_offset)
+    if distribution == "truncated_normal":
+        s = math.sqrt(variance) / _TRUNC_STD
+        return trunc_normal_(tensor, 0.0, s, -2 * s, 2 * s, generator, **kw)
+    if distribution in ("normal", "untruncated_normal"):
+        return normal_(tensor, 0.0, math.sqrt(variance), generator, **kw)
+    if distribution == "uniform":
+        limit = math.sqrt(3.0 * variance)
+        return uniform_(tensor, -limit, limit, generator, **kw)
+    raise ValueError(f"distribution {distribution!r} not supported, please use one of "
+                     "['truncated_normal', 'normal', 'untruncated_normal', 'uniform']")
+
+
+def lecun_uniform_(tensor, layout="torch", generator=None, *, global_shape=None,
+                   global_offset=None):
+    r"""LeCun uniform: variance_scaling_(scale=1, "fan_in", "uniform"):
+    :math:`\mathcal{U}(-\sqrt{3 / \text{fan\_in}}, \sqrt{3 / \text{fan\_in}})`."""
+    return variance_scaling_(tensor, 1.0, "fan_in", "uniform", layout, generator,
+                             global_shape=global_shape, global_offset=global_offset)
+
+
+def lecun_normal_(tensor, layout="torch", generator=None, *, global_shape=None,
+                  global_offset=None):
+    r"""LeCun normal, as JAX: variance_scaling_(scale=1, "fan_in", "truncated_normal"):
+    variance 1 / fan_in, truncated at two standard deviations."""
+    return variance_scaling_(tensor, 1.0, "fan_in", "truncated_normal", layout, generator,
+                             global_shape=global_shape, global_offset=global_offset)
+
+
+def empty(shape, dtype="float32"):
+    """A new uninitialized numpy array to fill in place: no zeroing pass, and its
+    pages are first touched by the fill's threads. ``dtype`` may be "bfloat16"
+    (needs ml_dtypes)."""
+    if dtype == "bfloat16" or getattr(dtype, "__name__", None) == "bfloat16":
+        try:
+            import ml_dtypes
+        except ImportError:
+            raise TypeError("bfloat16 arrays need the ml_dtypes package") from None
+        dtype = ml_dtypes.bfloat16
+    return np.empty(shape, dtype)

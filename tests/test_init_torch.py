@@ -1,0 +1,201 @@
+"""Parity with torch.nn.init (skipped without torch): the same gains, fans, bounds and
+stds to the last bit, the same exceptions and warnings, and tensors of every dtype."""
+
+import math
+import warnings
+from unittest import mock
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+import torch.nn.init as tinit  # noqa: E402
+
+import fastinit as fi  # noqa: E402
+
+SHAPES = [(3, 4), (64, 32), (16, 8, 3), (32, 16, 3, 3), (4, 2, 3, 5, 7), (1, 1), (7, 1, 1)]
+NONLINEARITIES = [("linear", None), ("conv1d", None), ("conv_transpose3d", None),
+                  ("sigmoid", None), ("tanh", None), ("relu", None), ("selu", None),
+                  ("leaky_relu", None), ("leaky_relu", 0.2), ("leaky_relu", 3),
+                  ("leaky_relu", math.sqrt(5))]
+
+
+@pytest.mark.parametrize("nonlinearity, param", NONLINEARITIES)
+def test_calculate_gain_identical(nonlinearity, param):
+    ours, theirs = fi.calculate_gain(nonlinearity, param), tinit.calculate_gain(nonlinearity, param)
+    assert ours == theirs and type(ours) is type(theirs)
+
+
+@pytest.mark.parametrize("call", [
+    lambda m: m.calculate_gain("softplus"),
+    lambda m: m.calculate_gain("leaky_relu", True),
+    lambda m: m.calculate_gain("leaky_relu", "0.1"),
+    lambda m: m.kaiming_uniform_(torch.empty(3, 4), mode="fan_sum"),
+    lambda m: m.kaiming_normal_(torch.empty(3, 4), nonlinearity="gelu"),
+    lambda m: m.kaiming_normal_(torch.empty(5)),
+    lambda m: m.xavier_uniform_(torch.empty(5)),
+    lambda m: m.xavier_normal_(torch.empty(())),
+    lambda m: m.orthogonal_(torch.empty(5)),
+    lambda m: m.sparse_(torch.empty(2, 3, 4), 0.5),
+    lambda m: m.eye_(torch.empty(2, 3, 4)),
+    lambda m: m.dirac_(torch.empty(3, 3)),
+    lambda m: m.dirac_(torch.empty(5, 4, 3), 2),
+    lambda m: m.uniform_(torch.empty(3), 1.0, 0.0),
+    lambda m: m.normal_(torch.empty(3), 0.0, -1.0),
+], ids=["gain", "slope-bool", "slope-str", "mode", "nonlinearity", "1d-kaiming",
+        "1d-xavier-u", "0d-xavier-n", "1d-orthogonal", "3d-sparse", "3d-eye", "2d-dirac",
+        "groups", "uniform-range", "normal-std"])
+def test_same_exceptions(call):
+    with pytest.raises(Exception) as theirs:
+        call(tinit)
+    with pytest.raises(Exception) as ours:
+        call(fi)
+    assert isinstance(ours.value, type(theirs.value))
+    if not isinstance(theirs.value, RuntimeError):      # torch's C++ messages carry more
+        assert str(ours.value) == str(theirs.value)
+
+
+def capture(obj, method):
+    """Patch ``obj.method`` to record its arguments (and do nothing)."""
+    calls = []
+
+    def record(self, *args, **kwargs):
+        calls.append((args, kwargs))
+        return self
+
+    return mock.patch.object(obj, method, record), calls
+
+
+def torch_args(fn, method, shape, **kw):
+    patch, calls = capture(torch.Tensor, method)
+    with patch:
+        fn(torch.empty(shape), **kw)
+    return calls[0][0]
+
+
+def our_args(fn, method, shape, **kw):
+    patch, calls = capture(fi.Generator, method)
+    with patch:
+        fn(np.empty(shape, np.float32), **kw)
+    return calls[0][0][1:]          # after the target
+
+
+@pytest.mark.parametrize("shape", SHAPES)
+@pytest.mark.parametrize("nonlinearity, param", NONLINEARITIES)
+@pytest.mark.parametrize("mode", ["fan_in", "fan_out", "FAN_OUT"])
+def test_kaiming_bounds_and_stds_identical(shape, nonlinearity, param, mode):
+    kw = dict(a=param if param is not None else 0, mode=mode, nonlinearity=nonlinearity)
+    if param is None and nonlinearity == "leaky_relu":
+        kw["a"] = 0
+    assert (our_args(fi.kaiming_uniform_, "uniform_", shape, **kw)
+            == torch_args(tinit.kaiming_uniform_, "uniform_", shape, **kw))
+    assert (our_args(fi.kaiming_normal_, "normal_", shape, **kw)
+            == tuple(float(v) for v in torch_args(tinit.kaiming_normal_, "normal_", shape, **kw)))
+
+
+@pytest.mark.parametrize("shape", SHAPES)
+@pytest.mark.parametrize("gain", [1.0, 0.5, math.sqrt(2), 5.0 / 3])
+def test_xavier_bounds_and_stds_identical(shape, gain):
+    assert (our_args(fi.xavier_uniform_, "uniform_", shape, gain=gain)
+            == torch_args(tinit.xavier_uniform_, "uniform_", shape, gain=gain))
+    assert (our_args(fi.xavier_normal_, "normal_", shape, gain=gain)
+            == torch_args(tinit.xavier_normal_, "normal_", shape, gain=gain))
+
+
+def test_fans_from_global_shape_for_shards():
+    kw = dict(a=math.sqrt(5))
+    full = torch_args(tinit.kaiming_uniform_, "uniform_", (256, 512), **kw)
+    patch, calls = capture(fi.Generator, "uniform_")
+    with patch:
+        fi.kaiming_uniform_(np.empty((256, 128), np.float32), global_shape=(256, 512),
+                            global_offset=(0, 384), **kw)
+    assert calls[0][0][1:] == full
+
+
+def test_zero_element_warning_matches():
+    for fn in ("kaiming_uniform_", "kaiming_normal_"):
+        with warnings.catch_warnings(record=True) as theirs:
+            warnings.simplefilter("always")
+            getattr(tinit, fn)(torch.empty(0, 3))
+        with warnings.catch_warnings(record=True) as ours:
+            warnings.simplefilter("always")
+            getattr(fi, fn)(torch.empty(0, 3))
+        assert [(w.category, str(w.message)) for w in ours] == \
+            [(w.category, str(w.message)) for w in theirs]
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16, torch.float32, torch.float64])
+def test_deterministic_fills_equal_torch(dtype):
+    for shape, groups in [((6, 4, 3), 1), ((6, 4, 3, 3), 2), ((8, 2, 3, 3, 3), 4)]:
+        a, b = torch.empty(shape, dtype=dtype), torch.empty(shape, dtype=dtype)
+        assert torch.equal(fi.dirac_(a, groups), tinit.dirac_(b, groups))
+    for fn, args in [("eye_", ()), ("ones_", ()), ("zeros_", ()), ("constant_", (0.1,))]:
+        a, b = torch.empty(5, 7, dtype=dtype), torch.empty(5, 7, dtype=dtype)
+        assert torch.equal(getattr(fi, fn)(a, *args), getattr(tinit, fn)(b, *args))
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16, torch.float32, torch.float64])
+def test_tensors_of_every_dtype_match_numpy_results(dtype):
+    np_dtype = {torch.float16: np.float16, torch.float32: np.float32,
+                torch.float64: np.float64}.get(dtype)
+    t = torch.empty(300, 200, dtype=dtype)
+    fi.kaiming_normal_(t, generator=fi.Generator(3))
+    if np_dtype is not None:
+        a = np.empty((300, 200), np_dtype)
+        fi.kaiming_normal_(a, generator=fi.Generator(3))
+        np.testing.assert_array_equal(t.numpy(), a)
+    else:
+        ml_dtypes = pytest.importorskip("ml_dtypes")
+        a = np.empty((300, 200), ml_dtypes.bfloat16)
+        fi.kaiming_normal_(a, generator=fi.Generator(3))
+        np.testing.assert_array_equal(t.view(torch.int16).numpy(), a.view(np.int16))
+    assert abs(t.double().std().item() / (math.sqrt(2 / 1.0001) / math.sqrt(200)) - 1) < 0.02
+
+
+def test_parameters_views_and_autograd():
+    p = torch.nn.Parameter(torch.zeros(64, 32))
+    version = p._version
+    fi.xavier_uniform_(p, generator=fi.Generator(0))
+    assert p.requires_grad and p.grad_fn is None and p._version > version
+    assert (p != 0).any()
+    base = torch.zeros(40, 90)
+    view = base[:, 10:70:2].t()                       # non-contiguous
+    fi.uniform_(view, generator=fi.Generator(1))
+    contiguous = torch.empty(30, 40)
+    fi.uniform_(contiguous, generator=fi.Generator(1))
+    assert torch.equal(view, contiguous)
+    assert (base[:, :10] == 0).all() and (base[:, 70:] == 0).all()
+
+
+def test_meta_tensors_are_no_ops_that_take_a_call():
+    g = fi.Generator(0)
+    for init in (fi.uniform_, fi.normal_, fi.kaiming_uniform_, fi.orthogonal_):
+        t = torch.empty(8, 4, device="meta")
+        assert init(t, generator=g) is t
+    assert g.state["counter"] == 4
+
+
+def test_bad_tensors():
+    with pytest.raises(TypeError, match="unsupported dtype"):
+        fi.normal_(torch.zeros(3, dtype=torch.int32))
+    with pytest.raises(TypeError, match="unsupported dtype"):
+        fi.ones_(torch.zeros(3, dtype=torch.complex64))
+    with pytest.raises(ValueError, match="overlaps itself"):
+        fi.uniform_(torch.zeros(1).expand(5, 3))
+    with pytest.raises(TypeError, match="dense"):
+        fi.uniform_(torch.zeros(3, 3).to_sparse())
+
+
+@pytest.mark.parametrize("init", ["uniform_", "normal_", "kaiming_uniform_", "xavier_normal_",
+                                  "trunc_normal_"])
+def test_sample_statistics_match_torch(init):
+    shape = (1024, 512)
+    ours = getattr(fi, init)(torch.empty(shape), generator=fi.Generator(0)).double()
+    theirs = getattr(tinit, init)(torch.empty(shape), generator=torch.Generator().manual_seed(0))
+    theirs = theirs.double()
+    n = ours.numel()
+    se_mean = theirs.std().item() / math.sqrt(n)
+    assert abs(ours.mean().item() - theirs.mean().item()) < 7 * se_mean
+    assert abs(ours.std().item() / theirs.std().item() - 1) < 7 * math.sqrt(1 / n)
+    assert ours.min().item() >= theirs.min().item() - 0.05 * theirs.std().item() or \
+        init.endswith("normal_")

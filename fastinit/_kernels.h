@@ -45,6 +45,7 @@ typedef int32_t fi_i32x8 __attribute__((vector_size(32)));
 typedef float fi_f32x8 __attribute__((vector_size(32)));
 typedef double fi_f64x4 __attribute__((vector_size(32)));
 typedef float fi_f32x4 __attribute__((vector_size(16)));
+typedef uint16_t fi_u16x8 __attribute__((vector_size(16)));
 #define FI_VECS (FI_LANES / 4)   /* 4-lane vectors per block */
 
 /* Broadcasts. (Not x + (vector){0}: that would turn -0.0 into +0.0.) */
@@ -382,6 +383,38 @@ FI_INLINE void fi_uniform_f64_map(const uint64_t *raw, int64_t j0, int64_t n, co
     }
 }
 
+/* 8 float32 values to bfloat16 bits: the top half, rounded to nearest even (a NaN
+ * stays a quiet NaN). */
+FI_INLINE fi_u16x8 fi_to_bf16x8(fi_f32x8 v)
+{
+    const fi_u32x8 b = (fi_u32x8)v;
+    const fi_u32x8 rounded = (b + 0x7FFFu + ((b >> 16) & 1u)) >> 16;
+    const fi_u32x8 nan = (fi_u32x8)((b & 0x7FFFFFFFu) > 0x7F800000u);
+    return __builtin_convertvector((rounded & ~nan) | (((b >> 16) | 0x40u) & nan), fi_u16x8);
+}
+
+/* 8 float32 values to float16 bits, IEEE round to nearest even, branch-free:
+ * |x| >= 2^16 or NaN: infinity or a quiet NaN; |x| < 2^-14 (float16 subnormals):
+ * one IEEE addition of 2^-1 (whose unit in the last place is float16's 2^-24)
+ * rounds the magnitude, and its low bits are the result; otherwise the exponent
+ * is rebased and the 13 dropped bits rounded half to even (a carry into the
+ * exponent gives the next binade or infinity). */
+FI_INLINE fi_u16x8 fi_to_f16x8(fi_f32x8 v)
+{
+    const fi_u32x8 b = (fi_u32x8)v;
+    const fi_u32x8 sign = (b >> 16) & 0x8000u;
+    const fi_u32x8 a = b & 0x7FFFFFFFu;
+    const fi_u32x8 big = (fi_u32x8)(a >= 0x47800000u);    /* >= 2^16, inf, NaN */
+    const fi_u32x8 is_nan = (fi_u32x8)(a > 0x7F800000u);
+    const fi_u32x8 over = (is_nan & 0x7E00u) | (~is_nan & 0x7C00u);
+    const fi_u32x8 tiny = (fi_u32x8)(a < 0x38800000u);                /* < 2^-14 */
+    const fi_f32x8 magic = fi_splat_f32(0.5f);
+    const fi_u32x8 sub = (fi_u32x8)((fi_f32x8)a + magic) - (fi_u32x8)magic;
+    const fi_u32x8 norm = (a - 0x38000000u + 0xFFFu + ((a >> 13) & 1u)) >> 13;
+    const fi_u32x8 mag = (big & over) | (~big & ((tiny & sub) | (~tiny & norm)));
+    return __builtin_convertvector(sign | mag, fi_u16x8);
+}
+
 /* Stores 8 floats or 4 doubles (32 bytes) at p: non-temporal when stream is set
  * (p is then 16-byte aligned), plain otherwise. */
 FI_INLINE void fi_store32(void *p, fi_f32x8 v, int stream)
@@ -397,6 +430,18 @@ FI_INLINE void fi_store32(void *p, fi_f32x8 v, int stream)
 #endif
     (void)stream;
     memcpy(p, &v, sizeof v);
+}
+
+/* Stores 8 float32 values rounded to 16 bits (bfloat16 or float16) at dst:
+ * non-temporal when stream is set (dst then 16-byte aligned). */
+FI_INLINE void fi_put_half8(uint16_t *dst, fi_f32x8 v, int stream, int bf16)
+{
+    const fi_u16x8 h = bf16 ? fi_to_bf16x8(v) : fi_to_f16x8(v);
+#ifdef FI_X86
+    if (stream) { _mm_stream_si128((__m128i *)dst, (__m128i)h); return; }
+#endif
+    (void)stream;
+    memcpy(dst, &h, sizeof h);
 }
 
 /* A whole block of float32 uniforms into dst, straight from the lane registers:
@@ -764,28 +809,22 @@ FI_DEFINE_PIECE(fi_normal_f64_body, double, fi_normal_f64_advance, fi_normal_f64
 /* 16-bit outputs: float32 values rounded to nearest even                     */
 /* ------------------------------------------------------------------------- */
 
-/* bfloat16: the top half of the float32, rounded to nearest even (NaN stays NaN). */
-FI_INLINE uint16_t fi_to_bf16(float f)
+/* Converts m float32 values (m a multiple of 8) to 16 bits (BF16: bfloat16, else
+ * float16) into dst. */
+FI_INLINE void fi_store_half(uint16_t *dst, const float *vals, int64_t m, int bf16, int stream)
 {
-    uint32_t b;
-    memcpy(&b, &f, sizeof b);
-    const uint32_t rounded = (b + 0x7FFFu + ((b >> 16) & 1u)) >> 16;
-    return (uint16_t)(((b & 0x7FFFFFFFu) > 0x7F800000u) ? ((b >> 16) | 0x40u) : rounded);
+    for (int64_t k = 0; k < m; k += 8) {
+        fi_f32x8 v;
+        memcpy(&v, vals + k, sizeof v);
+        fi_put_half8(dst + k, v, stream, bf16);
+    }
 }
 
-/* float16: IEEE conversion (F16C's vcvtps2ph on the AVX2 and AVX-512 paths, the
- * compiler runtime's routine on the baseline one: the same bits). */
-FI_INLINE uint16_t fi_to_f16(float f)
-{
-    const _Float16 h = (_Float16)f;
-    uint16_t b;
-    memcpy(&b, &h, sizeof b);
-    return b;
-}
-
-/* A 16-bit fill of one piece: float32 values of the block (straight from WHOLE for a
- * whole block, else through the cursor), converted by CONVERT, then emitted. */
-#define FI_DEFINE_PIECE16(NAME, ADVANCE, MAP, WHOLE, CONVERT, PER_STEP)                    \
+/* A 16-bit fill of one piece (BF16: bfloat16, else float16): the block's float32
+ * values (WHOLE, or the cursor) are computed into a cache-resident buffer, then
+ * converted, straight into contiguous memory or through fi_emit. (Converting in
+ * the generation loop is slower with AVX2's 16 registers, all taken by the lanes.) */
+#define FI_DEFINE_PIECE16(NAME, ADVANCE, MAP, WHOLE, BF16, PER_STEP)                       \
 FI_INLINE void NAME(fi_cursor *c, const fi_plan *pl, const fi_params *pr, int64_t p)      \
 {                                                                                          \
     float vals[FI_BLOCK] FI_ALIGN64;                                                       \
@@ -797,26 +836,31 @@ FI_INLINE void NAME(fi_cursor *c, const fi_plan *pl, const fi_params *pr, int64_
         const uint64_t block = g / FI_BLOCK;                                               \
         const int64_t j0 = (int64_t)(g % FI_BLOCK);                                        \
         const int64_t m = n < FI_BLOCK - j0 ? n : FI_BLOCK - j0;                           \
+        uint16_t *dst = (uint16_t *)pl->data + flat;                                       \
         if (m == FI_BLOCK) {                                                               \
             WHOLE(pr->sigma, block, pr, vals, 0);                                          \
         } else {                                                                           \
             ADVANCE(c, pr, pr->sigma, block, (j0 + m + (PER_STEP) - 1) / (PER_STEP));      \
             MAP(c->raw, j0, m, pr, vals);                                                  \
         }                                                                                  \
-        for (int64_t k = 0; k < m; k++) half[k] = CONVERT(vals[k]);                        \
-        fi_emit(pl, flat, half, m);                                                        \
+        if (m == FI_BLOCK && pl->contiguous) {                                             \
+            fi_store_half(dst, vals, m, BF16, pl->stream && !((uintptr_t)dst & 15));       \
+        } else {                                                                           \
+            fi_store_half(half, vals, (m + 7) & ~(int64_t)7, BF16, 0);                     \
+            fi_emit(pl, flat, half, m);                                                    \
+        }                                                                                  \
         flat += m; g += (uint64_t)m; n -= m;                                               \
     }                                                                                      \
 }
 
 FI_DEFINE_PIECE16(fi_uniform_f16_body, fi_uniform_advance, fi_uniform_f32_map,
-                  fi_uniform_f32_whole, fi_to_f16, 2 * FI_LANES)
+                  fi_uniform_f32_whole, 0, 2 * FI_LANES)
 FI_DEFINE_PIECE16(fi_uniform_bf16_body, fi_uniform_advance, fi_uniform_f32_map,
-                  fi_uniform_f32_whole, fi_to_bf16, 2 * FI_LANES)
+                  fi_uniform_f32_whole, 1, 2 * FI_LANES)
 FI_DEFINE_PIECE16(fi_normal_f16_body, fi_normal_f32_advance, fi_normal_f32_map,
-                  fi_normal_f32_whole, fi_to_f16, 2 * FI_LANES)
+                  fi_normal_f32_whole, 0, 2 * FI_LANES)
 FI_DEFINE_PIECE16(fi_normal_bf16_body, fi_normal_f32_advance, fi_normal_f32_map,
-                  fi_normal_f32_whole, fi_to_bf16, 2 * FI_LANES)
+                  fi_normal_f32_whole, 1, 2 * FI_LANES)
 
 /* ------------------------------------------------------------------------- */
 /* Truncated normal (docs/stream.md, section 7)                               */
@@ -923,12 +967,12 @@ FI_INLINE void NAME(fi_cursor *c, const fi_plan *pl, const fi_params *pr, int64_
 FI_DEFINE_TRUNC_PIECE(fi_trunc_f64_body, double, fi_trunc_f64_map, fi_emit(pl, flat, vals, m);)
 FI_DEFINE_TRUNC_PIECE(fi_trunc_f32_body, float, fi_trunc_f32_map, fi_emit(pl, flat, vals, m);)
 FI_DEFINE_TRUNC_PIECE(fi_trunc_f16_body, float, fi_trunc_f32_map, {
-    uint16_t half[FI_BLOCK];
-    for (int64_t k = 0; k < m; k++) half[k] = fi_to_f16(vals[k]);
+    uint16_t half[FI_BLOCK] FI_ALIGN64;
+    fi_store_half(half, vals, (m + 7) & ~(int64_t)7, 0, 0);
     fi_emit(pl, flat, half, m); })
 FI_DEFINE_TRUNC_PIECE(fi_trunc_bf16_body, float, fi_trunc_f32_map, {
-    uint16_t half[FI_BLOCK];
-    for (int64_t k = 0; k < m; k++) half[k] = fi_to_bf16(vals[k]);
+    uint16_t half[FI_BLOCK] FI_ALIGN64;
+    fi_store_half(half, vals, (m + 7) & ~(int64_t)7, 1, 0);
     fi_emit(pl, flat, half, m); })
 
 /* Constant fill of one piece, for any item size: the value's bit pattern is

@@ -258,3 +258,136 @@ def _fill_blocks(sigma, shape, dtype, global_shape, global_offset, block_values)
         need = int(flat_idx[sel].max() % BLOCK) + 1
         flat_out[sel] = block_values(int(b), need)[flat_idx[sel] % BLOCK]
     return out
+
+
+# --------------------------------------------------------------------------------------
+# float16 / bfloat16 and the truncated normal (section 7)
+# --------------------------------------------------------------------------------------
+
+def _bf16():
+    import ml_dtypes
+    return ml_dtypes.bfloat16
+
+
+def to_16(values_f32, dtype):
+    """float32 values rounded to nearest even in a 16-bit dtype."""
+    return np.asarray(values_f32, np.float32).astype(dtype)
+
+
+def below_16(x, dtype):
+    """The largest value of the 16-bit dtype below x (a value of that dtype)."""
+    bits = np.asarray([x], dtype).view(np.uint16).astype(np.int64)[0]
+    if x == 0:
+        bits = 0x8001
+    elif x > 0:
+        bits -= 1
+    else:
+        bits += 1
+    return float(np.asarray([bits], np.uint16).view(dtype)[0])
+
+
+def uniform_fill_16(key, counter, shape, dtype, low, high, **shard):
+    sigma = call_seed(key[0], key[1], counter)
+    lo, hi = np.float32(low), np.float32(high)
+    lo_k, hi_k = float(to_16(lo, dtype)), float(to_16(hi, dtype))
+    cap = np.nextafter(hi, np.float32(-np.inf)) if lo < hi else hi
+    if lo_k < hi_k:
+        cap = min(cap, np.float32(below_16(hi_k, dtype)))
+
+    def block(b, need):
+        raw = block_raw(sigma, b, -(-need // 2))
+        h = np.array([w for x in raw for w in (x & 0xFFFFFFFF, x >> 32)][:need], np.uint64)
+        u = (h >> np.uint64(8)).astype(np.float32) * np.float32(2.0**-24)
+        v = (lo + (np.float32(hi - lo) * u).astype(np.float32)).astype(np.float32)
+        return to_16(np.where(v < cap, v, cap), dtype)
+
+    return _fill_blocks(sigma, shape, dtype, shard.get("global_shape"),
+                        shard.get("global_offset"), block)
+
+
+def normal_fill_16(key, counter, shape, dtype, mean, std, **shard):
+    sigma = call_seed(key[0], key[1], counter)
+    return _fill_blocks(sigma, shape, dtype, shard.get("global_shape"),
+                        shard.get("global_offset"),
+                        lambda b, need: to_16(normal_block(sigma, b, np.float32, mean, std,
+                                                           need), dtype))
+
+
+def _phi(x):
+    import math
+    return 0.5 * (1.0 + math.erf(x / math.sqrt(2.0)))
+
+
+def trunc_mode(alpha, beta):
+    import math
+    if _phi(beta) - _phi(alpha) > 0.3:
+        return 0, 0.0
+    if alpha >= 0 or beta <= 0:
+        lo, hi = (alpha, beta) if alpha >= 0 else (-beta, -alpha)
+        root = math.sqrt(lo * lo + 4.0)
+        if hi - lo > 2.0 * math.sqrt(math.e) / (lo + root) * math.exp((lo * lo - lo * root) / 4.0):
+            return 2, (lo + root) / 2.0
+    return 1, 0.0
+
+
+def trunc_z(X, aux, alpha, beta, mode, rate):
+    if mode == 0:
+        z = zig64(X, aux)
+        while not alpha <= z <= beta:
+            z = zig64(aux.next(), aux)
+        return z
+    if mode == 1:
+        m = alpha if alpha > 0 else (beta if beta < 0 else 0.0)
+        c = 0.5 * m * m
+        x = alpha + (beta - alpha) * u53(X)
+        while True:
+            x = min(x, beta)
+            if u53(aux.next()) < exp_d(c - 0.5 * x * x):
+                return x
+            x = alpha + (beta - alpha) * u53(aux.next())
+    mirror = alpha < 0
+    lo, hi = (-beta, -alpha) if mirror else (alpha, beta)
+    first = X
+    while True:
+        x = lo - log_d(u53_open(first)) / rate
+        d = x - rate
+        if x <= hi and u53(aux.next()) < exp_d(-0.5 * d * d):
+            return -x if mirror else x
+        first = aux.next()
+
+
+def _inward(a, b, dtype):
+    """The smallest and largest values of dtype inside [a, b] (bounds rounded through
+    float32 for the narrower dtypes, then stepped inward if rounding left [a, b])."""
+    dtype = np.dtype(dtype)
+    if dtype == np.float64:
+        return a, b
+    if dtype == np.float32:
+        lo, hi = np.float32(a), np.float32(b)
+        lo = np.nextafter(lo, np.float32(np.inf)) if lo < a else lo
+        hi = np.nextafter(hi, np.float32(-np.inf)) if hi > b else hi
+        return float(lo), float(hi)
+    lo, hi = float(to_16(np.float32(a), dtype)), float(to_16(np.float32(b), dtype))
+    lo = -below_16(-lo, dtype) if lo < a else lo
+    hi = below_16(hi, dtype) if hi > b else hi
+    return lo, hi
+
+
+def trunc_normal_fill(key, counter, shape, dtype, mean, std, a, b, **shard):
+    sigma = call_seed(key[0], key[1], counter)
+    alpha, beta = (a - mean) / std, (b - mean) / std
+    mode, rate = trunc_mode(alpha, beta)
+    lo, hi = _inward(a, b, dtype)
+
+    def block(blk, need):
+        aux = [Lane(sigma, blk, l) for l in range(LANES)]
+        raw = block_raw(sigma, blk, need)
+        z = [trunc_z(X, aux[j % LANES], alpha, beta, mode, rate) for j, X in enumerate(raw)]
+        v = mean + std * np.array(z)
+        if np.dtype(dtype) == np.float64:
+            return np.clip(v, lo, hi)
+        v = np.clip(v.astype(np.float32), np.float32(lo), np.float32(hi))
+        return v if np.dtype(dtype) == np.float32 else to_16(v, dtype)
+
+    return _fill_blocks(sigma, shape, dtype, shard.get("global_shape"),
+                        shard.get("global_offset"), block)

@@ -256,3 +256,55 @@ def test_warnings_point_at_the_caller():
         warnings.simplefilter("always")
         fi.kaiming_normal_(np.empty((3, 0)))
     assert caught[0].filename == __file__
+
+
+# --------------------------------------------------------------------------------------
+# Bits: 16-bit fills and the truncated normal against tests/reference.py
+# --------------------------------------------------------------------------------------
+
+import reference as ref  # noqa: E402
+
+
+def key_of(seed):
+    return fi.Generator(seed).state["key"]
+
+
+@pytest.mark.parametrize("dtype", [np.float16, ml_dtypes.bfloat16], ids=["float16", "bfloat16"])
+def test_16bit_fills_match_reference(dtype):
+    n = 2 * ref.BLOCK + 99
+    a = np.empty(n, dtype)
+    fi.uniform_(a, -0.3, 0.1, fi.Generator(8))
+    np.testing.assert_array_equal(
+        a.view(np.uint16), ref.uniform_fill_16(key_of(8), 0, (n,), dtype, -0.3, 0.1)
+        .view(np.uint16))
+    fi.normal_(a, 0.5, 3.0, fi.Generator(8))
+    np.testing.assert_array_equal(
+        a.view(np.uint16), ref.normal_fill_16(key_of(8), 0, (n,), dtype, 0.5, 3.0)
+        .view(np.uint16))
+    part = np.empty((3, 700), dtype)
+    kw = dict(global_shape=(5, 1500), global_offset=(1, 333))
+    fi.normal_(part, 0.0, 1e-6, fi.Generator(8), **kw)      # float16 subnormals
+    np.testing.assert_array_equal(
+        part.view(np.uint16), ref.normal_fill_16(key_of(8), 0, (3, 700), dtype, 0.0, 1e-6, **kw)
+        .view(np.uint16))
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32, np.float16, ml_dtypes.bfloat16],
+                         ids=["float64", "float32", "float16", "bfloat16"])
+@pytest.mark.parametrize("mean, std, a, b, mode", [
+    (0.0, 1.0, -2.0, 2.0, 0),
+    (0.1, 0.5, 0.2, 0.21, 1),
+    (0.0, 1.0, 2.5, 9.0, 2),
+    (0.0, 1.0, -9.0, -2.5, 2),
+])
+def test_trunc_normal_matches_reference(dtype, mean, std, a, b, mode):
+    assert ref.trunc_mode((a - mean) / std, (b - mean) / std)[0] == mode
+    n = ref.BLOCK + 300
+    out = np.empty(n, dtype)
+    fi.trunc_normal_(out, mean, std, a, b, fi.Generator(9))
+    want = ref.trunc_normal_fill(key_of(9), 0, (n,), dtype, mean, std, a, b)
+    np.testing.assert_array_equal(out.astype(np.float64), want.astype(np.float64))
+    part = np.empty(700, dtype)
+    fi.trunc_normal_(part, mean, std, a, b, fi.Generator(9), global_shape=(n,),
+                     global_offset=(1500,))
+    np.testing.assert_array_equal(part.astype(np.float64), want[1500:2200].astype(np.float64))

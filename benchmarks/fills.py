@@ -143,6 +143,53 @@ class TorchPeers:
     track_torch_normal_gbps.unit = "GB/s"
 
 
+class Initializers:
+    """fastinit's initializers (numpy arrays) and torch.nn.init's (tensors) on the same
+    memory; torch's rows are skipped where torch is not installed."""
+
+    params = (["kaiming_uniform_", "kaiming_normal_", "xavier_uniform_", "trunc_normal_",
+               "orthogonal_"], ["float32", "float16", "bfloat16"], THREADS)
+    param_names = ["initializer", "dtype", "threads"]
+
+    def setup(self, initializer, dtype, threads):
+        shape = (512, 512) if initializer == "orthogonal_" else (4096, 4096)
+        self.w = fastinit.empty(shape, dtype)
+        self.gen = fastinit.Generator(0)
+        set_threads(threads)
+        self.fn = getattr(fastinit, initializer)
+        self.tensor = None
+        try:
+            import torch
+        except ImportError:
+            return
+        torch.set_num_threads(os.cpu_count() if threads == "all" else int(threads))
+        self.tensor = torch.empty(shape, dtype=getattr(torch, dtype))
+        self.torch_fn = getattr(torch.nn.init, initializer)
+
+    def teardown(self, initializer, dtype, threads):
+        fastinit.set_num_threads(None)
+
+    def time_fastinit(self, initializer, dtype, threads):
+        self.fn(self.w, generator=self.gen)
+
+    def track_fastinit_gbps(self, initializer, dtype, threads):
+        return gbps(lambda: self.fn(self.w, generator=self.gen), self.w.nbytes)
+
+    track_fastinit_gbps.unit = "GB/s"
+
+    def time_torch(self, initializer, dtype, threads):
+        if self.tensor is None:
+            raise NotImplementedError("torch is not installed")
+        self.torch_fn(self.tensor)
+
+    def track_torch_gbps(self, initializer, dtype, threads):
+        if self.tensor is None:
+            raise NotImplementedError("torch is not installed")
+        return gbps(lambda: self.torch_fn(self.tensor), self.w.nbytes)
+
+    track_torch_gbps.unit = "GB/s"
+
+
 def track_machine_cpus():
     return os.cpu_count()
 

@@ -24,14 +24,15 @@ def main(argv=None):
     from fastinit import _bench
     sizes = [int(float(s)) for s in args.sizes.split(",")]
     repeat = args.repeat
+    init_shape = (16384, 16384)
     if args.quick:
-        sizes, repeat = [10**5, 10**6], 3
+        sizes, repeat, init_shape = [10**5, 10**6], 3, (1024, 1024)
     all_threads = fastinit.get_num_threads()
     if args.threads:
         threads = [int(t) for t in args.threads.split(",")]
     else:
         threads = sorted({1, all_threads})
-    _bench.run(sizes, threads, repeat)
+    _bench.run(sizes, threads, repeat, init_shape)
 
 
 if __name__ == "__main__":

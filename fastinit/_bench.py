@@ -93,6 +93,63 @@ def bench_sizes(sizes, thread_counts, repeat):
     fastinit.set_num_threads(None)
 
 
+INITIALIZERS = {
+    "kaiming_uniform_": dict(a=5 ** 0.5),
+    "kaiming_normal_": dict(),
+    "xavier_uniform_": dict(),
+    "trunc_normal_": dict(std=0.02),
+}
+
+
+def bench_initializers(shape, threads, repeat):
+    """fastinit's initializers against torch.nn.init's on the same float32 weight."""
+    w = np.ones(shape, np.float32)
+    fastinit.set_num_threads(threads)
+    gen = fastinit.Generator(0)
+    torch = _torch(threads)
+    t = torch.from_numpy(w) if torch is not None else None
+    contenders = {}
+    for name, kw in INITIALIZERS.items():
+        ours = getattr(fastinit, name)
+        contenders[f"fastinit {name}"] = lambda ours=ours, kw=kw: ours(w, generator=gen, **kw)
+        if t is not None:
+            theirs = getattr(torch.nn.init, name)
+            contenders[f"torch.nn.init {name}"] = lambda theirs=theirs, kw=kw: theirs(t, **kw)
+    seconds = _median_seconds(contenders, repeat)
+    print(f"\ninitializers: {shape[0]} x {shape[1]} float32 weight ({w.nbytes / 2**20:.0f} MiB), "
+          f"{threads} threads")
+    print(f"  {'contender':<34}{'GB/s':>7}{'ms':>9}{'vs torch':>11}")
+    for name, sec in seconds.items():
+        peer = seconds.get(name.replace("fastinit ", "torch.nn.init "))
+        ratio = f"{peer / sec:>11.2f}" if peer is not None and name.startswith("fastinit") else ""
+        print(f"  {name:<34}{w.nbytes / sec / 1e9:>7.2f}{sec * 1e3:>9.2f}{ratio}")
+    fastinit.set_num_threads(None)
+
+
+def bench_dtypes(size, threads, repeat):
+    """Elements per second of uniform_ and normal_ by dtype (16-bit needs ml_dtypes
+    for bfloat16 arrays; float16 is numpy's own)."""
+    dtypes = [np.float32, np.float16]
+    if importlib.util.find_spec("ml_dtypes") is not None:
+        import ml_dtypes
+        dtypes.append(ml_dtypes.bfloat16)
+    fastinit.set_num_threads(threads)
+    gen = fastinit.Generator(0)
+    arrays = {np.dtype(d).name: np.ones(size, d) for d in dtypes}
+    contenders = {}
+    for name, a in arrays.items():
+        contenders[f"uniform_ {name}"] = lambda a=a: gen.uniform_(a)
+        contenders[f"normal_ {name}"] = lambda a=a: gen.normal_(a)
+    seconds = _median_seconds(contenders, repeat)
+    print(f"\ndtypes: {size:.3g} elements, {threads} threads (elements per second; "
+          f"'vs float32' compares the same fill)")
+    print(f"  {'contender':<34}{'Gelem/s':>9}{'vs float32':>12}")
+    for name, sec in seconds.items():
+        base = seconds[name.rsplit(" ", 1)[0] + " float32"]
+        print(f"  {name:<34}{size / sec / 1e9:>9.2f}{base / sec:>12.2f}")
+    fastinit.set_num_threads(None)
+
+
 def bench_gpt2(threads, repeat):
     shapes = gpt2_small()
     arrays = [np.ones(shape, np.float32) for _, shape in shapes]
@@ -125,7 +182,7 @@ def bench_gpt2(threads, repeat):
     fastinit.set_num_threads(None)
 
 
-def run(sizes, thread_counts, repeat):
+def run(sizes, thread_counts, repeat, init_shape=(16384, 16384)):
     info = fastinit.build_info()
     print(f"fastinit {info['version']} bench: float32, medians of {repeat} interleaved rounds.")
     print("Ratios are speed relative to the column's contender (> 1: faster). 'limit' is")
@@ -133,4 +190,6 @@ def run(sizes, thread_counts, repeat):
     print(f"machine: {info['machine']}, {os.cpu_count()} CPUs, SIMD path {info['simd_path']}, "
           f"OpenMP {'on' if info['openmp'] else 'off'}, numpy {info['numpy']}")
     bench_sizes(sizes, thread_counts, repeat)
+    bench_initializers(init_shape, max(thread_counts), repeat)
+    bench_dtypes(max(sizes), max(thread_counts), repeat)
     bench_gpt2(max(thread_counts), repeat)

@@ -62,6 +62,17 @@ class Generator:
             self._counter = c + 1
         return c
 
+    def _fill(self, fill, out, global_shape, global_offset, *params):
+        """Run one _fill function on ``out`` (validated first) as one call; a meta
+        tensor, which has no memory, still takes its call."""
+        if _targets.is_meta(out):
+            self._take_call()
+            return out
+        target = _targets.target(out, global_shape, global_offset)
+        k0, k1 = self._key
+        fill(target, *params, k0, k1, self._take_call)
+        return _targets.written(out)
+
     @property
     def state(self):
         """``{"key": (k0, k1), "counter": n}``; assign such a dict to restore it."""
@@ -103,13 +114,7 @@ class Generator:
         overflows the dtype; TypeError or ValueError for an array that cannot be
         written. ``out`` is untouched then.
         """
-        if _targets.is_meta(out):
-            self._take_call()
-            return out
-        target = _targets.target(out, global_shape, global_offset)
-        k0, k1 = self._key
-        _fill.uniform(target, low, high, k0, k1, self._take_call)
-        return _targets.written(out)
+        return self._fill(_fill.uniform, out, global_shape, global_offset, low, high)
 
     def normal_(self, out, mean=0.0, std=1.0, *, global_shape=None, global_offset=None):
         """Fill ``out`` in place with ``mean + std * z``, z standard normal; returns ``out``.
@@ -125,13 +130,7 @@ class Generator:
         raises) for std < 0 ("normal expects std >= 0.0") and for a mean or std
         that is NaN or infinite; ``out`` is untouched then.
         """
-        if _targets.is_meta(out):
-            self._take_call()
-            return out
-        target = _targets.target(out, global_shape, global_offset)
-        k0, k1 = self._key
-        _fill.normal(target, mean, std, k0, k1, self._take_call)
-        return _targets.written(out)
+        return self._fill(_fill.normal, out, global_shape, global_offset, mean, std)
 
     def standard_normal_(self, out, *, global_shape=None, global_offset=None):
         """Fill ``out`` in place with standard normal values; returns ``out``.
@@ -149,13 +148,7 @@ class Generator:
         of the mass, uniform proposals otherwise), so it stays correct for small
         std and narrow intervals in every dtype; values never leave [a, b].
         """
-        if _targets.is_meta(out):
-            self._take_call()
-            return out
-        target = _targets.target(out, global_shape, global_offset)
-        k0, k1 = self._key
-        _fill.trunc_normal(target, mean, std, a, b, k0, k1, self._take_call)
-        return _targets.written(out)
+        return self._fill(_fill.trunc_normal, out, global_shape, global_offset, mean, std, a, b)
 
     def __getstate__(self):
         with self._lock:

@@ -640,19 +640,6 @@ FI_INLINE uint32_t fi_normal_f32_fast(fi_lanes *ln, fi_f32x8 *z)
     return rejected;
 }
 
-/* Completes the rejected candidates of one float32 step, in element order. */
-FI_INLINE void fi_normal_f32_fix(fi_lanes *aux, uint32_t rejected, fi_f32x8 *zv)
-{
-    float *z = (float *)zv;
-    while (rejected) {
-        const int k = __builtin_ctz(rejected);
-        uint32_t w;
-        rejected &= rejected - 1;
-        memcpy(&w, &z[k], sizeof w);
-        z[k] = fi_zig32_slow(aux, k >> 1, w);
-    }
-}
-
 /* The same for float64: one candidate per lane, element l of the step's 16. */
 FI_INLINE uint32_t fi_normal_f64_fast(fi_lanes *ln, fi_f64x4 *z)
 {
@@ -676,17 +663,26 @@ FI_INLINE uint32_t fi_normal_f64_fast(fi_lanes *ln, fi_f64x4 *z)
     return rejected;
 }
 
-FI_INLINE void fi_normal_f64_fix(fi_lanes *aux, uint32_t rejected, fi_f64x4 *zv)
-{
-    double *z = (double *)zv;
-    while (rejected) {
-        const int k = __builtin_ctz(rejected);
-        uint64_t x;
-        rejected &= rejected - 1;
-        memcpy(&x, &z[k], sizeof x);
-        z[k] = fi_zig64_slow(aux, k, x);
-    }
+/* Completes the rejected candidates of one step in element order: element k holds
+ * its candidate's raw bits (RAW) until SLOW, drawing from lane LANE_OF(k), replaces
+ * them by the value. */
+#define FI_DEFINE_NORMAL_FIX(NAME, VEC, SCALAR, RAW, SLOW, LANE_OF)                        \
+FI_INLINE void NAME(fi_lanes *aux, uint32_t rejected, VEC *zv)                             \
+{                                                                                          \
+    SCALAR *z = (SCALAR *)zv;                                                              \
+    while (rejected) {                                                                     \
+        const int k = __builtin_ctz(rejected);                                             \
+        RAW bits;                                                                          \
+        rejected &= rejected - 1;                                                          \
+        memcpy(&bits, &z[k], sizeof bits);                                                 \
+        z[k] = SLOW(aux, LANE_OF(k), bits);                                                \
+    }                                                                                      \
 }
+
+#define FI_LANE_OF_F32(k) ((k) >> 1)   /* two float32 candidates per lane and step */
+#define FI_LANE_OF_F64(k) (k)
+FI_DEFINE_NORMAL_FIX(fi_normal_f32_fix, fi_f32x8, float, uint32_t, fi_zig32_slow, FI_LANE_OF_F32)
+FI_DEFINE_NORMAL_FIX(fi_normal_f64_fix, fi_f64x4, double, uint64_t, fi_zig64_slow, FI_LANE_OF_F64)
 
 /* One step, fast path then fix-ups (the cursor's path). */
 FI_INLINE void fi_normal_f32_step(fi_lanes *ln, fi_lanes *aux, const void *pr, void *out)
@@ -726,39 +722,29 @@ FI_INLINE void fi_normal_f64_map(const uint64_t *raw, int64_t j0, int64_t n, con
 /* A whole block: the fast path over every step with the main lanes kept in
  * registers, then the fix-ups in element order (each lane's auxiliary stream
  * is consumed in its candidates' order either way), then mean + std * z stored. */
-FI_INLINE void fi_normal_f32_whole(uint64_t sigma, uint64_t block, const fi_params *pr,
-                                   float *dst, int stream)
-{
-    enum { STEPS = FI_BLOCK / (2 * FI_LANES) };
-    fi_f32x8 z[STEPS][FI_VECS];
-    uint32_t rejected[STEPS];
-    fi_lanes ln, aux;
-    fi_lanes_seed(&ln, sigma, block, 0);
-    for (int t = 0; t < STEPS; t++) rejected[t] = fi_normal_f32_fast(&ln, z[t]);
-    fi_lanes_seed(&aux, sigma, block, 1);
-    for (int t = 0; t < STEPS; t++) fi_normal_f32_fix(&aux, rejected[t], z[t]);
-    const fi_f32x8 mean = fi_splat_f32(pr->mean_f), std = fi_splat_f32(pr->std_f);
-    for (int t = 0; t < STEPS; t++)
-        for (int v = 0; v < FI_VECS; v++)
-            fi_store32(dst + t * 2 * FI_LANES + 8 * v, mean + std * z[t][v], stream);
+#define FI_DEFINE_NORMAL_WHOLE(NAME, CTYPE, VEC, FAST, FIX, SPLAT, MEAN, STD, PER_STEP)    \
+FI_INLINE void NAME(uint64_t sigma, uint64_t block, const fi_params *pr, CTYPE *dst,      \
+                    int stream)                                                            \
+{                                                                                          \
+    enum { STEPS = FI_BLOCK / (PER_STEP), PER_VEC = 32 / sizeof(CTYPE) };                  \
+    VEC z[STEPS][FI_VECS];                                                                 \
+    uint32_t rejected[STEPS];                                                              \
+    fi_lanes ln, aux;                                                                      \
+    fi_lanes_seed(&ln, sigma, block, 0);                                                   \
+    for (int t = 0; t < STEPS; t++) rejected[t] = FAST(&ln, z[t]);                         \
+    fi_lanes_seed(&aux, sigma, block, 1);                                                  \
+    for (int t = 0; t < STEPS; t++) FIX(&aux, rejected[t], z[t]);                          \
+    const VEC mean = SPLAT(pr->MEAN), std = SPLAT(pr->STD);                                \
+    for (int t = 0; t < STEPS; t++)                                                        \
+        for (int v = 0; v < FI_VECS; v++)                                                  \
+            fi_store32(dst + t * (PER_STEP) + PER_VEC * v, (fi_f32x8)(mean + std * z[t][v]), \
+                       stream);                                                            \
 }
 
-FI_INLINE void fi_normal_f64_whole(uint64_t sigma, uint64_t block, const fi_params *pr,
-                                   double *dst, int stream)
-{
-    enum { STEPS = FI_BLOCK / FI_LANES };
-    fi_f64x4 z[STEPS][FI_VECS];
-    uint32_t rejected[STEPS];
-    fi_lanes ln, aux;
-    fi_lanes_seed(&ln, sigma, block, 0);
-    for (int t = 0; t < STEPS; t++) rejected[t] = fi_normal_f64_fast(&ln, z[t]);
-    fi_lanes_seed(&aux, sigma, block, 1);
-    for (int t = 0; t < STEPS; t++) fi_normal_f64_fix(&aux, rejected[t], z[t]);
-    const fi_f64x4 mean = fi_splat_f64(pr->mean), std = fi_splat_f64(pr->std);
-    for (int t = 0; t < STEPS; t++)
-        for (int v = 0; v < FI_VECS; v++)
-            fi_store32(dst + t * FI_LANES + 4 * v, (fi_f32x8)(mean + std * z[t][v]), stream);
-}
+FI_DEFINE_NORMAL_WHOLE(fi_normal_f32_whole, float, fi_f32x8, fi_normal_f32_fast,
+                       fi_normal_f32_fix, fi_splat_f32, mean_f, std_f, 2 * FI_LANES)
+FI_DEFINE_NORMAL_WHOLE(fi_normal_f64_whole, double, fi_f64x4, fi_normal_f64_fast,
+                       fi_normal_f64_fix, fi_splat_f64, mean, std, FI_LANES)
 
 /* ------------------------------------------------------------------------- */
 /* Piece kernels                                                              */

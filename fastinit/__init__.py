@@ -11,13 +11,13 @@ from fastinit._fill import ArgumentError, get_num_threads, set_num_threads
 from fastinit._generator import Generator, default_generator, manual_seed
 from fastinit._version import __version__
 from fastinit.init import (
-    calculate_gain, constant_, dirac_, empty, eye_, kaiming_normal_, kaiming_uniform_,
+    calculate_gain, constant_, dirac_, empty, eye_, init_all, kaiming_normal_, kaiming_uniform_,
     lecun_normal_, lecun_uniform_, normal_, ones_, orthogonal_, sparse_, trunc_normal_,
     uniform_, variance_scaling_, xavier_normal_, xavier_uniform_, zeros_,
 )
 
 __all__ = [
-    "calculate_gain", "constant_", "dirac_", "empty", "eye_", "kaiming_normal_",
+    "calculate_gain", "constant_", "dirac_", "empty", "eye_", "init_all", "kaiming_normal_",
     "kaiming_uniform_", "lecun_normal_", "lecun_uniform_", "normal_", "ones_", "orthogonal_",
     "sparse_", "trunc_normal_", "uniform_", "variance_scaling_", "xavier_normal_",
     "xavier_uniform_", "zeros_",

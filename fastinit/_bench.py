@@ -51,10 +51,10 @@ def _print_table(title, nbytes, seconds, references):
     (a dict of column label -> contender name; absent references are skipped)."""
     refs = {label: name for label, name in references.items() if name in seconds}
     print(f"\n{title}")
-    print(f"  {'contender':<34}{'GB/s':>7}{'ms':>9}" + "".join(f"{lab:>11}" for lab in refs))
+    print(f"  {'contender':<42}{'GB/s':>7}{'ms':>9}" + "".join(f"{lab:>11}" for lab in refs))
     for name, s in seconds.items():
         ratios = "".join(f"{seconds[ref] / s:>11.2f}" for ref in refs.values())
-        print(f"  {name:<34}{nbytes / s / 1e9:>7.2f}{s * 1e3:>9.2f}{ratios}")
+        print(f"  {name:<42}{nbytes / s / 1e9:>7.2f}{s * 1e3:>9.2f}{ratios}")
 
 
 def bench_sizes(sizes, thread_counts, repeat):
@@ -118,11 +118,11 @@ def bench_initializers(shape, threads, repeat):
     seconds = _median_seconds(contenders, repeat)
     print(f"\ninitializers: {shape[0]} x {shape[1]} float32 weight ({w.nbytes / 2**20:.0f} MiB), "
           f"{threads} threads")
-    print(f"  {'contender':<34}{'GB/s':>7}{'ms':>9}{'vs torch':>11}")
+    print(f"  {'contender':<42}{'GB/s':>7}{'ms':>9}{'vs torch':>11}")
     for name, sec in seconds.items():
         peer = seconds.get(name.replace("fastinit ", "torch.nn.init "))
         ratio = f"{peer / sec:>11.2f}" if peer is not None and name.startswith("fastinit") else ""
-        print(f"  {name:<34}{w.nbytes / sec / 1e9:>7.2f}{sec * 1e3:>9.2f}{ratio}")
+        print(f"  {name:<42}{w.nbytes / sec / 1e9:>7.2f}{sec * 1e3:>9.2f}{ratio}")
     fastinit.set_num_threads(None)
 
 
@@ -143,43 +143,90 @@ def bench_dtypes(size, threads, repeat):
     seconds = _median_seconds(contenders, repeat)
     print(f"\ndtypes: {size:.3g} elements, {threads} threads (elements per second; "
           f"'vs float32' compares the same fill)")
-    print(f"  {'contender':<34}{'Gelem/s':>9}{'vs float32':>12}")
+    print(f"  {'contender':<42}{'Gelem/s':>9}{'vs float32':>12}")
     for name, sec in seconds.items():
         base = seconds[name.rsplit(" ", 1)[0] + " float32"]
-        print(f"  {name:<34}{size / sec / 1e9:>9.2f}{base / sec:>12.2f}")
+        print(f"  {name:<42}{size / sec / 1e9:>9.2f}{base / sec:>12.2f}")
     fastinit.set_num_threads(None)
 
 
 def bench_gpt2(threads, repeat):
+    """The GPT-2 small shape set: one call per tensor, one init_all plan, one fill of
+    the same total size; then torch's default initialization of the same model."""
     shapes = gpt2_small()
     arrays = [np.ones(shape, np.float32) for _, shape in shapes]
     nbytes = sum(a.nbytes for a in arrays)
     params = sum(a.size for a in arrays)
+    flat = np.ones(params, np.float32)
     fastinit.set_num_threads(threads)
     gen = fastinit.Generator(0)
     pcg = np.random.Generator(np.random.PCG64(0))
-
-    def each(fn):
-        return lambda: [fn(a) for a in arrays]
-
+    plan = [(a, "uniform_") for a in arrays]
     contenders = {
-        NP_FILL: each(lambda a: a.fill(0.5)),
-        FI_UNIFORM: each(gen.uniform_),
-        NP_RANDOM: each(lambda a: pcg.random(out=a, dtype=np.float32)),
-        "fastinit normal_": each(gen.normal_),
-        NP_NORMAL: each(lambda a: pcg.standard_normal(out=a, dtype=np.float32)),
+        "one uniform_ of the same size": lambda: gen.uniform_(flat),
+        "fastinit init_all uniform_": lambda: fastinit.init_all(plan, gen),
+        "fastinit uniform_ per tensor": lambda: [gen.uniform_(a) for a in arrays],
+        NP_RANDOM + " per tensor": lambda: [pcg.random(out=a, dtype=np.float32) for a in arrays],
     }
     torch = _torch(threads)
     if torch is not None:
         tensors = [torch.from_numpy(a) for a in arrays]
-        contenders["torch uniform_"] = lambda: [t.uniform_() for t in tensors]
-        contenders[TORCH_NORMAL] = lambda: [t.normal_() for t in tensors]
+        contenders["torch uniform_ per tensor"] = lambda: [t.uniform_() for t in tensors]
     seconds = _median_seconds(contenders, repeat)
     _print_table(f"GPT-2 small: {len(arrays)} tensors, {params:,} float32 parameters "
-                 f"({nbytes / 2**20:.0f} MiB), one call per tensor, {threads} threads",
-                 nbytes, seconds, {"vs fill": NP_FILL, "vs np.rand": NP_RANDOM,
-                                   "vs np.norm": NP_NORMAL})
+                 f"({nbytes / 2**20:.0f} MiB), uniform, {threads} threads", nbytes, seconds,
+                 {"vs one": "one uniform_ of the same size", "vs numpy": NP_RANDOM + " per tensor"})
+    if torch is not None:
+        _bench_gpt2_model(torch, threads, repeat, nbytes)
     fastinit.set_num_threads(None)
+
+
+def _gpt2_model(torch):
+    """GPT-2 small as torch modules (the shapes of gpt2_small())."""
+    nn = torch.nn
+    width = 768
+
+    class Block(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.ln_1, self.ln_2 = nn.LayerNorm(width), nn.LayerNorm(width)
+            self.c_attn, self.c_proj = nn.Linear(width, 3 * width), nn.Linear(width, width)
+            self.c_fc, self.mlp_proj = nn.Linear(width, 4 * width), nn.Linear(4 * width, width)
+
+    model = nn.Module()
+    model.wte, model.wpe = nn.Embedding(50257, width), nn.Embedding(1024, width)
+    model.h = nn.ModuleList([Block() for _ in range(12)])
+    model.ln_f = nn.LayerNorm(width)
+    return model
+
+
+def _bench_gpt2_model(torch, threads, repeat, nbytes):
+    import fastinit.torch as ft
+
+    model = _gpt2_model(torch)
+    gen = fastinit.Generator(0)
+    layers = [m for m in model.modules() if hasattr(m, "reset_parameters")]
+
+    def build_meta_then_reset():
+        with torch.device("meta"):
+            m = _gpt2_model(torch)
+        ft.reset_parameters(m.to_empty(device="cpu"), gen)
+
+    contenders = {
+        "torch reset_parameters()": lambda: [m.reset_parameters() for m in layers],
+        "fastinit.torch.reset_parameters": lambda: ft.reset_parameters(model, gen),
+    }
+    seconds = _median_seconds(contenders, repeat)
+    _print_table(f"GPT-2 small model, torch's default initialization (Linear: kaiming "
+                 f"uniform; Embedding: normal), pre-allocated, {threads} threads", nbytes,
+                 seconds, {"vs torch": "torch reset_parameters()"})
+    contenders = {
+        "torch builds on CPU": lambda: _gpt2_model(torch),
+        "fastinit: meta, to_empty, reset": build_meta_then_reset,
+    }
+    seconds = _median_seconds(contenders, max(2, repeat // 2))
+    _print_table("GPT-2 small model, allocation included", nbytes, seconds,
+                 {"vs torch": "torch builds on CPU"})
 
 
 def run(sizes, thread_counts, repeat, init_shape=(16384, 16384)):

@@ -8,6 +8,7 @@ values depend only on the call seed and the global element index.
 
 import math
 import os
+import threading
 import warnings
 
 import numpy as np
@@ -17,7 +18,7 @@ from cython.parallel cimport parallel, prange, threadid
 from libc.float cimport DBL_MAX, FLT_MAX
 from libc.math cimport INFINITY, isfinite, nextafter, nextafterf
 from libc.stdint cimport int64_t, uint64_t
-from libc.stdlib cimport free, malloc
+from libc.stdlib cimport calloc, free, malloc
 
 from fastinit._kernels cimport (
     FI_BLOCK, FI_CONSTANT, FI_MAXDIM, FI_NORMAL, FI_NPATHS, FI_PATH_BASELINE, FI_PATH_NAMES,
@@ -166,6 +167,7 @@ cdef class Target:
     cdef readonly object array
     cdef readonly int kind          # 0: float32, 1: float64, 2: float16, 3: bfloat16
     cdef readonly Py_ssize_t size
+    cdef readonly size_t mem_lo, mem_hi     # the bytes it may write: [mem_lo, mem_hi)
 
     def __cinit__(self, out, global_shape=None, global_offset=None, bits_as=None):
         if not cnp.PyArray_Check(out):
@@ -212,6 +214,14 @@ cdef class Target:
             pl.strides[k] = cnp.PyArray_STRIDE(a, k)
         self.array = out
         self.size = size
+        self.mem_lo = self.mem_hi = <size_t>pl.data
+        if size > 0:
+            self.mem_hi += pl.itemsize
+            for k in range(nd):
+                if pl.strides[k] < 0:
+                    self.mem_lo += (pl.shape[k] - 1) * pl.strides[k]
+                else:
+                    self.mem_hi += (pl.shape[k] - 1) * pl.strides[k]
 
         if global_shape is None:
             if global_offset is not None:
@@ -268,58 +278,151 @@ cdef class Target:
 # --------------------------------------------------------------------------------------
 # The parallel loop
 # --------------------------------------------------------------------------------------
+# Jobs and the parallel loop
+# --------------------------------------------------------------------------------------
 
-cdef int _threads_for(const fi_plan *pl, Py_ssize_t size):
-    if size < PARALLEL_MIN or not fi_openmp_enabled():
-        return 1
-    cdef int n = _requested_threads if _requested_threads > 0 else fi_omp_max_threads()
-    if n > pl.npieces:
-        n = <int>pl.npieces
-    return n if n > 1 else 1
+cdef class Job:
+    """One validated fill: its target, kernel and parameters."""
+
+    cdef Target target
+    cdef int kernel
+    cdef fi_params params
 
 
-cdef void _run(int kernel, Target t, fi_params *pr) except *:
-    cdef fi_plan *pl = &t.plan
-    cdef const fi_plan *cpl = pl
-    if pl.npieces == 0:
+_local = threading.local()   # .jobs: the list being collected on this thread, or None
+
+
+cdef _submit(Target t, int kernel, fi_params *pr):
+    """Run a fill now, or add it to this thread's collection (see ``collecting``)."""
+    cdef Job job = Job.__new__(Job)
+    job.target, job.kernel, job.params = t, kernel, pr[0]
+    jobs = getattr(_local, "jobs", None)
+    if jobs is None:
+        run_jobs([job])
         return
-    cdef fi_piece_fn fn = fi_path_table(_path)[kernel]
-    cdef int nthreads = _threads_for(pl, t.size)
-    cdef fi_cursor **cursors = <fi_cursor **>malloc(nthreads * sizeof(fi_cursor *))
-    if cursors == NULL:
-        raise MemoryError()
-    cdef int i
-    for i in range(nthreads):
-        cursors[i] = fi_cursor_new()
+    # A fill must not overtake an earlier one on the same memory: run those first.
+    for other in jobs:
+        if t.mem_lo < (<Job>other).target.mem_hi and (<Job>other).target.mem_lo < t.mem_hi:
+            run_jobs(jobs)
+            jobs.clear()
+            break
+    jobs.append(job)
+
+
+class collecting:
+    """Within this context, this thread's fills are validated and take their calls
+    as usual, but are only written on exit, all at once: every piece of every fill
+    shared among the threads in one GIL-free loop. The bits are those of running
+    them one by one."""
+
+    def __enter__(self):
+        self.outer = getattr(_local, "jobs", None)
+        _local.jobs = []
+        return self
+
+    def __exit__(self, exc_type, exc, tb):
+        jobs, _local.jobs = _local.jobs, self.outer
+        if exc_type is None:
+            run_jobs(jobs)
+        return False
+
+
+class immediate:
+    """Within this context, fills are written at once, even inside ``collecting``
+    (for initializers that read what they just filled)."""
+
+    def __enter__(self):
+        self.outer = getattr(_local, "jobs", None)
+        if self.outer:
+            run_jobs(self.outer)
+            self.outer.clear()
+        _local.jobs = None
+        return self
+
+    def __exit__(self, exc_type, exc, tb):
+        _local.jobs = self.outer
+        return False
+
+
+def run_jobs(list jobs):
+    """Write the fills of ``jobs``: all their pieces in one parallel loop."""
+    cdef Py_ssize_t n = len(jobs), i
+    if n == 0:
+        return
+    cdef fi_piece_fn *fns = <fi_piece_fn *>malloc(n * sizeof(fi_piece_fn))
+    cdef const fi_plan **plans = <const fi_plan **>malloc(n * sizeof(fi_plan *))
+    cdef const fi_params **params = <const fi_params **>malloc(n * sizeof(fi_params *))
+    cdef int64_t *starts = <int64_t *>malloc((n + 1) * sizeof(int64_t))
+    cdef fi_cursor **cursors = NULL
+    cdef int nthreads = 1, k
+    cdef int64_t elements = 0
+    cdef const fi_piece_fn *table = fi_path_table(_path)
+    cdef Job job
     try:
-        for i in range(nthreads):
-            if cursors[i] == NULL:
+        if fns == NULL or plans == NULL or params == NULL or starts == NULL:
+            raise MemoryError()
+        starts[0] = 0
+        for i in range(n):
+            job = <Job>jobs[i]
+            fns[i] = table[job.kernel]
+            plans[i] = &job.target.plan
+            params[i] = &job.params
+            starts[i + 1] = starts[i] + job.target.plan.npieces
+            elements += job.target.size
+        if starts[n] == 0:
+            return
+        if elements >= PARALLEL_MIN and fi_openmp_enabled():
+            nthreads = _requested_threads if _requested_threads > 0 else fi_omp_max_threads()
+            nthreads = <int>min(<int64_t>nthreads, starts[n])
+        cursors = <fi_cursor **>calloc(nthreads, sizeof(fi_cursor *))
+        if cursors == NULL:
+            raise MemoryError()
+        for k in range(nthreads):
+            cursors[k] = fi_cursor_new()
+            if cursors[k] == NULL:
                 raise MemoryError()
         with nogil:
-            _run_pieces(fn, cursors, cpl, pr, nthreads)
+            _run_pieces(fns, plans, params, starts, n, cursors, nthreads)
     finally:
-        for i in range(nthreads):
-            fi_cursor_free(cursors[i])
-        free(cursors)
+        if cursors != NULL:
+            for k in range(nthreads):
+                fi_cursor_free(cursors[k])
+            free(cursors)
+        free(fns)
+        free(plans)
+        free(params)
+        free(starts)
 
 
-cdef void _run_pieces(fi_piece_fn fn, fi_cursor **cursors, const fi_plan *pl,
-                      const fi_params *pr, int nthreads) noexcept nogil:
-    cdef int64_t p
-    cdef int64_t npieces = pl.npieces
+cdef inline void _run_piece(const fi_piece_fn *fns, const fi_plan **plans,
+                            const fi_params **params, const int64_t *starts, Py_ssize_t n,
+                            fi_cursor *cursor, int64_t q) noexcept nogil:
+    # The job of global piece q: the last with starts[job] <= q (binary search).
+    cdef Py_ssize_t lo = 0, hi = n, mid
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        if starts[mid] <= q:
+            lo = mid
+        else:
+            hi = mid
+    fns[lo](cursor, plans[lo], params[lo], q - starts[lo])
+
+
+cdef void _run_pieces(const fi_piece_fn *fns, const fi_plan **plans,
+                      const fi_params **params, const int64_t *starts, Py_ssize_t n,
+                      fi_cursor **cursors, int nthreads) noexcept nogil:
+    cdef int64_t q, total = starts[n]
     if nthreads == 1:
-        for p in range(npieces):
-            fn(cursors[0], pl, pr, p)
+        for q in range(total):
+            _run_piece(fns, plans, params, starts, n, cursors[0], q)
         fi_store_fence()
         return
     with parallel(num_threads=nthreads):
-        for p in prange(npieces, schedule="dynamic"):
-            fn(cursors[threadid()], pl, pr, p)
+        for q in prange(total, schedule="dynamic"):
+            _run_piece(fns, plans, params, starts, n, cursors[threadid()], q)
         fi_store_fence()
 
 
-# --------------------------------------------------------------------------------------
-# Fills
 # --------------------------------------------------------------------------------------
 # Fills
 # --------------------------------------------------------------------------------------
@@ -428,7 +531,7 @@ def uniform(Target t, low, high, uint64_t k0, uint64_t k1, take_call):
             cap_f = min(cap_f, <float>below)
         pr.low_f, pr.range_f, pr.cap_f = lo_f, r_f, cap_f
     pr.sigma = fi_call_seed(k0, k1, take_call())
-    _run(FI_UNIFORM + kind, t, &pr)
+    _submit(t, FI_UNIFORM + kind, &pr)
 
 
 def normal(Target t, mean, std, uint64_t k0, uint64_t k1, take_call):
@@ -454,9 +557,9 @@ def normal(Target t, mean, std, uint64_t k0, uint64_t k1, take_call):
     pr.sigma = fi_call_seed(k0, k1, take_call())
     if sd == 0:
         pr.bits = kind_bits(pr.mean if kind == 1 else pr.mean_f, kind)
-        _run(FI_CONSTANT, t, &pr)
+        _submit(t, FI_CONSTANT, &pr)
     else:
-        _run(FI_NORMAL + kind, t, &pr)
+        _submit(t, FI_NORMAL + kind, &pr)
 
 
 def _normal_cdf(x):
@@ -498,11 +601,11 @@ def trunc_normal(Target t, mean, std, a, b, uint64_t k0, uint64_t k1, take_call)
     pr.sigma = fi_call_seed(k0, k1, take_call())
     if sd == 0 or lo == hi:
         pr.bits = kind_bits(min(max(m, lo_k), hi_k), kind)
-        _run(FI_CONSTANT, t, &pr)
+        _submit(t, FI_CONSTANT, &pr)
         return
     pr.alpha, pr.beta = (lo - m) / sd, (hi - m) / sd
     pr.trunc_mode, pr.rate = _trunc_mode(pr.alpha, pr.beta)
-    _run(FI_TRUNC + kind, t, &pr)
+    _submit(t, FI_TRUNC + kind, &pr)
 
 
 def _trunc_mode(double alpha, double beta):
@@ -525,7 +628,7 @@ def constant(Target t, value):
     """Fill ``t`` with ``value`` rounded to its dtype."""
     cdef fi_params pr
     pr.bits = kind_bits(value, t.kind)
-    _run(FI_CONSTANT, t, &pr)
+    _submit(t, FI_CONSTANT, &pr)
 
 
 def stream_yardstick(cnp.ndarray[cnp.float32_t, ndim=1, mode="c"] out, int nthreads):

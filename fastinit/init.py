@@ -10,10 +10,12 @@ a larger tensor: it receives exactly the values of the whole tensor's fill, and
 fans are computed from the global shape.
 
 Beyond torch: ``variance_scaling_``, ``lecun_uniform_`` and ``lecun_normal_`` (the
-JAX/Keras family, with an explicit fan layout), and ``empty`` to allocate an
-array to fill without a separate zeroing pass.
+JAX/Keras family, with an explicit fan layout), ``empty`` to allocate an array to
+fill without a separate zeroing pass, and ``init_all`` to run a whole model's
+initializers as one parallel pass.
 """
 
+import inspect
 import math
 import warnings
 
@@ -26,7 +28,7 @@ __all__ = [
     "calculate_gain", "uniform_", "normal_", "trunc_normal_", "constant_", "ones_",
     "zeros_", "eye_", "dirac_", "xavier_uniform_", "xavier_normal_", "kaiming_uniform_",
     "kaiming_normal_", "orthogonal_", "sparse_", "variance_scaling_", "lecun_uniform_",
-    "lecun_normal_", "empty",
+    "lecun_normal_", "empty", "init_all",
 ]
 
 # A second, independent stream of one call (sparse_'s zero pattern): the key with
@@ -179,7 +181,8 @@ def eye_(tensor):
     _targets.target(tensor)                             # validate before writing
     if _targets.is_meta(tensor):
         return tensor
-    _write_values(tensor, np.eye(*shape))
+    with _fill.immediate():
+        _write_values(tensor, np.eye(*shape))
     return _targets.written(tensor)
 
 
@@ -200,7 +203,8 @@ def dirac_(tensor, groups=1):
     for g in range(groups):
         for d in range(min(out_per_group, shape[1])):
             values[(g * out_per_group + d, d) + centre] = 1
-    _write_values(tensor, values)
+    with _fill.immediate():
+        _write_values(tensor, values)
     return _targets.written(tensor)
 
 
@@ -288,6 +292,12 @@ def orthogonal_(tensor, gain=1, generator=None, *, global_shape=None, global_off
         gen._take_call()
         return tensor
     _targets.target(tensor, global_shape, global_offset)     # validate before sampling
+    with _fill.immediate():
+        _orthogonal(tensor, gain, gen, shape, global_shape, global_offset)
+    return _targets.written(tensor)
+
+
+def _orthogonal(tensor, gain, gen, shape, global_shape, global_offset):
     rows = shape[0]
     cols = math.prod(shape) // rows
     flat = gen.normal_(np.empty((rows, cols)))
@@ -303,7 +313,6 @@ def orthogonal_(tensor, gain=1, generator=None, *, global_shape=None, global_off
         local = _targets.shape_of(tensor)
         values = values[tuple(slice(o, o + s) for o, s in zip(offset, local))]
     _write_values(tensor, values)
-    return _targets.written(tensor)
 
 
 def sparse_(tensor, sparsity, std=0.01, generator=None, *, global_shape=None,
@@ -325,6 +334,12 @@ def sparse_(tensor, sparsity, std=0.01, generator=None, *, global_shape=None,
         gen._take_call()
         return tensor
     target = _targets.target(tensor, global_shape, global_offset)
+    with _fill.immediate():
+        _sparse(tensor, target, sparsity, std, gen, shape, global_offset)
+    return _targets.written(tensor)
+
+
+def _sparse(tensor, target, sparsity, std, gen, shape, global_offset):
     k0, k1 = gen._key
     counter = gen._take_call()
     _fill.normal(target, 0.0, std, k0, k1, lambda: counter)
@@ -342,7 +357,6 @@ def sparse_(tensor, sparsity, std=0.01, generator=None, *, global_shape=None,
         mask = mask[r0:r0 + local[0]]
         array, _ = _targets.as_array(tensor)
         array[mask] = 0
-    return _targets.written(tensor)
 
 
 # --------------------------------------------------------------------------------------
@@ -443,3 +457,51 @@ def empty(shape, dtype="float32"):
             raise TypeError("bfloat16 arrays need the ml_dtypes package") from None
         dtype = ml_dtypes.bfloat16
     return np.empty(shape, dtype)
+
+
+# --------------------------------------------------------------------------------------
+# A whole model at once
+# --------------------------------------------------------------------------------------
+
+_TAKES_GENERATOR = {"uniform_", "normal_", "trunc_normal_", "xavier_uniform_", "xavier_normal_",
+                    "kaiming_uniform_", "kaiming_normal_", "orthogonal_", "sparse_",
+                    "variance_scaling_", "lecun_uniform_", "lecun_normal_"}
+_NO_GENERATOR = {"constant_", "ones_", "zeros_", "eye_", "dirac_"}
+
+
+def init_all(plan, generator=None):
+    """Run a plan of initializers as one parallel pass; returns None.
+
+    ``plan`` is a sequence of ``(target, initializer)`` or ``(target, initializer,
+    kwargs)``, where ``initializer`` is the name of a function of this module (e.g.
+    ``"kaiming_uniform_"``) or such a function, called as ``initializer(target,
+    generator=..., **kwargs)`` (``generator`` only where it takes one).
+
+    Every entry is validated and takes its generator call in order, exactly as the
+    one-by-one calls would; then all the fills are written together, every piece of
+    every tensor shared among the threads in one GIL-free loop, so small tensors
+    cost almost nothing. The bits are those of the one-by-one calls, for any thread
+    count. Entries that read back what they fill (orthogonal_, sparse_) run when
+    reached; fills of memory that an earlier entry also fills keep their order.
+    """
+    gen = _generator(generator)
+    calls = []
+    for entry in plan:
+        if len(entry) not in (2, 3):
+            raise ValueError(f"plan entries are (target, initializer[, kwargs]), got {entry!r}")
+        target, init = entry[0], entry[1]
+        kwargs = dict(entry[2]) if len(entry) == 3 else {}
+        if isinstance(init, str):
+            if init not in _TAKES_GENERATOR | _NO_GENERATOR:
+                raise ValueError(f"unknown initializer {init!r}")
+            takes_generator, init = init in _TAKES_GENERATOR, globals()[init]
+        elif callable(init):
+            takes_generator = "generator" in inspect.signature(init).parameters
+        else:
+            raise TypeError(f"initializer must be a name or a callable, got {init!r}")
+        if takes_generator:
+            kwargs["generator"] = gen
+        calls.append((init, target, kwargs))
+    with _fill.collecting():
+        for init, target, kwargs in calls:
+            init(target, **kwargs)

@@ -17,7 +17,7 @@ from torch.nn.modules.rnn import RNNBase
 
 from fastinit.init import _fans, init_all
 
-__all__ = ["reset_parameters", "default_plan"]
+__all__ = ["reset_parameters", "default_plan", "shard"]
 
 
 def _fan_in_bound(weight):
@@ -159,3 +159,32 @@ def reset_parameters(module, generator=None, init_fn=None):
     for m in fallbacks:
         m.reset_parameters()
     return module
+
+
+def shard(global_shape, dim, rank, world_size):
+    """(local_shape, global_offset) of ``rank``'s block of a tensor split along ``dim``
+    over ``world_size`` ranks as ``torch.chunk`` splits it (and DTensor's ``Shard(dim)``
+    places it): blocks of ceil(n / world_size), the last ones shorter or empty.
+
+    Each rank then initializes its block with the global view, e.g.::
+
+        local_shape, offset = fastinit.torch.shard(w_shape, 0, rank, world)
+        local = torch.empty(local_shape)
+        fastinit.kaiming_uniform_(local, a=5 ** 0.5, generator=g,
+                                  global_shape=w_shape, global_offset=offset)
+
+    and every rank, making the same calls on the same generator, stays in step with
+    the others without communicating.
+    """
+    global_shape = tuple(int(s) for s in global_shape)
+    if not 0 <= rank < world_size:
+        raise ValueError(f"rank must be in [0, {world_size}), got {rank}")
+    n = global_shape[dim]
+    size = -(-n // world_size) if n else 0
+    start = min(rank * size, n)
+    stop = min(start + size, n)
+    local = list(global_shape)
+    local[dim] = stop - start
+    offset = [0] * len(global_shape)
+    offset[dim] = start
+    return tuple(local), tuple(offset)

@@ -1,0 +1,57 @@
+"""Two processes with torch.distributed (gloo on localhost) each fill their shard of a
+row-sharded and a column-sharded weight; gathered, they equal the one-process fill."""
+
+import os
+import socket
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+dist = pytest.importorskip("torch.distributed")
+
+import fastinit  # noqa: E402
+import fastinit.torch as ft  # noqa: E402
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.mark.skipif(not dist.is_available() or not dist.is_gloo_available(),
+                    reason="torch.distributed with gloo is not available")
+def test_two_ranks_gather_the_single_process_fill(tmp_path):
+    port, out = str(free_port()), str(tmp_path / "gathered.npz")
+    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=os.pathsep.join(
+        [os.path.dirname(HERE)] + os.environ.get("PYTHONPATH", "").split(os.pathsep)))
+    procs = [subprocess.Popen([sys.executable, os.path.join(HERE, "distributed_worker.py"),
+                               str(rank), "2", port, out], env=env,
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+             for rank in range(2)]
+    for p in procs:
+        _, err = p.communicate(timeout=240)
+        assert p.returncode == 0, err.decode()[-2000:]
+    got = np.load(out)
+    g = fastinit.Generator(2024)
+    for key, shape in [("dim0", (1001, 300)), ("dim1", (256, 777))]:
+        whole = fastinit.kaiming_uniform_(np.empty(shape, np.float32), a=5 ** 0.5, generator=g)
+        np.testing.assert_array_equal(got[key], whole)
+    assert got["counters"].tolist() == [2, 2]        # the ranks stayed in step
+
+
+def test_shard_follows_torch_chunk():
+    for n, world in [(1001, 2), (777, 3), (5, 8), (0, 2), (16, 4)]:
+        pieces = torch.empty(n, 2).chunk(world, 0)
+        for rank in range(world):
+            local, offset = ft.shard((n, 2), 0, rank, world)
+            expected = pieces[rank].shape[0] if rank < len(pieces) else 0
+            assert local == (expected, 2)
+            assert offset == (sum(p.shape[0] for p in pieces[:rank]), 0)
+    with pytest.raises(ValueError):
+        ft.shard((4, 4), 0, 2, 2)

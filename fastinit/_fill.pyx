@@ -20,6 +20,10 @@ from libc.math cimport INFINITY, isfinite, nextafter, nextafterf
 from libc.stdint cimport int64_t, uint64_t
 from libc.stdlib cimport calloc, free, malloc
 
+
+cdef extern from "Python.h":
+    int PyErr_CheckSignals() except -1
+
 from fastinit._kernels cimport (
     FI_BLOCK, FI_CONSTANT, FI_MAXDIM, FI_NORMAL, FI_NPATHS, FI_PATH_BASELINE, FI_PATH_NAMES,
     FI_TRUNC, FI_UNIFORM, fi_build_flags, fi_call_seed, fi_compiler, fi_cursor,
@@ -34,10 +38,14 @@ cnp.import_array()
 cdef int64_t PIECE_LEN = 16 * FI_BLOCK
 # Fills smaller than this many elements run on the calling thread only.
 cdef int64_t PARALLEL_MIN = 4 * PIECE_LEN
+# Fills of more pieces than this run in rounds of this many pieces (per thread),
+# checking for KeyboardInterrupt between rounds.
+cdef int64_t ROUND_PIECES = 512
 # Fills of at least this many bytes bypass the caches with non-temporal stores.
 cdef int64_t STREAM_MIN_BYTES = 8 << 20
 
 cdef int _requested_threads = 0     # 0: follow OpenMP (OMP_NUM_THREADS, threadpoolctl)
+cdef bint _forked = False           # in a child made by fork(): OpenMP is off limits
 cdef int _path = FI_PATH_BASELINE
 
 # --------------------------------------------------------------------------------------
@@ -58,9 +66,21 @@ def set_num_threads(n):
     _requested_threads = min(int(n), 1 << 16)
 
 
+def _after_fork_in_child():
+    # GNU OpenMP's thread pool does not survive fork(): a child entering a parallel
+    # region after its parent did would hang. Fills in a forked child run serially.
+    global _forked
+    _forked = True
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
 def get_num_threads():
-    """The number of threads a large fill uses (1 in a build without OpenMP)."""
-    if not fi_openmp_enabled():
+    """The number of threads a large fill uses: 1 in a build without OpenMP and in a
+    process made by fork() (use the spawn or forkserver start methods for parallel
+    children)."""
+    if not fi_openmp_enabled() or _forked:
         return 1
     return _requested_threads if _requested_threads > 0 else fi_omp_max_threads()
 
@@ -355,7 +375,7 @@ def run_jobs(list jobs):
     cdef int64_t *starts = <int64_t *>malloc((n + 1) * sizeof(int64_t))
     cdef fi_cursor **cursors = NULL
     cdef int nthreads = 1, k
-    cdef int64_t elements = 0
+    cdef int64_t elements = 0, first, last, step
     cdef const fi_piece_fn *table = fi_path_table(_path)
     cdef Job job
     try:
@@ -371,7 +391,7 @@ def run_jobs(list jobs):
             elements += job.target.size
         if starts[n] == 0:
             return
-        if elements >= PARALLEL_MIN and fi_openmp_enabled():
+        if elements >= PARALLEL_MIN and fi_openmp_enabled() and not _forked:
             nthreads = _requested_threads if _requested_threads > 0 else fi_omp_max_threads()
             nthreads = <int>min(<int64_t>nthreads, starts[n])
         cursors = <fi_cursor **>calloc(nthreads, sizeof(fi_cursor *))
@@ -381,8 +401,17 @@ def run_jobs(list jobs):
             cursors[k] = fi_cursor_new()
             if cursors[k] == NULL:
                 raise MemoryError()
-        with nogil:
-            _run_pieces(fns, plans, params, starts, n, cursors, nthreads)
+        # Rounds of a few milliseconds: Ctrl-C interrupts a huge fill between two rounds
+        # (every thread has finished the first; values do not depend on the rounds).
+        first = 0
+        step = ROUND_PIECES * nthreads
+        while first < starts[n]:
+            last = first + step if first + step < starts[n] else starts[n]
+            with nogil:
+                _run_pieces(fns, plans, params, starts, n, cursors, nthreads, first, last)
+            first = last
+            if first < starts[n]:
+                PyErr_CheckSignals()
     finally:
         if cursors != NULL:
             for k in range(nthreads):
@@ -410,15 +439,17 @@ cdef inline void _run_piece(const fi_piece_fn *fns, const fi_plan **plans,
 
 cdef void _run_pieces(const fi_piece_fn *fns, const fi_plan **plans,
                       const fi_params **params, const int64_t *starts, Py_ssize_t n,
-                      fi_cursor **cursors, int nthreads) noexcept nogil:
-    cdef int64_t q, total = starts[n]
+                      fi_cursor **cursors, int nthreads, int64_t first,
+                      int64_t last) noexcept nogil:
+    # Pieces [first, last) of the jobs' global piece numbering.
+    cdef int64_t q
     if nthreads == 1:
-        for q in range(total):
+        for q in range(first, last):
             _run_piece(fns, plans, params, starts, n, cursors[0], q)
         fi_store_fence()
         return
     with parallel(num_threads=nthreads):
-        for q in prange(total, schedule="dynamic"):
+        for q in prange(first, last, schedule="dynamic"):
             _run_piece(fns, plans, params, starts, n, cursors[threadid()], q)
         fi_store_fence()
 
@@ -639,4 +670,4 @@ def stream_yardstick(cnp.ndarray[cnp.float32_t, ndim=1, mode="c"] out, int nthre
     cdef float *data = <float *>cnp.PyArray_DATA(out)
     cdef int64_t n = out.shape[0]
     with nogil:
-        fi_stream_yardstick(data, n, nthreads if nthreads > 0 else 1)
+        fi_stream_yardstick(data, n, 1 if _forked or nthreads < 1 else nthreads)

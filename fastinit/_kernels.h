@@ -1085,9 +1085,14 @@ static void fi_stream_yardstick(float *a, int64_t n, int nthreads)
     for (int64_t i = 0; i < head; i++) a[i] = 1.0f;
     float *body = a + head;
     const int64_t vectors = (n - head) / 4;
-    #pragma omp parallel num_threads(nthreads)
-    {
-        #pragma omp for schedule(static)
+    if (nthreads > 1) {
+        #pragma omp parallel num_threads(nthreads)
+        {
+            #pragma omp for schedule(static)
+            for (int64_t i = 0; i < vectors; i++) _mm_stream_ps(body + 4 * i, _mm_set1_ps(1.0f));
+            _mm_sfence();
+        }
+    } else {
         for (int64_t i = 0; i < vectors; i++) _mm_stream_ps(body + 4 * i, _mm_set1_ps(1.0f));
         _mm_sfence();
     }

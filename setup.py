@@ -6,6 +6,8 @@ warning and the fills run on one thread. Environment variables:
 
 - FASTINIT_REQUIRE_OPENMP=1: a missing OpenMP is an error.
 - FASTINIT_DISABLE_OPENMP=1: build without OpenMP even where it is available.
+- FASTINIT_SANITIZE=1: build with AddressSanitizer and UndefinedBehaviorSanitizer
+  (GCC or Clang), for testing; see docs/quality.md for how to run it.
 
 Nothing is built for the build machine's CPU (no -march=native): wider
 instruction sets are reached by runtime dispatch in fastinit/_kernels.h.
@@ -74,6 +76,11 @@ class BuildExt(build_ext):
             # No FP contraction: every SIMD path must round exactly as the scalar one.
             base = ["-O3", "-ffp-contract=off", "-Wno-unused-function", "-Wno-psabi"]
         cflags, ldflags = list(base), []
+        if _flag("FASTINIT_SANITIZE"):
+            sanitize = ["-fsanitize=address,undefined", "-fno-sanitize-recover=undefined",
+                        "-fno-omit-frame-pointer", "-g"]
+            cflags += sanitize
+            ldflags += sanitize
         if _flag("FASTINIT_DISABLE_OPENMP"):
             print("fastinit: OpenMP disabled by FASTINIT_DISABLE_OPENMP; fills run on one thread")
         else:

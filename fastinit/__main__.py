@@ -1,6 +1,7 @@
-"""Command line: ``python -m fastinit bench`` and ``python -m fastinit show-config``."""
+"""Command line: ``python -m fastinit bench``, ``show-config`` and ``raw``."""
 
 import argparse
+import sys
 
 import fastinit
 
@@ -16,10 +17,18 @@ def main(argv=None):
     bench.add_argument("--repeat", type=int, default=5, help="rounds (default: %(default)s)")
     bench.add_argument("--quick", action="store_true", help="small sizes, 3 rounds")
     sub.add_parser("show-config", help="print the build and run-time configuration")
+    raw = sub.add_parser("raw", help="write the raw 64-bit stream to stdout, for test "
+                                     "batteries (e.g. dieharder -g 200)")
+    raw.add_argument("--seed", type=int, default=1)
+    raw.add_argument("--control", choices=["weyl"],
+                     help="write a deliberately weak stream instead (a Weyl sequence)")
     args = parser.parse_args(argv)
 
     if args.command == "show-config":
         fastinit.show_config()
+        return
+    if args.command == "raw":
+        write_raw(args.seed, args.control)
         return
     from fastinit import _bench
     sizes = [int(float(s)) for s in args.sizes.split(",")]
@@ -33,6 +42,29 @@ def main(argv=None):
     else:
         threads = sorted({1, all_threads})
     _bench.run(sizes, threads, repeat, init_shape)
+
+
+def write_raw(seed, control=None, chunk=1 << 20):
+    """Write raw outputs to stdout until it closes: successive random_raw_ fills of
+    ``chunk`` outputs (so the stream crosses block, lane and call boundaries), or,
+    as a negative control, the Weyl sequence i * 0x9e3779b97f4a7c15."""
+    import numpy as np
+
+    out = sys.stdout.buffer
+    g = fastinit.Generator(seed)
+    buf = np.empty(chunk, np.uint64)
+    weyl = np.arange(chunk, dtype=np.uint64)
+    step = np.uint64(0x9E3779B97F4A7C15)
+    try:
+        while True:
+            if control == "weyl":
+                buf[...] = weyl * step
+                weyl += np.uint64(chunk)
+            else:
+                g.random_raw_(buf)
+            out.write(buf.tobytes())
+    except (BrokenPipeError, KeyboardInterrupt):
+        pass
 
 
 if __name__ == "__main__":

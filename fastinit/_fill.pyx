@@ -26,6 +26,7 @@ cdef extern from "Python.h":
 
 from fastinit._kernels cimport (
     FI_BLOCK, FI_CONSTANT, FI_MAXDIM, FI_NORMAL, FI_NPATHS, FI_PATH_BASELINE, FI_PATH_NAMES,
+    FI_RAW,
     FI_TRUNC, FI_UNIFORM, fi_build_flags, fi_call_seed, fi_compiler, fi_cursor,
     fi_cursor_free, fi_cursor_new, fi_omp_max_threads, fi_openmp_enabled, fi_params,
     fi_path_supported, fi_path_table, fi_piece_fn, fi_plan, fi_store_fence,
@@ -185,7 +186,7 @@ cdef class Target:
 
     cdef fi_plan plan
     cdef readonly object array
-    cdef readonly int kind          # 0: float32, 1: float64, 2: float16, 3: bfloat16
+    cdef readonly int kind          # 0: float32, 1: float64, 2: float16, 3: bfloat16, 4: uint64
     cdef readonly Py_ssize_t size
     cdef readonly size_t mem_lo, mem_hi     # the bytes it may write: [mem_lo, mem_hi)
 
@@ -207,6 +208,8 @@ cdef class Target:
             self.kind = 2
         elif out.dtype.name == "bfloat16" and out.dtype.itemsize == 2:   # ml_dtypes
             self.kind = 3
+        elif typenum == cnp.NPY_UINT64:                 # raw outputs (random_raw_)
+            self.kind = 4
         else:
             raise TypeError(f"unsupported dtype {out.dtype}; expected float16, bfloat16, "
                             "float32 or float64")
@@ -466,7 +469,7 @@ class ArgumentError(ValueError, RuntimeError):
     """
 
 
-KIND_NAMES = ("float32", "float64", "float16", "bfloat16")
+KIND_NAMES = ("float32", "float64", "float16", "bfloat16", "uint64")
 # The largest finite value of each kind, for torch's uniform_ range check.
 KIND_MAX = (FLT_MAX, DBL_MAX, 65504.0, 3.3895313892515355e38)
 
@@ -519,6 +522,13 @@ def kind_bits(value, int kind):
     return int(np.float32(r).view(np.uint32)) >> 16 if r == r else 0x7FC0
 
 
+cdef int _float_kind(Target t) except -1:
+    if t.kind == 4:
+        raise TypeError("unsupported dtype uint64; expected float16, bfloat16, float32 or "
+                        "float64 (uint64 arrays take random_raw_)")
+    return t.kind
+
+
 def uniform(Target t, low, high, uint64_t k0, uint64_t k1, take_call):
     """Fill ``t`` with uniform values in [low, high) for key (k0, k1).
 
@@ -534,7 +544,7 @@ def uniform(Target t, low, high, uint64_t k0, uint64_t k1, take_call):
     cdef double lo = low, hi = high
     cdef float lo_f, hi_f, r_f, cap_f
     cdef fi_params pr
-    cdef int kind = t.kind
+    cdef int kind = _float_kind(t)
     if not lo <= hi:
         raise ArgumentError(
             f"uniform_ expects to return a [from, to) range, but found from={low} > to={high}")
@@ -576,7 +586,7 @@ def normal(Target t, mean, std, uint64_t k0, uint64_t k1, take_call):
     """
     cdef double m = mean, sd = std
     cdef fi_params pr
-    cdef int kind = t.kind
+    cdef int kind = _float_kind(t)
     if not isfinite(m) or not isfinite(sd):
         raise ArgumentError(f"normal expects a finite mean and std, got mean={mean}, std={std}")
     if sd < 0:
@@ -612,7 +622,7 @@ def trunc_normal(Target t, mean, std, a, b, uint64_t k0, uint64_t k1, take_call)
     """
     cdef double m = mean, sd = std, lo = a, hi = b
     cdef fi_params pr
-    cdef int kind = t.kind
+    cdef int kind = _float_kind(t)
     if not (isfinite(m) and isfinite(sd) and isfinite(lo) and isfinite(hi)):
         raise ArgumentError(
             f"trunc_normal_ expects finite mean, std, a and b, got {mean}, {std}, {a}, {b}")
@@ -655,10 +665,19 @@ def _trunc_mode(double alpha, double beta):
     return 1, 0.0
 
 
+def raw(Target t, uint64_t k0, uint64_t k1, take_call):
+    """Fill a uint64 target with the stream's raw 64-bit outputs (float64's layout)."""
+    if t.kind != 4:
+        raise TypeError(f"random_raw_ fills uint64 arrays, not {t.kind_name}")
+    cdef fi_params pr
+    pr.sigma = fi_call_seed(k0, k1, take_call())
+    _submit(t, FI_RAW, &pr)
+
+
 def constant(Target t, value):
     """Fill ``t`` with ``value`` rounded to its dtype."""
     cdef fi_params pr
-    pr.bits = kind_bits(value, t.kind)
+    pr.bits = kind_bits(value, _float_kind(t))
     _submit(t, FI_CONSTANT, &pr)
 
 

@@ -150,6 +150,14 @@ class Generator:
         """
         return self._fill(_fill.trunc_normal, out, global_shape, global_offset, mean, std, a, b)
 
+    def random_raw_(self, out, *, global_shape=None, global_offset=None):
+        """Fill a uint64 array with the stream's raw 64-bit outputs; returns ``out``.
+
+        Element i receives raw output (i mod 2048) of its block (docs/stream.md,
+        section 3): the bits every fill is made of, for statistical test batteries.
+        """
+        return self._fill(_fill.raw, out, global_shape, global_offset)
+
     def __getstate__(self):
         with self._lock:
             return {"seed_seq": self._seed_seq, "key": self._key, "counter": self._counter}

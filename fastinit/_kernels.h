@@ -961,6 +961,30 @@ FI_DEFINE_TRUNC_PIECE(fi_trunc_bf16_body, float, fi_trunc_f32_map, {
     fi_store_half(half, vals, (m + 7) & ~(int64_t)7, 1, 0);
     fi_emit(pl, flat, half, m); })
 
+/* Raw outputs: element j of a block is raw[j] itself (uint64, the float64 layout). */
+FI_INLINE void fi_raw_map(const uint64_t *raw, int64_t j0, int64_t n, const fi_params *pr, uint64_t *out)
+{
+    (void)pr;
+    memcpy(out, raw + j0, (size_t)n * sizeof *out);
+}
+
+FI_INLINE void fi_raw_body(fi_cursor *c, const fi_plan *pl, const fi_params *pr, int64_t p)
+{
+    uint64_t vals[FI_BLOCK] FI_ALIGN64;
+    int64_t flat, n;
+    uint64_t g;
+    fi_piece_start(pl, p, &flat, &g, &n);
+    while (n > 0) {
+        const uint64_t block = g / FI_BLOCK;
+        const int64_t j0 = (int64_t)(g % FI_BLOCK);
+        const int64_t m = n < FI_BLOCK - j0 ? n : FI_BLOCK - j0;
+        fi_uniform_advance(c, pr, pr->sigma, block, (j0 + m + FI_LANES - 1) / FI_LANES);
+        fi_raw_map(c->raw, j0, m, pr, vals);
+        fi_emit(pl, flat, vals, m);
+        flat += m; g += (uint64_t)m; n -= m;
+    }
+}
+
 /* Constant fill of one piece, for any item size: the value's bit pattern is
  * written into a small buffer once and emitted repeatedly, through the same store
  * paths as the random fills. */
@@ -989,7 +1013,8 @@ typedef void (*fi_piece_fn)(fi_cursor *, const fi_plan *, const fi_params *, int
 
 /* Kernels by distribution and dtype (the dtype order: float32, float64, float16,
  * bfloat16, as Target.kind numbers them). */
-enum { FI_UNIFORM = 0, FI_NORMAL = 4, FI_TRUNC = 8, FI_CONSTANT = 12, FI_NKERNELS = 13 };
+enum { FI_UNIFORM = 0, FI_NORMAL = 4, FI_TRUNC = 8, FI_CONSTANT = 12, FI_RAW = 13,
+       FI_NKERNELS = 14 };
 enum { FI_PATH_BASELINE, FI_PATH_AVX2, FI_PATH_AVX512, FI_NPATHS };
 static const char *const FI_PATH_NAMES[FI_NPATHS] = {"baseline", "avx2", "avx512"};
 
@@ -1012,6 +1037,7 @@ static const char *const FI_PATH_NAMES[FI_NPATHS] = {"baseline", "avx2", "avx512
     FI_WRAP(fi_trunc_f16_body, SUFFIX, ATTR)                                               \
     FI_WRAP(fi_trunc_bf16_body, SUFFIX, ATTR)                                              \
     FI_WRAP(fi_constant_body, SUFFIX, ATTR)                                                \
+    FI_WRAP(fi_raw_body, SUFFIX, ATTR)                                                     \
     static const fi_piece_fn FI_TABLE_##SUFFIX[FI_NKERNELS] = {                            \
         fi_uniform_f32_body_##SUFFIX, fi_uniform_f64_body_##SUFFIX,                        \
         fi_uniform_f16_body_##SUFFIX, fi_uniform_bf16_body_##SUFFIX,                       \
@@ -1019,7 +1045,7 @@ static const char *const FI_PATH_NAMES[FI_NPATHS] = {"baseline", "avx2", "avx512
         fi_normal_f16_body_##SUFFIX, fi_normal_bf16_body_##SUFFIX,                         \
         fi_trunc_f32_body_##SUFFIX, fi_trunc_f64_body_##SUFFIX,                            \
         fi_trunc_f16_body_##SUFFIX, fi_trunc_bf16_body_##SUFFIX,                           \
-        fi_constant_body_##SUFFIX};
+        fi_constant_body_##SUFFIX, fi_raw_body_##SUFFIX};
 
 FI_WRAP_ALL(baseline, )
 #ifdef FI_X86

@@ -10,6 +10,7 @@ cdef extern from "_kernels.h" nogil:
         FI_NORMAL
         FI_TRUNC
         FI_CONSTANT
+        FI_RAW
         FI_PATH_BASELINE
         FI_PATH_AVX2
         FI_PATH_AVX512

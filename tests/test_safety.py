@@ -76,3 +76,20 @@ def test_fills_while_other_threads_change_the_thread_count():
         for t in churners:
             t.join()
         fi.set_num_threads(None)
+
+
+@pytest.mark.slow
+def test_more_than_2_to_the_31_elements():
+    # float16, 2.2e9 elements (4.4 GB): every index is 64-bit. The values around
+    # 2**31 and at the very end equal the reference's.
+    import reference as ref
+
+    n = 2_200_000_000
+    a = np.empty(n, np.float16)
+    fi.uniform_(a, -1.0, 1.0, generator=fi.Generator(6))
+    key = fi.Generator(6).state["key"]
+    for start in (2**31 - 3000, 2**32 - 5000 if n > 2**32 else n - 3000):
+        want = ref.uniform_fill_16(key, 0, (3000,), np.float16, -1.0, 1.0,
+                                   global_shape=(n,), global_offset=(start,))
+        np.testing.assert_array_equal(a[start:start + 3000].view(np.uint16),
+                                      want.view(np.uint16))

@@ -162,3 +162,19 @@ def test_constant_fill(num_threads):
             f = np.zeros((50, 60), dtype, order="F")[::2, 1::3]
             _fill.constant(_fill.Target(f), -2.5)
             assert (f == -2.5).all()
+
+
+def test_random_raw_is_the_block_stream():
+    n = 3 * ref.BLOCK + 5
+    g = fastinit.Generator(31)
+    out = g.random_raw_(np.empty(n, np.uint64))
+    sigma = ref.call_seed(*g.state["key"], 0)
+    want = sum((ref.block_raw(sigma, b, ref.BLOCK) for b in range(4)), [])[:n]
+    assert out.tolist() == want
+    part = np.empty(700, np.uint64)
+    fastinit.Generator(31).random_raw_(part, global_shape=(n,), global_offset=(2000,))
+    assert part.tolist() == want[2000:2700]
+    with pytest.raises(TypeError, match="random_raw_"):
+        fastinit.Generator(0).uniform_(np.empty(4, np.uint64))
+    with pytest.raises(TypeError, match="uint64"):
+        fastinit.Generator(0).random_raw_(np.empty(4))

@@ -23,7 +23,7 @@ def assert_rejected(arr, exc, match=None, **kw):
     assert g.state["counter"] == 0
 
 
-@pytest.mark.parametrize("dtype", [np.int32, np.int64, np.uint8, np.bool_, np.complex64,
+@pytest.mark.parametrize("dtype", [np.int32, np.int64, np.uint8, np.uint64, np.bool_, np.complex64,
                                    np.complex128, object, ">f4", ">f2"])
 def test_unsupported_dtypes(dtype):
     assert_rejected(np.zeros((3, 3), dtype), TypeError, "dtype")

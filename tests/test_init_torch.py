@@ -199,3 +199,20 @@ def test_sample_statistics_match_torch(init):
     assert abs(ours.std().item() / theirs.std().item() - 1) < 7 * math.sqrt(1 / n)
     assert ours.min().item() >= theirs.min().item() - 0.05 * theirs.std().item() or \
         init.endswith("normal_")
+
+
+class _ReportsCuda(torch.Tensor):
+    """A CPU tensor that says it lives on a GPU (this machine has none)."""
+
+    @property
+    def device(self):
+        return torch.device("cuda", 0)
+
+
+def test_tensors_on_other_devices_are_refused_untouched():
+    t = torch.zeros(4, 4).as_subclass(_ReportsCuda)
+    g = fi.Generator(0)
+    for init in (fi.uniform_, fi.kaiming_normal_, fi.zeros_, fi.orthogonal_):
+        with pytest.raises(TypeError, match="expected a CPU tensor, got a tensor on cuda:0"):
+            init(t) if init is fi.zeros_ else init(t, generator=g)
+    assert (t.as_subclass(torch.Tensor) == 0).all() and g.state["counter"] == 0

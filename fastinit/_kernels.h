@@ -36,6 +36,7 @@
 #define FI_INLINE static inline __attribute__((always_inline))
 #define FI_ALIGN64 __attribute__((aligned(64)))
 typedef uint32_t fi_u32_alias __attribute__((__may_alias__));
+typedef uint16_t fi_u16_alias __attribute__((__may_alias__));
 
 /* 32-byte vectors: one source, lowered to SSE2 pairs, AVX2 or AVX-512VL per target. */
 typedef uint64_t fi_u64x4 __attribute__((vector_size(32)));
@@ -997,7 +998,15 @@ FI_INLINE void fi_constant_body(fi_cursor *c, const fi_plan *pl, const fi_params
     uint64_t g;
     fi_piece_start(pl, p, &flat, &g, &n);
     const int64_t fill = n < FI_BLOCK ? n : FI_BLOCK;
-    for (int64_t k = 0; k < fill; k++) memcpy((char *)vals + k * (int64_t)isz, &pr->bits, isz);
+    if (isz == 2) {
+        const uint16_t v = (uint16_t)pr->bits;
+        for (int64_t k = 0; k < fill; k++) ((fi_u16_alias *)vals)[k] = v;
+    } else if (isz == 4) {
+        const uint32_t v = (uint32_t)pr->bits;
+        for (int64_t k = 0; k < fill; k++) ((fi_u32_alias *)vals)[k] = v;
+    } else {
+        for (int64_t k = 0; k < fill; k++) vals[k] = pr->bits;
+    }
     while (n > 0) {
         const int64_t m = n < FI_BLOCK ? n : FI_BLOCK;
         fi_emit(pl, flat, vals, m);

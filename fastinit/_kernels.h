@@ -284,6 +284,37 @@ FI_INLINE void fi_piece_start(const fi_plan *pl, int64_t p, int64_t *flat, uint6
     *g = gr + (uint64_t)start;
 }
 
+/* The segments of piece p that lie in one block each: block `block`, its elements
+ * [j0, j0 + m), which are local elements [flat, flat + m). Iterate with
+ *     for (int ok = fi_segment_first(&s, pl, p); ok; ok = fi_segment_next(&s)) ... */
+typedef struct {
+    int64_t flat, n, j0, m;
+    uint64_t g, block;
+} fi_segment;
+
+FI_INLINE int fi_segment_set(fi_segment *s)
+{
+    if (s->n <= 0) return 0;
+    s->block = s->g / FI_BLOCK;
+    s->j0 = (int64_t)(s->g % FI_BLOCK);
+    s->m = s->n < FI_BLOCK - s->j0 ? s->n : FI_BLOCK - s->j0;
+    return 1;
+}
+
+FI_INLINE int fi_segment_first(fi_segment *s, const fi_plan *pl, int64_t p)
+{
+    fi_piece_start(pl, p, &s->flat, &s->g, &s->n);
+    return fi_segment_set(s);
+}
+
+FI_INLINE int fi_segment_next(fi_segment *s)
+{
+    s->flat += s->m;
+    s->g += (uint64_t)s->m;
+    s->n -= s->m;
+    return fi_segment_set(s);
+}
+
 /* Walks local elements in C order from a flat index: pointer and multi-index. */
 typedef struct {
     char *ptr;
@@ -760,13 +791,10 @@ FI_INLINE void NAME(fi_cursor *c, const fi_plan *pl, const fi_params *pr, int64_
 {                                                                                          \
     CTYPE vals[FI_BLOCK] FI_ALIGN64;                                                       \
     const int direct = pl->contiguous && pl->aligned;                                      \
-    int64_t flat, n;                                                                       \
-    uint64_t g;                                                                            \
-    fi_piece_start(pl, p, &flat, &g, &n);                                                  \
-    while (n > 0) {                                                                        \
-        const uint64_t block = g / FI_BLOCK;                                               \
-        const int64_t j0 = (int64_t)(g % FI_BLOCK);                                        \
-        const int64_t m = n < FI_BLOCK - j0 ? n : FI_BLOCK - j0;                           \
+    fi_segment s;                                                                          \
+    for (int ok = fi_segment_first(&s, pl, p); ok; ok = fi_segment_next(&s)) {             \
+        const uint64_t block = s.block;                                                    \
+        const int64_t j0 = s.j0, m = s.m, flat = s.flat;                                   \
         CTYPE *dst = (CTYPE *)pl->data + flat;                                             \
         if (direct && m == FI_BLOCK && !(pl->stream && ((uintptr_t)dst & 15))) {           \
             WHOLE(pr->sigma, block, pr, dst, pl->stream);                                  \
@@ -779,7 +807,6 @@ FI_INLINE void NAME(fi_cursor *c, const fi_plan *pl, const fi_params *pr, int64_
                 fi_emit(pl, flat, vals, m);                                                \
             }                                                                              \
         }                                                                                  \
-        flat += m; g += (uint64_t)m; n -= m;                                               \
     }                                                                                      \
 }
 
@@ -816,13 +843,10 @@ FI_INLINE void NAME(fi_cursor *c, const fi_plan *pl, const fi_params *pr, int64_
 {                                                                                          \
     float vals[FI_BLOCK] FI_ALIGN64;                                                       \
     uint16_t half[FI_BLOCK] FI_ALIGN64;                                                    \
-    int64_t flat, n;                                                                       \
-    uint64_t g;                                                                            \
-    fi_piece_start(pl, p, &flat, &g, &n);                                                  \
-    while (n > 0) {                                                                        \
-        const uint64_t block = g / FI_BLOCK;                                               \
-        const int64_t j0 = (int64_t)(g % FI_BLOCK);                                        \
-        const int64_t m = n < FI_BLOCK - j0 ? n : FI_BLOCK - j0;                           \
+    fi_segment s;                                                                          \
+    for (int ok = fi_segment_first(&s, pl, p); ok; ok = fi_segment_next(&s)) {             \
+        const uint64_t block = s.block;                                                    \
+        const int64_t j0 = s.j0, m = s.m, flat = s.flat;                                   \
         uint16_t *dst = (uint16_t *)pl->data + flat;                                       \
         if (m == FI_BLOCK) {                                                               \
             WHOLE(pr->sigma, block, pr, vals, 0);                                          \
@@ -836,7 +860,6 @@ FI_INLINE void NAME(fi_cursor *c, const fi_plan *pl, const fi_params *pr, int64_
             fi_store_half(half, vals, (m + 7) & ~(int64_t)7, BF16, 0);                     \
             fi_emit(pl, flat, half, m);                                                    \
         }                                                                                  \
-        flat += m; g += (uint64_t)m; n -= m;                                               \
     }                                                                                      \
 }
 
@@ -937,17 +960,13 @@ FI_INLINE void fi_trunc_f32_map(const uint64_t *raw, int64_t j0, int64_t n, cons
 FI_INLINE void NAME(fi_cursor *c, const fi_plan *pl, const fi_params *pr, int64_t p)      \
 {                                                                                          \
     CTYPE vals[FI_BLOCK] FI_ALIGN64;                                                       \
-    int64_t flat, n;                                                                       \
-    uint64_t g;                                                                            \
-    fi_piece_start(pl, p, &flat, &g, &n);                                                  \
-    while (n > 0) {                                                                        \
-        const uint64_t block = g / FI_BLOCK;                                               \
-        const int64_t j0 = (int64_t)(g % FI_BLOCK);                                        \
-        const int64_t m = n < FI_BLOCK - j0 ? n : FI_BLOCK - j0;                           \
+    fi_segment s;                                                                          \
+    for (int ok = fi_segment_first(&s, pl, p); ok; ok = fi_segment_next(&s)) {             \
+        const uint64_t block = s.block;                                                    \
+        const int64_t j0 = s.j0, m = s.m, flat = s.flat;                                   \
         fi_trunc_advance(c, pr, pr->sigma, block, (j0 + m + FI_LANES - 1) / FI_LANES);     \
         MAP(c->raw, j0, m, pr, vals);                                                      \
         CONVERT                                                                            \
-        flat += m; g += (uint64_t)m; n -= m;                                               \
     }                                                                                      \
 }
 
@@ -972,17 +991,11 @@ FI_INLINE void fi_raw_map(const uint64_t *raw, int64_t j0, int64_t n, const fi_p
 FI_INLINE void fi_raw_body(fi_cursor *c, const fi_plan *pl, const fi_params *pr, int64_t p)
 {
     uint64_t vals[FI_BLOCK] FI_ALIGN64;
-    int64_t flat, n;
-    uint64_t g;
-    fi_piece_start(pl, p, &flat, &g, &n);
-    while (n > 0) {
-        const uint64_t block = g / FI_BLOCK;
-        const int64_t j0 = (int64_t)(g % FI_BLOCK);
-        const int64_t m = n < FI_BLOCK - j0 ? n : FI_BLOCK - j0;
-        fi_uniform_advance(c, pr, pr->sigma, block, (j0 + m + FI_LANES - 1) / FI_LANES);
-        fi_raw_map(c->raw, j0, m, pr, vals);
-        fi_emit(pl, flat, vals, m);
-        flat += m; g += (uint64_t)m; n -= m;
+    fi_segment s;
+    for (int ok = fi_segment_first(&s, pl, p); ok; ok = fi_segment_next(&s)) {
+        fi_uniform_advance(c, pr, pr->sigma, s.block, (s.j0 + s.m + FI_LANES - 1) / FI_LANES);
+        fi_raw_map(c->raw, s.j0, s.m, pr, vals);
+        fi_emit(pl, s.flat, vals, s.m);
     }
 }
 

@@ -190,6 +190,61 @@ class Initializers:
     track_torch_gbps.unit = "GB/s"
 
 
+class GPT2Small:
+    """The GPT-2 small shape set (148 tensors, 124M float32 parameters): one init_all
+    plan against one uniform fill of the same total size, and, with torch, torch's
+    default initialization of the model against fastinit.torch.reset_parameters."""
+
+    params = (THREADS,)
+    param_names = ["threads"]
+    timeout = 300
+
+    def setup(self, threads):
+        from fastinit._shapes import gpt2_small
+        self.arrays = [np.ones(shape, np.float32) for _, shape in gpt2_small()]
+        self.flat = np.ones(sum(a.size for a in self.arrays), np.float32)
+        self.plan = [(a, "uniform_") for a in self.arrays]
+        self.gen = fastinit.Generator(0)
+        set_threads(threads)
+        self.model = None
+        try:
+            import torch
+        except ImportError:
+            return
+        from fastinit import _bench
+        torch.set_num_threads(os.cpu_count() if threads == "all" else int(threads))
+        self.model = _bench._gpt2_model(torch)
+        self.layers = [m for m in self.model.modules() if hasattr(m, "reset_parameters")]
+
+    def teardown(self, threads):
+        fastinit.set_num_threads(None)
+
+    def time_init_all_uniform(self, threads):
+        fastinit.init_all(self.plan, self.gen)
+
+    def time_one_uniform_of_the_same_size(self, threads):
+        self.gen.uniform_(self.flat)
+
+    def track_init_all_vs_one_fill(self, threads):
+        one = gbps(lambda: self.gen.uniform_(self.flat), self.flat.nbytes, rounds=5)
+        plan = gbps(lambda: fastinit.init_all(self.plan, self.gen), self.flat.nbytes, rounds=5)
+        return plan / one
+
+    track_init_all_vs_one_fill.unit = "ratio"
+
+    def time_fastinit_reset_parameters(self, threads):
+        if self.model is None:
+            raise NotImplementedError("torch is not installed")
+        import fastinit.torch as ft
+        ft.reset_parameters(self.model, self.gen)
+
+    def time_torch_reset_parameters(self, threads):
+        if self.model is None:
+            raise NotImplementedError("torch is not installed")
+        for m in self.layers:
+            m.reset_parameters()
+
+
 def track_machine_cpus():
     return os.cpu_count()
 

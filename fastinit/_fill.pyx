@@ -223,6 +223,8 @@ cdef class Target:
             raise ValueError("output array overlaps itself (a zero or overlapping stride); "
                              "its elements cannot all receive values")
         cdef int nd = cnp.PyArray_NDIM(a)
+        if nd > FI_MAXDIM:      # the plan holds FI_MAXDIM dimensions (numpy's own limit)
+            raise ValueError(f"arrays of more than {FI_MAXDIM} dimensions are not supported")
         cdef cnp.npy_intp *dims = cnp.PyArray_DIMS(a)
         cdef int k, j
         cdef fi_plan *pl = &self.plan
@@ -404,7 +406,7 @@ def run_jobs(list jobs):
             cursors[k] = fi_cursor_new()
             if cursors[k] == NULL:
                 raise MemoryError()
-        # Rounds of a few milliseconds: Ctrl-C interrupts a huge fill between two rounds
+        # Rounds of 512 pieces per thread (~10-60 ms): Ctrl-C stops a huge fill between rounds
         # (every thread has finished the first; values do not depend on the rounds).
         first = 0
         step = ROUND_PIECES * nthreads

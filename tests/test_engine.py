@@ -1,7 +1,6 @@
 import copy
 import pickle
 
-import numpy as np
 import pytest
 
 import reference as ref

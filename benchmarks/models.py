@@ -1,0 +1,68 @@
+"""The GPT-2 small set (148 tensors, 124M float32 parameters): a whole model's
+initialization at once, by thread count."""
+
+import numpy as np
+
+import fastinit
+from fastinit._shapes import gpt2_small
+
+from .common import THREADS, _Contender, import_torch, single_threaded, use_fastinit_threads
+
+
+class GPT2SmallUniform(_Contender):
+    """U(0, 1) into every tensor of the set: fastinit's init_all plan (one parallel
+    pass), fastinit's uniform_ tensor by tensor, numpy's PCG64 and torch's uniform_
+    tensor by tensor, and the ideal: one fastinit uniform_ fill of the same total size."""
+
+    params = (["fastinit init_all", "fastinit per tensor", "fastinit one fill", "numpy",
+               "torch"], THREADS)
+    param_names = ["contender", "threads"]
+
+    def setup(self, contender, threads):
+        if contender.startswith("fastinit"):
+            use_fastinit_threads(threads)
+        elif contender == "numpy":
+            single_threaded(contender, threads)
+        else:
+            torch = import_torch(threads)
+        arrays = [np.ones(shape, np.float32) for _, shape in gpt2_small()]
+        self.nbytes = sum(a.nbytes for a in arrays)
+        gen = fastinit.Generator(0)
+        if contender == "fastinit init_all":
+            plan = [(a, "uniform_") for a in arrays]
+            self.run = lambda: fastinit.init_all(plan, gen)
+        elif contender == "fastinit per tensor":
+            self.run = lambda: [gen.uniform_(a) for a in arrays]
+        elif contender == "fastinit one fill":
+            flat = np.ones(self.nbytes // 4, np.float32)
+            self.run = lambda: gen.uniform_(flat)
+        elif contender == "numpy":
+            rng = np.random.Generator(np.random.PCG64(0))
+            self.run = lambda: [rng.random(out=a, dtype=np.float32) for a in arrays]
+        else:
+            tensors = [torch.from_numpy(a) for a in arrays]
+            self.run = lambda: [t.uniform_() for t in tensors]
+
+
+class GPT2SmallReset(_Contender):
+    """torch's default initialization of GPT-2 small built as torch modules (Linear:
+    kaiming_uniform_(a=sqrt(5)) and a uniform bias; Embedding: normal; LayerNorm:
+    ones and zeros): fastinit.torch.reset_parameters against every module's own
+    reset_parameters()."""
+
+    params = (["fastinit", "torch"], THREADS)
+    param_names = ["contender", "threads"]
+
+    def setup(self, contender, threads):
+        torch = import_torch(threads)
+        from fastinit import _bench
+        model = _bench._gpt2_model(torch)
+        self.nbytes = sum(p.numel() * p.element_size() for p in model.parameters())
+        if contender == "fastinit":
+            from fastinit.torch import reset_parameters
+            use_fastinit_threads(threads)
+            gen = fastinit.Generator(0)
+            self.run = lambda: reset_parameters(model, gen)
+        else:
+            layers = [m for m in model.modules() if hasattr(m, "reset_parameters")]
+            self.run = lambda: [m.reset_parameters() for m in layers]

@@ -1,0 +1,188 @@
+"""The asv suite: it passes ``asv check``, covers the grid the dashboard promises, and
+every benchmark measures what it says (run here in-process at the smallest sizes;
+its timings are asv's business, not the tests')."""
+
+import importlib.util
+import itertools
+import multiprocessing
+import os
+import pathlib
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+import fastinit
+
+ROOT = pathlib.Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from benchmarks import common, fills, initializers, models  # noqa: E402
+
+FILLS = [fills.Uniform, fills.Normal, fills.TruncNormal]
+INITIALIZERS = [initializers.KaimingUniform, initializers.KaimingNormal,
+                initializers.XavierUniform, initializers.XavierNormal,
+                initializers.LecunNormal, initializers.Orthogonal]
+MODELS = [models.GPT2SmallUniform, models.GPT2SmallReset]
+
+
+@pytest.fixture(autouse=True)
+def restore_torch_threads():
+    """The torch peers set torch's thread count, which (through the OpenMP runtime
+    torch and fastinit share) is also fastinit's default: put it back."""
+    torch = sys.modules.get("torch")
+    before = torch.get_num_threads() if torch is not None else None
+    yield
+    torch = sys.modules.get("torch")
+    if torch is not None:
+        torch.set_num_threads(before if before is not None else os.cpu_count())
+
+
+def test_asv_check_passes():
+    pytest.importorskip("asv")
+    proc = subprocess.run([sys.executable, "-m", "asv", "check", "--python=same"], cwd=ROOT,
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "No problems found" in proc.stdout
+
+
+def test_asv_config_builds_in_virtualenvs_and_spawns():
+    pytest.importorskip("asv")
+    from asv.config import Config
+    conf = Config.load(str(ROOT / "asv.conf.json"))
+    assert conf.environment_type == "virtualenv"
+    assert conf.launch_method == "spawn"
+    assert conf.matrix["req"]["torch"] == ["2.13.0"]
+    assert conf.benchmark_dir == "benchmarks" and conf.repo == "."
+
+
+@pytest.mark.parametrize("cls", FILLS + INITIALIZERS + MODELS)
+def test_every_benchmark_has_a_time_and_a_gbps_track(cls):
+    assert callable(cls.time_run)
+    assert cls.track_gbps.unit == "GB/s"
+    names = dict(zip(cls.param_names, cls.params))
+    assert names["threads"] == ["1", "all"]
+    assert "fastinit" in names["contender"][0]
+
+
+@pytest.mark.parametrize("cls", FILLS + INITIALIZERS)
+def test_grid_spans_the_promised_sizes_dtypes_and_peers(cls):
+    names = dict(zip(cls.param_names, cls.params))
+    assert names["dtype"] == ["float16", "bfloat16", "float32", "float64"]
+    sizes = [common.elements(s) for s in names["size"]]
+    assert sizes == sorted(sizes) and sizes[0] == 1000
+    assert sizes[-1] == (10**6 if cls is initializers.Orthogonal else 250_000_000)
+    assert "torch" in names["contender"]
+    if cls in FILLS:
+        assert names["contender"] == ["fastinit", "numpy", "torch", "ndarray.fill"]
+
+
+def run_once(cls, params):
+    """setup, time_run, track_gbps and teardown of one combination; None if skipped,
+    else the target after the timed call and the measured GB/s."""
+    bench = cls()
+    try:
+        bench.setup(*params)
+    except NotImplementedError:
+        return None
+    try:
+        bench.time_run(*params)
+        gbps = bench.track_gbps(*params)
+    finally:
+        bench.teardown(*params)
+    return bench, gbps
+
+
+@pytest.mark.parametrize("cls", FILLS)
+def test_fill_benchmarks_run_and_skip_only_what_a_peer_lacks(cls):
+    pytest.importorskip("ml_dtypes")
+    for contender, dtype, threads in itertools.product(
+            cls.params[0], common.DTYPES, common.THREADS):
+        outcome = run_once(cls, (contender, "1e3", dtype, threads))
+        numpy_can = (dtype in ("float32", "float64") and threads == "1"
+                     and cls is not fills.TruncNormal)
+        if contender == "fastinit" or (contender == "numpy" and numpy_can) or (
+                contender == "ndarray.fill" and threads == "1"):
+            assert outcome is not None, (contender, dtype, threads)
+        elif contender != "torch":
+            assert outcome is None, (contender, dtype, threads)
+        if outcome is not None:
+            bench, gbps = outcome
+            assert bench.nbytes == bench.out.nbytes == 1000 * bench.out.itemsize
+            assert gbps > 0
+            # The timed call wrote the array (it was all ones before).
+            assert not np.all(bench.out.astype(np.float64) == 1.0), (contender, dtype)
+
+
+@pytest.mark.parametrize("cls", INITIALIZERS)
+def test_initializer_benchmarks_fill_the_weight_they_time(cls):
+    pytest.importorskip("ml_dtypes")
+    for dtype, threads in itertools.product(common.DTYPES, common.THREADS):
+        bench, gbps = run_once(cls, ("fastinit", "1e3", dtype, threads))
+        assert bench.nbytes == 1000 * np.dtype(fastinit.empty(0, dtype).dtype).itemsize
+        assert gbps > 0
+
+
+def test_torch_peers_write_the_same_memory():
+    torch = pytest.importorskip("torch")
+    ml_dtypes = pytest.importorskip("ml_dtypes")
+    a = np.zeros(8, ml_dtypes.bfloat16)
+    common.tensor_view(torch, a).fill_(1.5)
+    assert np.array_equal(a.astype(np.float32), np.full(8, 1.5, np.float32))
+    bench, _ = run_once(initializers.Orthogonal, ("torch", "1e4", "float32", "1"))
+    assert bench.nbytes == 40_000
+
+
+def test_gpt2_benchmarks_cover_the_whole_set():
+    pytest.importorskip("torch")
+    bench, gbps = run_once(models.GPT2SmallReset, ("fastinit", "1"))
+    assert bench.nbytes == 124_439_808 * 4
+    assert run_once(models.GPT2SmallUniform, ("numpy", "all")) is None
+
+
+def _threads_in_forked_child(queue):
+    try:
+        common.use_fastinit_threads("all")
+        queue.put("no error")
+    except RuntimeError as e:
+        queue.put(str(e))
+
+
+@pytest.mark.skipif(os.cpu_count() < 2 or not fastinit.build_info()["openmp"],
+                    reason="needs OpenMP and two CPUs")
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork")
+def test_a_forked_benchmark_refuses_to_pass_for_all_threads():
+    ctx = multiprocessing.get_context("fork")
+    queue = ctx.Queue()
+    child = ctx.Process(target=_threads_in_forked_child, args=(queue,))
+    child.start()
+    message = queue.get(timeout=60)
+    child.join(60)
+    assert "would fill on 1 threads" in message and "spawn" in message
+
+
+def _make_images():
+    spec = importlib.util.spec_from_file_location(
+        "make_images", ROOT / "benchmarks" / "dashboard" / "make_images.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_dashboard_page_is_rewritten_to_load_only_local_libraries():
+    asv = pytest.importorskip("asv")
+    make_images = _make_images()
+    page = (pathlib.Path(asv.__file__).parent / "www" / "index.html").read_text()
+    assert "https://cdn" in page
+    offline = make_images.offline_index(page)
+    import re
+    tags = re.findall(r"<(?:script|link)\b[^>]*>", offline)
+    assert tags and not [t for t in tags if "://" in t or "integrity=" in t]
+    # Every local path is a file of a package that package.json pins.
+    import json
+    pinned = json.loads((ROOT / "benchmarks" / "dashboard" / "package.json").read_text())
+    used = re.findall(r'"vendor/([^"/]+)/', offline)
+    assert set(used) == set(pinned["dependencies"])
+    with pytest.raises(SystemExit, match="no local copy"):
+        make_images.offline_index('<script src="https://cdn.example/new-lib.js"></script>')

@@ -10,6 +10,7 @@ Sizes are strings ("1e3" ... "2.5e8") so that the dashboard, plotting against si
 spaces them evenly: a log axis.
 """
 
+import math
 import os
 import statistics
 import time
@@ -95,24 +96,30 @@ def numpy_dtype(dtype):
     return np.dtype(dtype)
 
 
-def seconds(fn):
+def seconds(fn, number=1):
+    """Seconds per call of ``number`` back-to-back calls of ``fn``."""
     t0 = time.perf_counter()
-    fn()
-    return time.perf_counter() - t0
+    for _ in range(number):
+        fn()
+    return (time.perf_counter() - t0) / number
 
 
-def gbps(fn, nbytes, max_calls=7, max_seconds=2.0):
+def gbps(fn, nbytes, max_samples=7, max_seconds=2.0, min_sample=0.01):
     """Median throughput of ``fn`` in GB/s (1e9 bytes written per second).
 
     The first call warms up (thread pool, caches) and is not counted, unless it
     alone takes over ``max_seconds``: then start-up costs are lost in it and it is
-    the one sample. Otherwise at least 3 calls are timed, and more, up to
-    ``max_calls``, while their total stays under ``max_seconds``."""
-    times = [seconds(fn)]
-    if times[0] < max_seconds:
-        times = []
-        while len(times) < max_calls and (len(times) < 3 or sum(times) < max_seconds):
-            times.append(seconds(fn))
+    the one sample. Otherwise each sample times enough back-to-back calls to last
+    ``min_sample`` seconds (so that a microsecond fill is not timer noise, as in
+    timeit), and at least 3 samples are taken, more, up to ``max_samples``, while
+    their total stays under ``max_seconds``."""
+    first = seconds(fn)
+    if first >= max_seconds:
+        return nbytes / first / 1e9
+    number = max(1, math.ceil(min_sample / max(first, 1e-9)))
+    times = []
+    while len(times) < max_samples and (len(times) < 3 or sum(times) * number < max_seconds):
+        times.append(seconds(fn, number))
     return nbytes / statistics.median(times) / 1e9
 
 

@@ -57,12 +57,11 @@ VENDORED = {
     "bootstrap.min.css": "bootstrap/dist/css/bootstrap.min.css",
 }
 
-# The dashboard view to render: GB/s of the uniform fills of 1e8 float32 elements,
+# The dashboard view to render: GB/s (log scale) of uniform fills of 1e8 float32 elements,
 # every contender and thread count, commit by commit. (Plotting against size puts
 # each contender's bars at its own offsets in asv 0.6: the matplotlib plot does that.)
-GRAPH_BENCHMARK = "fills.Uniform.track_gbps"
-GRAPH_PARAMS = "'1e8', 'float32'"
-GRAPH = f"{GRAPH_BENCHMARK}?p-size='1e8'&p-dtype='float32'"
+GRAPH_BENCHMARK, GRAPH_SIZE, GRAPH_DTYPE = "fills.Uniform.track_gbps", "1e8", "float32"
+GRAPH = f"{GRAPH_BENCHMARK}?p-size='{GRAPH_SIZE}'&p-dtype='{GRAPH_DTYPE}'&y-axis-scale=log"
 
 CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
                   "--no-first-run", "--disable-background-networking",
@@ -83,7 +82,7 @@ def run_suite(selection, history):
     asv("machine", "--yes")
     asv("run", "HEAD^!", *QUICK, *[arg for regex in selection for arg in ("--bench", regex)])
     if history > 0:
-        graph = re.escape(GRAPH_BENCHMARK) + r"\('[^']*', " + re.escape(GRAPH_PARAMS)
+        graph = re.escape(f"{GRAPH_BENCHMARK}(") + f"'[^']*', '{GRAPH_SIZE}', '{GRAPH_DTYPE}'"
         asv("run", f"HEAD~{history + 1}..HEAD~1", *QUICK, "--bench", graph)
 
 
@@ -191,11 +190,12 @@ def plot(values, out, dtype="float32", machine=""):
             if points:
                 ax.plot(*zip(*points), label=label, **style)
         ax.set_xscale("log")
+        ax.set_yscale("log")                       # ratios read as distances
         ax.set_title(f"{title}, {dtype}")
         ax.set_xlabel("elements")
         ax.grid(True, which="both", alpha=0.3)
     axes[0].set_ylabel("GB/s written")
-    axes[0].legend(loc="upper left", fontsize=9)
+    axes[0].legend(loc="lower right", fontsize=9)
     fig.suptitle(f"Fill throughput against array size (asv, one run; {machine})", fontsize=11)
     fig.tight_layout()
     fig.savefig(out, dpi=110)

@@ -25,7 +25,8 @@ class _Initializer(_Contender):
         shape = (elements(size) // FAN_IN, FAN_IN)
         if contender == "fastinit":
             use_fastinit_threads(threads)
-            fn, kwargs = getattr(fastinit, self.name), dict(self.kwargs, generator=fastinit.Generator(0))
+            fn = getattr(fastinit, self.name)
+            kwargs = dict(self.kwargs, generator=fastinit.Generator(0))
         else:
             torch = import_torch(threads)
             name, kwargs = self.torch_call(shape)

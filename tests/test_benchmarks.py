@@ -4,9 +4,11 @@ its timings are asv's business, not the tests')."""
 
 import importlib.util
 import itertools
+import json
 import multiprocessing
 import os
 import pathlib
+import re
 import subprocess
 import sys
 
@@ -176,11 +178,9 @@ def test_dashboard_page_is_rewritten_to_load_only_local_libraries():
     page = (pathlib.Path(asv.__file__).parent / "www" / "index.html").read_text()
     assert "https://cdn" in page
     offline = make_images.offline_index(page)
-    import re
     tags = re.findall(r"<(?:script|link)\b[^>]*>", offline)
     assert tags and not [t for t in tags if "://" in t or "integrity=" in t]
     # Every local path is a file of a package that package.json pins.
-    import json
     pinned = json.loads((ROOT / "benchmarks" / "dashboard" / "package.json").read_text())
     used = re.findall(r'"vendor/([^"/]+)/', offline)
     assert set(used) == set(pinned["dependencies"])

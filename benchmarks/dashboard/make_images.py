@@ -5,8 +5,8 @@
 
 1. Runs the suite as ``asv run`` does, building the checked-out commit in asv's
    virtualenv, each benchmark measured once but recorded: the float32 slice of
-   the grid and the models (about 15 minutes on 2 cores), or with ``--all`` every
-   dtype (about an hour). Then, for the dashboard's history, the benchmark it
+   the grid and the models (13 minutes on 2 cores), or with ``--all`` every dtype
+   (about 50). Then, for the dashboard's history, the benchmark it
    shows on the ``--history`` commits before (each built in turn).
 2. Publishes the dashboard (``asv publish``) and renders that graph, uniform fill
    throughput of fastinit and its peers commit by commit, in headless Chromium to

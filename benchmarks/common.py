@@ -6,8 +6,9 @@ on the same dashboard graph. A combination a contender cannot run (numpy has no
 float16 fills and runs on one thread; torch may lack an operation for a dtype) is
 skipped by raising NotImplementedError in ``setup``, which asv shows as n/a.
 
-Sizes are strings ("1e3" ... "2.5e8") so that the dashboard, plotting against size,
-spaces them evenly: a log axis.
+Sizes are strings ("1e3" ... "2.5e8"): the dashboard reads them as categories and,
+plotting one series against size, spaces them evenly, as on a log axis (numbers
+would crowd 1e3..1e8 into the first pixels of a linear one).
 """
 
 import math

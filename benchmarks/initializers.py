@@ -10,8 +10,9 @@ from .common import (DTYPES, FAN_IN, THREADS, _Contender, elements, import_torch
 
 
 class _Initializer(_Contender):
-    """``fastinit`` calls ``fastinit.<name>(w, **kwargs)``; ``torch`` calls
-    ``torch.nn.init.<torch_name>(t, **torch_kwargs)`` on the same memory."""
+    """``fastinit`` calls ``fastinit.<name>(w, **kwargs)``; ``torch`` calls the
+    function and arguments ``torch_call`` names in torch.nn.init (the same ones,
+    unless a subclass says otherwise) on the same memory."""
 
     params = (["fastinit", "torch"], ["1e3", "1e5", "1e7", "2.5e8"], DTYPES, THREADS)
     param_names = ["contender", "size", "dtype", "threads"]

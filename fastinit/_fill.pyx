@@ -26,10 +26,9 @@ cdef extern from "Python.h":
 
 from fastinit._kernels cimport (
     FI_BLOCK, FI_CONSTANT, FI_MAXDIM, FI_NORMAL, FI_NPATHS, FI_PATH_BASELINE, FI_PATH_NAMES,
-    FI_RAW,
-    FI_TRUNC, FI_UNIFORM, fi_build_flags, fi_call_seed, fi_compiler, fi_cursor,
-    fi_cursor_free, fi_cursor_new, fi_omp_max_threads, fi_openmp_enabled, fi_params,
-    fi_path_supported, fi_path_table, fi_piece_fn, fi_plan, fi_store_fence,
+    FI_RAW, FI_TRUNC, FI_UNIFORM, fi_build_flags, fi_call_seed, fi_compiler, fi_cursor,
+    fi_cursor_bind, fi_cursor_free, fi_cursor_new, fi_omp_max_threads, fi_openmp_enabled,
+    fi_params, fi_path_supported, fi_path_table, fi_piece_fn, fi_plan, fi_store_fence,
     fi_stream_yardstick,
 )
 
@@ -181,7 +180,9 @@ cdef class Target:
 
     ``global_shape`` and ``global_offset`` say that ``out`` is the block of shape
     ``out.shape`` starting at ``global_offset`` of a virtual tensor of shape
-    ``global_shape``; by default ``out`` is the whole tensor.
+    ``global_shape``; by default ``out`` is the whole tensor. With ``no_memory``,
+    ``out`` stands for a tensor without storage (torch's meta device): it is checked
+    for dtype and shard as usual, and the target has no elements to write.
     """
 
     cdef fi_plan plan
@@ -190,7 +191,8 @@ cdef class Target:
     cdef readonly Py_ssize_t size
     cdef readonly size_t mem_lo, mem_hi     # the bytes it may write: [mem_lo, mem_hi)
 
-    def __cinit__(self, out, global_shape=None, global_offset=None, bits_as=None):
+    def __cinit__(self, out, global_shape=None, global_offset=None, bits_as=None,
+                  bint no_memory=False):
         if not cnp.PyArray_Check(out):
             raise TypeError(f"expected a numpy.ndarray, got {type(out).__name__}")
         cdef cnp.ndarray a = <cnp.ndarray>out
@@ -215,9 +217,9 @@ cdef class Target:
                             "float32 or float64")
         if not cnp.PyArray_ISNOTSWAPPED(a):
             raise TypeError(f"unsupported dtype {out.dtype.str}: byte order is not native")
-        if not cnp.PyArray_ISWRITEABLE(a):
+        if not no_memory and not cnp.PyArray_ISWRITEABLE(a):
             raise ValueError("output array is read-only")
-        cdef Py_ssize_t size = cnp.PyArray_SIZE(a)
+        cdef Py_ssize_t size = 0 if no_memory else cnp.PyArray_SIZE(a)
         cdef int contiguous = cnp.PyArray_IS_C_CONTIGUOUS(a)
         if size > 1 and not contiguous and _self_overlapping(out):
             raise ValueError("output array overlaps itself (a zero or overlapping stride); "
@@ -301,8 +303,6 @@ cdef class Target:
 
 
 # --------------------------------------------------------------------------------------
-# The parallel loop
-# --------------------------------------------------------------------------------------
 # Jobs and the parallel loop
 # --------------------------------------------------------------------------------------
 
@@ -314,59 +314,97 @@ cdef class Job:
     cdef fi_params params
 
 
+class WriteJob:
+    """Values computed in Python (eye_, dirac_, orthogonal_, sparse_'s zeros), written
+    by ``write()`` into memory that ``target`` describes."""
+
+    def __init__(self, Target target, write):
+        self.target, self.write = target, write
+
+
 _local = threading.local()   # .jobs: the list being collected on this thread, or None
 
 
-cdef _submit(Target t, int kernel, fi_params *pr):
-    """Run a fill now, or add it to this thread's collection (see ``collecting``)."""
-    cdef Job job = Job.__new__(Job)
-    job.target, job.kernel, job.params = t, kernel, pr[0]
+def _overlap(Target t, Target u):
+    return t.mem_lo < u.mem_hi and u.mem_lo < t.mem_hi
+
+
+def _enqueue(job):
+    """Run a job now, or add it to this thread's collection (see ``collecting``)."""
     jobs = getattr(_local, "jobs", None)
     if jobs is None:
-        run_jobs([job])
-        return
-    # A fill must not overtake an earlier one on the same memory: run those first.
-    for other in jobs:
-        if t.mem_lo < (<Job>other).target.mem_hi and (<Job>other).target.mem_lo < t.mem_hi:
-            run_jobs(jobs)
-            jobs.clear()
-            break
-    jobs.append(job)
+        run_batch([job])
+    else:
+        jobs.append(job)
+
+
+cdef _submit(Target t, int kernel, fi_params *pr):
+    cdef Job job = Job.__new__(Job)
+    job.target, job.kernel, job.params = t, kernel, pr[0]
+    _enqueue(job)
+
+
+def submit_write(Target target, write):
+    """Write values computed in Python into ``target`` (now, or in order with the
+    collected fills)."""
+    _enqueue(WriteJob(target, write))
 
 
 class collecting:
     """Within this context, this thread's fills are validated and take their calls
-    as usual, but are only written on exit, all at once: every piece of every fill
-    shared among the threads in one GIL-free loop. The bits are those of running
-    them one by one."""
+    as usual, but nothing is written until ``run()``: then every piece of every fill
+    is shared among the threads in as few GIL-free loops as order allows. The bits
+    are those of running them one by one. Leaving the context on an exception
+    discards what was collected."""
 
     def __enter__(self):
         self.outer = getattr(_local, "jobs", None)
-        _local.jobs = []
+        self.jobs = _local.jobs = []
         return self
 
     def __exit__(self, exc_type, exc, tb):
-        jobs, _local.jobs = _local.jobs, self.outer
-        if exc_type is None:
-            run_jobs(jobs)
+        _local.jobs = self.outer
+        if exc_type is not None:
+            self.jobs = []
         return False
+
+    def run(self):
+        """Write what was collected; returns nothing."""
+        jobs, self.jobs = self.jobs, []
+        run_batch(jobs)
 
 
 class immediate:
-    """Within this context, fills are written at once, even inside ``collecting``
-    (for initializers that read what they just filled)."""
+    """Within this context, fills are written at once, even inside ``collecting``:
+    for scratch arrays an initializer allocates and reads back (they share no memory
+    with the collected targets, so no collected fill has to run first)."""
 
     def __enter__(self):
         self.outer = getattr(_local, "jobs", None)
-        if self.outer:
-            run_jobs(self.outer)
-            self.outer.clear()
         _local.jobs = None
         return self
 
     def __exit__(self, exc_type, exc, tb):
         _local.jobs = self.outer
         return False
+
+
+def run_batch(jobs):
+    """Write ``jobs`` in order: consecutive fills in one parallel loop, except that a
+    fill of memory an earlier fill of the loop writes starts a new loop, and Python
+    writes run alone, after what precedes them."""
+    group = []
+    for job in jobs:
+        if isinstance(job, WriteJob):
+            run_jobs(group)
+            group = []
+            job.write()
+            continue
+        if any(_overlap((<Job>job).target, (<Job>other).target) for other in group):
+            run_jobs(group)
+            group = []
+        group.append(job)
+    run_jobs(group)
 
 
 def run_jobs(list jobs):
@@ -439,6 +477,7 @@ cdef inline void _run_piece(const fi_piece_fn *fns, const fi_plan **plans,
             lo = mid
         else:
             hi = mid
+    fi_cursor_bind(cursor, lo)
     fns[lo](cursor, plans[lo], params[lo], q - starts[lo])
 
 
@@ -472,21 +511,45 @@ class ArgumentError(ValueError, RuntimeError):
 
 
 KIND_NAMES = ("float32", "float64", "float16", "bfloat16", "uint64")
-# The largest finite value of each kind, for torch's uniform_ range check.
+# The largest finite value of each kind, for torch's range checks.
 KIND_MAX = (FLT_MAX, DBL_MAX, 65504.0, 3.3895313892515355e38)
+# The names torch's overflow messages give each kind.
+KIND_TORCH_NAMES = ("float", "double", "c10::Half", "c10::BFloat16")
+
+
+def constant_value(value, int kind):
+    """``value`` as a float to write into the kind, checked as torch's ``fill_``
+    checks it: a finite value beyond the kind's largest finite value raises
+    ArgumentError (a RuntimeError, torch's type) with torch's message; infinities
+    and NaN are accepted. Not a number: TypeError."""
+    if isinstance(value, (str, bytes)):
+        raise TypeError(f"constant value must be a real number, got {type(value).__name__}")
+    if isinstance(value, complex):
+        if value.imag != 0:
+            raise ArgumentError(f"value cannot be converted to type {KIND_TORCH_NAMES[kind]} "
+                                "without overflow")
+        value = value.real
+    v = float(value)
+    if math.isfinite(v) and abs(v) > KIND_MAX[kind]:
+        raise ArgumentError(
+            f"value cannot be converted to type {KIND_TORCH_NAMES[kind]} without overflow")
+    return v
 
 
 def round_to_kind(x, int kind):
     """``x`` rounded to nearest (even) in the kind's format, as a Python float.
 
-    16-bit kinds round through float32, as the kernels do."""
+    16-bit kinds round through float32, as the kernels do; beyond the kind's range,
+    an infinity (without numpy's overflow warning)."""
     if kind == 1:
         return float(x)
-    f = np.float32(x)
+    with np.errstate(over="ignore"):
+        f = np.float32(x)
     if kind == 0:
         return float(f)
     if kind == 2:
-        return float(np.float16(f))
+        with np.errstate(over="ignore"):
+            return float(np.float16(f))
     bits = int(f.view(np.uint32))
     if (bits & 0x7FFFFFFF) > 0x7F800000:
         return float("nan")
@@ -641,12 +704,15 @@ def trunc_normal(Target t, mean, std, a, b, uint64_t k0, uint64_t k1, take_call)
     if not lo_k <= hi_k:
         raise ArgumentError(f"[{a}, {b}] holds no {KIND_NAMES[kind]} value")
     pr.mean, pr.std, pr.lo_clip, pr.hi_clip = m, sd, lo_k, hi_k
+    if sd > 0:
+        pr.alpha, pr.beta = (lo - m) / sd, (hi - m) / sd
     pr.sigma = fi_call_seed(k0, k1, take_call())
-    if sd == 0 or lo == hi:
+    if sd == 0 or lo == hi or (pr.alpha == pr.beta and not isfinite(pr.alpha)):
+        # No spread, or [a, b] beyond DBL_MAX standard deviations from the mean: the
+        # value of the target nearest the mean inside [a, b].
         pr.bits = kind_bits(min(max(m, lo_k), hi_k), kind)
         _submit(t, FI_CONSTANT, &pr)
         return
-    pr.alpha, pr.beta = (lo - m) / sd, (hi - m) / sd
     pr.trunc_mode, pr.rate = _trunc_mode(pr.alpha, pr.beta)
     _submit(t, FI_TRUNC + kind, &pr)
 
@@ -655,11 +721,15 @@ def _trunc_mode(double alpha, double beta):
     """(mode, rate) for standardized bounds: normal proposals (0) when [alpha, beta]
     holds more than 30% of the mass (torch's threshold); for an interval within one
     tail, exponential proposals (2) when it is wider than Robert's (1995) bound,
-    uniform proposals (1) otherwise (and for narrow intervals around 0)."""
+    uniform proposals (1) otherwise (and for narrow intervals around 0). In the far
+    tail, where the near end's square overflows, always exponential proposals at the
+    rate of the near end (each is then accepted: no overflowing arithmetic)."""
     if _normal_cdf(beta) - _normal_cdf(alpha) > 0.3:
         return 0, 0.0
     if alpha >= 0 or beta <= 0:
         lo, hi = (alpha, beta) if alpha >= 0 else (-beta, -alpha)
+        if lo * lo == math.inf:
+            return 2, lo
         root = math.sqrt(lo * lo + 4.0)
         bound = 2.0 * math.sqrt(math.e) / (lo + root) * math.exp((lo * lo - lo * root) / 4.0)
         if hi - lo > bound:
@@ -677,9 +747,11 @@ def raw(Target t, uint64_t k0, uint64_t k1, take_call):
 
 
 def constant(Target t, value):
-    """Fill ``t`` with ``value`` rounded to its dtype."""
+    """Fill ``t`` with ``value`` rounded to its dtype; ArgumentError, before anything
+    is written, for a finite value beyond the dtype's range (``constant_value``)."""
     cdef fi_params pr
-    pr.bits = kind_bits(value, _float_kind(t))
+    cdef int kind = _float_kind(t)
+    pr.bits = kind_bits(constant_value(value, kind), kind)
     _submit(t, FI_CONSTANT, &pr)
 
 

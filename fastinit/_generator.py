@@ -1,5 +1,6 @@
 """fastinit.Generator: a keyed, counted stream of fills (docs/stream.md)."""
 
+import contextlib
 import threading
 
 import numpy as np
@@ -42,7 +43,7 @@ class Generator:
     """
 
     def __init__(self, seed=None):
-        self._lock = threading.Lock()
+        self._lock = threading.RLock()
         self._reseed(seed)
 
     def _reseed(self, seed):
@@ -62,12 +63,21 @@ class Generator:
             self._counter = c + 1
         return c
 
+    @contextlib.contextmanager
+    def _transaction(self):
+        """Hold the generator for a sequence of calls (other threads wait) and, if
+        the sequence raises, put the generator back where it was before it."""
+        with self._lock:
+            before = self._key, self._counter
+            try:
+                yield self
+            except BaseException:
+                self._key, self._counter = before
+                raise
+
     def _fill(self, fill, out, global_shape, global_offset, *params):
         """Run one _fill function on ``out`` (validated first) as one call; a meta
-        tensor, which has no memory, still takes its call."""
-        if _targets.is_meta(out):
-            self._take_call()
-            return out
+        tensor, which has no memory, is validated and still takes its call."""
         target = _targets.target(out, global_shape, global_offset)
         k0, k1 = self._key
         fill(target, *params, k0, k1, self._take_call)
@@ -163,7 +173,7 @@ class Generator:
             return {"seed_seq": self._seed_seq, "key": self._key, "counter": self._counter}
 
     def __setstate__(self, state):
-        self._lock = threading.Lock()
+        self._lock = threading.RLock()
         self._seed_seq = state["seed_seq"]
         self._key = tuple(state["key"])
         self._counter = state["counter"]

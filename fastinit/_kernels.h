@@ -15,6 +15,7 @@
 #include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
+#include <math.h>
 #include "_ziggurat.h"
 
 #ifdef _OPENMP
@@ -161,10 +162,17 @@ FI_INLINE fi_u64x4 fi_step4(fi_u64x4 *s0, fi_u64x4 *s1, fi_u64x4 *s2, fi_u64x4 *
 }
 
 /*
- * A cursor is one thread's view of one block: its lane states, how many steps
- * have been taken, and the raw outputs so far (output m of the block at raw[m]).
- * Consecutive requests inside the same block continue from where it stopped, so a
- * block is generated at most once per thread however it is cut into pieces.
+ * A cursor is one thread's view of one block of one fill: its lane states, how
+ * many steps have been taken, and the raw outputs so far (output m of the block
+ * at raw[m]). Consecutive requests inside the same block of the same fill continue
+ * from where it stopped, so a block is generated at most once per thread however
+ * it is cut into pieces.
+ *
+ * What a cursor holds depends on everything about its fill (kernel, parameters,
+ * call seed), not only on the call seed: two fills of one pass may share a call
+ * seed (two generators in the same state) yet step their lanes differently. So a
+ * cursor belongs to one fill at a time, the `job` the executor binds it to, and
+ * binding it to another job discards what it holds.
  */
 typedef struct {
     uint64_t raw[FI_BLOCK] FI_ALIGN64;
@@ -172,6 +180,7 @@ typedef struct {
     uint64_t sigma;
     uint64_t block;
     int64_t steps;
+    int64_t job;
     int valid;
 } fi_cursor;
 
@@ -180,7 +189,17 @@ static fi_cursor *fi_cursor_new(void)
     void *p = NULL;
     if (posix_memalign(&p, 64, sizeof(fi_cursor)) != 0) return NULL;
     ((fi_cursor *)p)->valid = 0;
+    ((fi_cursor *)p)->job = -1;
     return (fi_cursor *)p;
+}
+
+/* Gives the cursor to fill number `job` of the executor's pass. */
+static inline void fi_cursor_bind(fi_cursor *c, int64_t job)
+{
+    if (c->job != job) {
+        c->job = job;
+        c->valid = 0;
+    }
 }
 
 static void fi_cursor_free(fi_cursor *c) { free(c); }
@@ -537,6 +556,8 @@ static const double FI_EXP_COEF[14] = {
 static double fi_exp(double a)
 {
     if (a < -708.0) return 0.0;                           /* below the normal range */
+    if (a > 709.0) return (double)INFINITY;               /* above the double range */
+    if (a != a) return a;                                 /* NaN: no integer conversion */
     const double inv_ln2 = 0x1.71547652b82fep+0;
     const double ln2_hi = 0x1.62e42fee00000p-1, ln2_lo = 0x1.a39ef35793c76p-33;
     const double y = a * inv_ln2 + 0.5;

@@ -32,6 +32,7 @@ cdef extern from "_kernels.h" nogil:
         pass
     fi_cursor *fi_cursor_new()
     void fi_cursor_free(fi_cursor *c)
+    void fi_cursor_bind(fi_cursor *c, int64_t job)
 
     ctypedef struct fi_plan:
         char *data

@@ -6,6 +6,8 @@ imported torch already, so ``sys.modules`` tells whether an object may be one.
 
 import sys
 
+import numpy as np
+
 from fastinit import _fill
 
 _FLOAT_NAMES = ("float32", "float64", "float16", "bfloat16")
@@ -27,35 +29,54 @@ def shape_of(x):
     raise TypeError(f"expected a numpy.ndarray or a torch.Tensor, got {type(x).__name__}")
 
 
+# torch's message for an in-place write to an inference tensor outside inference mode.
+_INFERENCE_MESSAGE = (
+    "Inplace update to inference tensor outside InferenceMode is not allowed.You can make a "
+    "clone to get a normal tensor before doing inplace update.See "
+    "https://github.com/pytorch/rfcs/pull/17 for more details.")
+
+
+def _tensor_view(x):
+    """The numpy view of a CPU tensor's memory and its kind override (None when the
+    numpy dtype says it; 2 and 3 for float16 and bfloat16 seen as int16); for a meta
+    tensor, a stand-in of its shape and dtype without memory."""
+    torch = sys.modules["torch"]
+    if x.device.type not in ("cpu", "meta"):
+        raise TypeError(f"expected a CPU tensor, got a tensor on {x.device}")
+    if x.layout != torch.strided:
+        raise TypeError(f"expected a dense (strided) tensor, got layout {x.layout}")
+    kinds = {torch.float32: (np.float32, None), torch.float64: (np.float64, None),
+             torch.float16: (np.int16, 2), torch.bfloat16: (np.int16, 3)}
+    if x.dtype not in kinds:
+        raise TypeError(f"unsupported dtype {x.dtype}; expected float16, bfloat16, float32 "
+                        "or float64")
+    if x.is_inference() and not torch.is_inference_mode_enabled():
+        raise RuntimeError(_INFERENCE_MESSAGE)
+    np_dtype, bits_as = kinds[x.dtype]
+    if x.device.type == "meta":
+        return np.broadcast_to(np.empty((), np_dtype), tuple(x.shape)), bits_as
+    d = x.detach()
+    return (d.numpy() if bits_as is None else d.view(torch.int16).numpy()), bits_as
+
+
 def as_array(x):
     """A numpy view of ``x``'s memory (16-bit floats of a tensor as int16), and the
     kind override _fill.Target needs for it (None when the dtype says it)."""
     if not is_tensor(x):
         return x, None
-    torch = sys.modules["torch"]
-    if x.device.type != "cpu":
-        raise TypeError(f"expected a CPU tensor, got a tensor on {x.device}")
-    if x.layout != torch.strided:
-        raise TypeError(f"expected a dense (strided) tensor, got layout {x.layout}")
-    kinds = {torch.float32: None, torch.float64: None, torch.float16: 2, torch.bfloat16: 3}
-    if x.dtype not in kinds:
-        raise TypeError(f"unsupported dtype {x.dtype}; expected float16, bfloat16, float32 "
-                        "or float64")
-    d = x.detach()
-    if kinds[x.dtype] is None:
-        return d.numpy(), None
-    return d.view(torch.int16).numpy(), kinds[x.dtype]
+    return _tensor_view(x)
 
 
 def target(x, global_shape=None, global_offset=None):
-    """A validated _fill.Target for ``x`` (nothing is written yet)."""
+    """A validated _fill.Target for ``x`` (nothing is written yet). A meta tensor is
+    validated as a CPU tensor would be, and gives a target of no elements."""
     array, bits_as = as_array(x)
-    return _fill.Target(array, global_shape, global_offset, bits_as)
+    return _fill.Target(array, global_shape, global_offset, bits_as, no_memory=is_meta(x))
 
 
 def written(x):
     """Tell autograd that ``x`` was modified in place, as torch's in-place fills do
     (so stale saved tensors are detected); no history is recorded."""
-    if is_tensor(x):
+    if is_tensor(x) and not is_meta(x):
         sys.modules["torch"].autograd.graph.increment_version(x)
     return x

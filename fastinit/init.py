@@ -130,17 +130,24 @@ def trunc_normal_(tensor, mean=0.0, std=1.0, a=-2.0, b=2.0, generator=None, *,
     on :math:`a \le x \le b` (``a`` and ``b`` absolute, as in torch).
 
     Exact rejection sampling, correct for small std and narrow intervals in every
-    dtype; values never leave [a, b].
+    dtype; values never leave [a, b]. Warns, as torch does, when the mean is more
+    than 2 std outside [a, b] (torch's values may then be wrong; these are not).
     """
+    if mean < a - 2 * std or mean > b + 2 * std:
+        warnings.warn("mean is more than 2 std from [a, b] in nn.init.trunc_normal_. "
+                      "The distribution of values may be incorrect.", stacklevel=2)
     return _generator(generator).trunc_normal_(tensor, mean, std, a, b,
                                                global_shape=global_shape,
                                                global_offset=global_offset)
 
 
 def constant_(tensor, val):
-    """Fill with ``val`` (rounded to the tensor's dtype)."""
-    if _targets.is_meta(tensor):
-        return tensor
+    """Fill with ``val`` (rounded to the tensor's dtype).
+
+    As torch: a finite ``val`` beyond the dtype's largest finite value raises
+    RuntimeError ("value cannot be converted to type ... without overflow");
+    infinities and NaN are written as they are.
+    """
     _fill.constant(_targets.target(tensor), val)
     return _targets.written(tensor)
 
@@ -173,17 +180,23 @@ def _write_values(tensor, values):
     array[...] = half.view(np.int16)
 
 
+def _submit_values(tensor, target, values):
+    """Write ``values`` (computed in Python) into the validated ``target`` of
+    ``tensor``: now, or in order with the fills of an ``init_all`` plan."""
+    if not _targets.is_meta(tensor):
+        _fill.submit_write(target, lambda: _write_values(tensor, values))
+    return _targets.written(tensor)
+
+
 def eye_(tensor):
     """Fill the 2-D tensor with the identity matrix (ones where row == column)."""
     shape = _targets.shape_of(tensor)
     if len(shape) != 2:
         raise ValueError("Only tensors with 2 dimensions are supported")
-    _targets.target(tensor)                             # validate before writing
+    target = _targets.target(tensor)
     if _targets.is_meta(tensor):
         return tensor
-    with _fill.immediate():
-        _write_values(tensor, np.eye(*shape))
-    return _targets.written(tensor)
+    return _submit_values(tensor, target, np.eye(*shape))
 
 
 def dirac_(tensor, groups=1):
@@ -194,18 +207,16 @@ def dirac_(tensor, groups=1):
         raise ValueError("Only tensors with 3, 4, or 5 dimensions are supported")
     if shape[0] % groups != 0:
         raise ValueError("dim 0 must be divisible by groups")
+    target = _targets.target(tensor)
     if _targets.is_meta(tensor):
         return tensor
-    _targets.target(tensor)
     out_per_group = shape[0] // groups
     values = np.zeros(shape)
     centre = tuple(s // 2 for s in shape[2:])
     for g in range(groups):
         for d in range(min(out_per_group, shape[1])):
             values[(g * out_per_group + d, d) + centre] = 1
-    with _fill.immediate():
-        _write_values(tensor, values)
-    return _targets.written(tensor)
+    return _submit_values(tensor, target, values)
 
 
 # --------------------------------------------------------------------------------------
@@ -288,19 +299,20 @@ def orthogonal_(tensor, gain=1, generator=None, *, global_shape=None, global_off
     if len(shape) < 2:
         raise ValueError("Only tensors with 2 or more dimensions are supported")
     gen = _generator(generator)
+    target = _targets.target(tensor, global_shape, global_offset)
     if _targets.is_meta(tensor) or math.prod(shape) == 0:
         gen._take_call()
         return tensor
-    _targets.target(tensor, global_shape, global_offset)     # validate before sampling
-    with _fill.immediate():
-        _orthogonal(tensor, gain, gen, shape, global_shape, global_offset)
-    return _targets.written(tensor)
+    values = _orthogonal(tensor, gain, gen, shape, global_shape, global_offset)
+    return _submit_values(tensor, target, values)
 
 
 def _orthogonal(tensor, gain, gen, shape, global_shape, global_offset):
+    """The values orthogonal_ writes into ``tensor`` (its block of the whole matrix)."""
     rows = shape[0]
     cols = math.prod(shape) // rows
-    flat = gen.normal_(np.empty((rows, cols)))
+    with _fill.immediate():                     # a scratch matrix, read back at once
+        flat = gen.normal_(np.empty((rows, cols)))
     if rows < cols:
         flat = flat.T
     q, r = np.linalg.qr(flat)
@@ -312,7 +324,7 @@ def _orthogonal(tensor, gain, gen, shape, global_shape, global_offset):
         offset = global_offset or (0,) * len(shape)
         local = _targets.shape_of(tensor)
         values = values[tuple(slice(o, o + s) for o, s in zip(offset, local))]
-    _write_values(tensor, values)
+    return values
 
 
 def sparse_(tensor, sparsity, std=0.01, generator=None, *, global_shape=None,
@@ -330,33 +342,33 @@ def sparse_(tensor, sparsity, std=0.01, generator=None, *, global_shape=None,
     if not 0.0 <= sparsity <= 1.0:
         raise ValueError(f"sparsity must be in [0, 1], got {sparsity}")
     gen = _generator(generator)
-    if _targets.is_meta(tensor):
-        gen._take_call()
-        return tensor
     target = _targets.target(tensor, global_shape, global_offset)
-    with _fill.immediate():
-        _sparse(tensor, target, sparsity, std, gen, shape, global_offset)
-    return _targets.written(tensor)
-
-
-def _sparse(tensor, target, sparsity, std, gen, shape, global_offset):
     k0, k1 = gen._key
-    counter = gen._take_call()
-    _fill.normal(target, 0.0, std, k0, k1, lambda: counter)
+    taken = []
+
+    def take_call():                    # one call for both streams, once std is valid
+        if not taken:
+            taken.append(gen._take_call())
+        return taken[0]
+
+    _fill.normal(target, 0.0, std, k0, k1, take_call)
     rows = shape[0]
     num_zeros = math.ceil(sparsity * rows)
-    if num_zeros:
-        local = _targets.shape_of(tensor)
-        r0, c0 = global_offset or (0, 0)
-        keys = np.empty((rows, local[1]))
+    if _targets.is_meta(tensor) or num_zeros == 0:
+        return _targets.written(tensor)
+    local = _targets.shape_of(tensor)
+    r0, c0 = global_offset or (0, 0)
+    keys = np.empty((rows, local[1]))
+    with _fill.immediate():                     # scratch keys, read back at once
         _fill.uniform(_fill.Target(keys, shape, (0, c0)), 0.0, 1.0, k0, k1 ^ _SUBSTREAM_1,
-                      lambda: counter)
-        zero_rows = np.argsort(keys, axis=0, kind="stable")[:num_zeros]
-        mask = np.zeros((rows, local[1]), bool)
-        np.put_along_axis(mask, zero_rows, True, axis=0)
-        mask = mask[r0:r0 + local[0]]
-        array, _ = _targets.as_array(tensor)
-        array[mask] = 0
+                      take_call)
+    zero_rows = np.argsort(keys, axis=0, kind="stable")[:num_zeros]
+    mask = np.zeros((rows, local[1]), bool)
+    np.put_along_axis(mask, zero_rows, True, axis=0)
+    mask = mask[r0:r0 + local[0]]
+    array, _ = _targets.as_array(tensor)
+    _fill.submit_write(target, lambda: array.__setitem__(mask, 0))
+    return _targets.written(tensor)
 
 
 # --------------------------------------------------------------------------------------
@@ -382,11 +394,21 @@ def _layout_fans(shape, layout):
         except (TypeError, ValueError):
             raise ValueError(f"layout must be 'torch', 'jax', 'keras' or (in_axis, out_axis), "
                              f"got {layout!r}") from None
-    in_axis, out_axis = in_axis % len(shape), out_axis % len(shape)
+    in_axis, out_axis = (_axis_index(axis, len(shape)) for axis in (in_axis, out_axis))
     if in_axis == out_axis:
         raise ValueError(f"in_axis and out_axis must differ, got {layout!r}")
     receptive_field = math.prod(s for k, s in enumerate(shape) if k not in (in_axis, out_axis))
     return shape[in_axis] * receptive_field, shape[out_axis] * receptive_field
+
+
+def _axis_index(axis, ndim):
+    """``axis`` as an index in [0, ndim): an int in [-ndim, ndim), as numpy takes
+    axes (numpy's AxisError, a ValueError and an IndexError, otherwise)."""
+    if isinstance(axis, (bool, np.bool_)) or not isinstance(axis, (int, np.integer)):
+        raise TypeError(f"layout axes must be ints, got {type(axis).__name__}")
+    if not -ndim <= axis < ndim:
+        raise np.exceptions.AxisError(int(axis), ndim, "layout")
+    return int(axis) % ndim
 
 
 def variance_scaling_(tensor, scale=1.0, mode="fan_in", distribution="truncated_normal",
@@ -477,12 +499,16 @@ def init_all(plan, generator=None):
     ``"kaiming_uniform_"``) or such a function, called as ``initializer(target,
     generator=..., **kwargs)`` (``generator`` only where it takes one).
 
-    Every entry is validated and takes its generator call in order, exactly as the
-    one-by-one calls would; then all the fills are written together, every piece of
-    every tensor shared among the threads in one GIL-free loop, so small tensors
-    cost almost nothing. The bits are those of the one-by-one calls, for any thread
-    count. Entries that read back what they fill (orthogonal_, sparse_) run when
-    reached; fills of memory that an earlier entry also fills keep their order.
+    All or nothing: every entry is validated and takes its generator call in order,
+    exactly as the one-by-one calls would, and values computed in Python
+    (orthogonal_, sparse_, eye_, dirac_) are computed, before anything is written; if
+    an entry raises, no target is written and ``generator`` is back where it was
+    (a callable that draws from a generator of its own answers for that one). Then
+    all the fills are written together, every piece of every tensor shared among the
+    threads in one GIL-free loop, so small tensors cost almost nothing. The bits are
+    those of the one-by-one calls, for any thread count; fills of memory that an
+    earlier entry also fills keep their order. Other threads that use ``generator``
+    wait until the plan has taken its calls.
     """
     gen = _generator(generator)
     calls = []
@@ -502,6 +528,7 @@ def init_all(plan, generator=None):
         if takes_generator:
             kwargs["generator"] = gen
         calls.append((init, target, kwargs))
-    with _fill.collecting():
+    with gen._transaction(), _fill.collecting() as batch:
         for init, target, kwargs in calls:
             init(target, **kwargs)
+    batch.run()

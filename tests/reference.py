@@ -3,6 +3,8 @@
 Slow and simple on purpose: every line corresponds to a sentence of the spec.
 """
 
+import math
+
 import numpy as np
 
 MASK = (1 << 64) - 1
@@ -324,6 +326,8 @@ def trunc_mode(alpha, beta):
         return 0, 0.0
     if alpha >= 0 or beta <= 0:
         lo, hi = (alpha, beta) if alpha >= 0 else (-beta, -alpha)
+        if lo * lo == math.inf:                 # the far tail: rate lo, always accepted
+            return 2, lo
         root = math.sqrt(lo * lo + 4.0)
         if hi - lo > 2.0 * math.sqrt(math.e) / (lo + root) * math.exp((lo * lo - lo * root) / 4.0):
             return 2, (lo + root) / 2.0
@@ -376,8 +380,13 @@ def _inward(a, b, dtype):
 def trunc_normal_fill(key, counter, shape, dtype, mean, std, a, b, **shard):
     sigma = call_seed(key[0], key[1], counter)
     alpha, beta = (a - mean) / std, (b - mean) / std
-    mode, rate = trunc_mode(alpha, beta)
     lo, hi = _inward(a, b, dtype)
+    if alpha == beta and math.isinf(alpha):     # [a, b] infinitely many std away
+        nearest = lo if alpha > 0 else hi
+        return _fill_blocks(sigma, shape, dtype, shard.get("global_shape"),
+                            shard.get("global_offset"),
+                            lambda blk, need: np.full(need, nearest))
+    mode, rate = trunc_mode(alpha, beta)
 
     def block(blk, need):
         aux = [Lane(sigma, blk, l) for l in range(LANES)]

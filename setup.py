@@ -7,7 +7,12 @@ warning and the fills run on one thread. Environment variables:
 - FASTINIT_REQUIRE_OPENMP=1: a missing OpenMP is an error.
 - FASTINIT_DISABLE_OPENMP=1: build without OpenMP even where it is available.
 - FASTINIT_SANITIZE=1: build with AddressSanitizer and UndefinedBehaviorSanitizer
-  (GCC or Clang), for testing; see docs/quality.md for how to run it.
+  (GCC or Clang; float-to-integer conversions that overflow included), for testing;
+  see docs/quality.md for how to run it.
+
+The compile flags are part of what decides a rebuild: when they differ from those the
+existing objects were built with (say FASTINIT_SANITIZE was set or unset), every
+extension is compiled again, even in place.
 
 Nothing is built for the build machine's CPU (no -march=native): wider
 instruction sets are reached by runtime dispatch in fastinit/_kernels.h.
@@ -68,19 +73,34 @@ def openmp_flags(compiler):
     return None
 
 
+def base_flags(compiler_type):
+    """(compile flags, link flags) before OpenMP, from the environment."""
+    if compiler_type == "msvc":
+        return ["/O2", "/fp:precise"], []
+    # No FP contraction: every SIMD path must round exactly as the scalar one.
+    cflags, ldflags = ["-O3", "-ffp-contract=off", "-Wno-unused-function", "-Wno-psabi"], []
+    if _flag("FASTINIT_SANITIZE"):
+        sanitize = ["-fsanitize=address,undefined,float-cast-overflow",
+                    "-fno-sanitize-recover=undefined,float-cast-overflow",
+                    "-fno-omit-frame-pointer", "-g"]
+        cflags += sanitize
+        ldflags += sanitize
+    return cflags, ldflags
+
+
 class BuildExt(build_ext):
+    def _force_if_flags_changed(self, flags):
+        """Rebuild everything when the flags differ from the last build's."""
+        stamp = os.path.join(self.build_temp, "fastinit-flags.txt")
+        previous = open(stamp).read() if os.path.exists(stamp) else None
+        if previous != flags:
+            self.force = True
+        os.makedirs(self.build_temp, exist_ok=True)
+        with open(stamp, "w") as f:
+            f.write(flags)
+
     def build_extensions(self):
-        if self.compiler.compiler_type == "msvc":
-            base = ["/O2", "/fp:precise"]
-        else:
-            # No FP contraction: every SIMD path must round exactly as the scalar one.
-            base = ["-O3", "-ffp-contract=off", "-Wno-unused-function", "-Wno-psabi"]
-        cflags, ldflags = list(base), []
-        if _flag("FASTINIT_SANITIZE"):
-            sanitize = ["-fsanitize=address,undefined", "-fno-sanitize-recover=undefined",
-                        "-fno-omit-frame-pointer", "-g"]
-            cflags += sanitize
-            ldflags += sanitize
+        cflags, ldflags = base_flags(self.compiler.compiler_type)
         if _flag("FASTINIT_DISABLE_OPENMP"):
             print("fastinit: OpenMP disabled by FASTINIT_DISABLE_OPENMP; fills run on one thread")
         else:
@@ -94,6 +114,7 @@ class BuildExt(build_ext):
             else:
                 cflags += found[0]
                 ldflags += found[1]
+        self._force_if_flags_changed(" ".join(cflags + ["|"] + ldflags))
         for ext in self.extensions:
             ext.extra_compile_args = cflags + ext.extra_compile_args
             ext.extra_link_args = ldflags + ext.extra_link_args
@@ -112,10 +133,11 @@ def extension(name):
     )
 
 
-setup(
-    ext_modules=cythonize(
-        [extension("_engine"), extension("_fill")],
-        compiler_directives={"language_level": "3"},
-    ),
-    cmdclass={"build_ext": BuildExt},
-)
+if __name__ == "__main__":      # (setuptools' build backend runs this file as __main__)
+    setup(
+        ext_modules=cythonize(
+            [extension("_engine"), extension("_fill")],
+            compiler_directives={"language_level": "3"},
+        ),
+        cmdclass={"build_ext": BuildExt},
+    )

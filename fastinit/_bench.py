@@ -229,13 +229,32 @@ def _bench_gpt2_model(torch, threads, repeat, nbytes):
                  {"vs torch": "torch builds on CPU"})
 
 
+SIMD_FLAGS = ("avx2", "fma", "f16c", "avx512f", "avx512bw", "avx512vl", "avx512_bf16",
+              "avx512_fp16")
+
+
+def cpu_description():
+    """The CPU's model name and its SIMD flags that matter here (Linux), or the
+    platform's processor string elsewhere."""
+    import platform
+    try:
+        with open("/proc/cpuinfo") as f:
+            fields = dict(line.split(":", 1) for line in f if ":" in line)
+    except OSError:
+        return platform.processor() or platform.machine()
+    model = fields.get("model name\t", "").strip() or platform.machine()
+    flags = set(fields.get("flags\t\t", "").split())
+    return f"{model} ({' '.join(f for f in SIMD_FLAGS if f in flags) or 'no AVX'})"
+
+
 def run(sizes, thread_counts, repeat, init_shape=(16384, 16384)):
     info = fastinit.build_info()
     print(f"fastinit {info['version']} bench: float32, medians of {repeat} interleaved rounds.")
     print("Ratios are speed relative to the column's contender (> 1: faster). 'limit' is")
     print("the machine's write bandwidth: a bare OpenMP loop of non-temporal stores.")
-    print(f"machine: {info['machine']}, {os.cpu_count()} CPUs, SIMD path {info['simd_path']}, "
-          f"OpenMP {'on' if info['openmp'] else 'off'}, numpy {info['numpy']}")
+    print(f"machine: {info['machine']}, {os.cpu_count()} CPUs: {cpu_description()}")
+    print(f"fastinit: SIMD path {info['simd_path']}, OpenMP {'on' if info['openmp'] else 'off'}, "
+          f"numpy {info['numpy']}")
     bench_sizes(sizes, thread_counts, repeat)
     bench_initializers(init_shape, max(thread_counts), repeat)
     bench_dtypes(max(sizes), max(thread_counts), repeat)

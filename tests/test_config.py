@@ -44,9 +44,9 @@ def test_command_line_show_config():
     assert "simd_path" in out and "openmp" in out
 
 
-def test_import_does_not_import_torch_or_scipy():
-    out, _ = run_python("import sys, fastinit; "
-                        "print(sorted(m for m in ('torch', 'scipy') if m in sys.modules))")
+def test_import_does_not_import_torch_scipy_or_ml_dtypes():
+    out, _ = run_python("import sys, fastinit; print(sorted(m for m in "
+                        "('torch', 'ml_dtypes', 'scipy') if m in sys.modules))")
     assert out == "[]"
 
 
@@ -137,6 +137,26 @@ def test_serial_build_without_openmp(tmp_path):
     a = np.empty((700, 3001), np.float32)
     fastinit.Generator(3).uniform_(a)
     assert out == f"False 1 {a.tobytes().hex()[:64]} {float(a.sum())}"
+    # The same tree built again in place with other flags is compiled again (an in-place
+    # build used to keep the old objects, so a sanitizer build could run uninstrumented).
+    result = build(tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    out, _ = run_python("import fastinit; info = fastinit.build_info(); "
+                        "print(info['openmp'], '-fopenmp' in info['flags'])", cwd=str(tmp_path))
+    assert out == "True True"
+
+
+def test_sanitizer_flags(monkeypatch):
+    import runpy
+    pytest.importorskip("Cython")
+    setup = runpy.run_path(os.path.join(ROOT, "setup.py"), run_name="setup_flags")
+    monkeypatch.setenv("FASTINIT_SANITIZE", "1")
+    cflags, ldflags = setup["base_flags"]("unix")
+    for flags in (cflags, ldflags):
+        assert "-fsanitize=address,undefined,float-cast-overflow" in flags
+        assert "-fno-sanitize-recover=undefined,float-cast-overflow" in flags
+    monkeypatch.delenv("FASTINIT_SANITIZE")
+    assert not any("sanitize" in f for f in sum(setup["base_flags"]("unix"), []))
 
 
 def test_required_openmp_fails_when_the_compiler_has_none(tmp_path):
@@ -150,3 +170,12 @@ def test_required_openmp_fails_when_the_compiler_has_none(tmp_path):
     result = build(tmp_path, CC=str(cc), FASTINIT_REQUIRE_OPENMP="1")
     assert result.returncode != 0
     assert "no working OpenMP" in result.stderr + result.stdout
+
+
+def test_bench_names_the_cpu():
+    from fastinit._bench import cpu_description
+    text = cpu_description()
+    assert text and text.strip() == text
+    if sys.platform.startswith("linux") and os.path.exists("/proc/cpuinfo"):
+        flags = open("/proc/cpuinfo").read().split("flags", 1)[1].split("\n", 1)[0].split()
+        assert ("avx2" in text.split("(")[-1]) == ("avx2" in flags)

@@ -14,10 +14,12 @@ The compile flags are part of what decides a rebuild: when they differ from thos
 existing objects were built with (say FASTINIT_SANITIZE was set or unset), every
 extension is compiled again, even in place.
 
-Nothing is built for the build machine's CPU (no -march=native): wider
-instruction sets are reached by runtime dispatch in fastinit/_kernels.h.
+The C kernels (fastinit/src) are compiled once, into a static library that every
+extension links. Nothing is built for the build machine's CPU (no -march=native):
+wider instruction sets are reached by runtime dispatch (fastinit/src/fi_dispatch.c).
 """
 
+import glob
 import os
 import subprocess
 import sys
@@ -27,6 +29,7 @@ import textwrap
 import numpy
 from Cython.Build import cythonize
 from setuptools import Extension, setup
+from setuptools.command.build_clib import build_clib
 from setuptools.command.build_ext import build_ext
 
 OPENMP_PROBE = textwrap.dedent(
@@ -88,37 +91,74 @@ def base_flags(compiler_type):
     return cflags, ldflags
 
 
-class BuildExt(build_ext):
-    def _force_if_flags_changed(self, flags):
-        """Rebuild everything when the flags differ from the last build's."""
-        stamp = os.path.join(self.build_temp, "fastinit-flags.txt")
-        previous = open(stamp).read() if os.path.exists(stamp) else None
-        if previous != flags:
-            self.force = True
-        os.makedirs(self.build_temp, exist_ok=True)
-        with open(stamp, "w") as f:
-            f.write(flags)
+KERNEL_SOURCES = [f"fastinit/src/{name}.c" for name in
+                  ("fi_dispatch", "fi_detmath", "fi_layout", "fi_runtime", "fi_stream")]
+KERNEL_HEADERS = sorted(glob.glob("fastinit/src/*.h") + glob.glob("fastinit/src/*.def")
+                        + glob.glob("fastinit/src/*.inc"))
 
-    def build_extensions(self):
-        cflags, ldflags = base_flags(self.compiler.compiler_type)
+
+def build_flags(cmd):
+    """(compile flags, link flags, whether they changed since the last build) for this
+    build: the base flags, then OpenMP's (probed once, with ``cmd``'s compiler). The
+    kernel library and the extensions are built with the same flags."""
+    dist = cmd.distribution
+    if getattr(dist, "fastinit_flags", None) is None:
+        cflags, ldflags = base_flags(cmd.compiler.compiler_type)
         if _flag("FASTINIT_DISABLE_OPENMP"):
             print("fastinit: OpenMP disabled by FASTINIT_DISABLE_OPENMP; fills run on one thread")
         else:
-            found = openmp_flags(self.compiler)
+            found = openmp_flags(cmd.compiler)
             if found is None:
                 msg = ("fastinit: no working OpenMP found for this compiler; building without it. "
                        "Fills will run on one thread.")
                 if _flag("FASTINIT_REQUIRE_OPENMP"):
                     raise RuntimeError(msg + " (FASTINIT_REQUIRE_OPENMP is set)")
-                self.warn(msg)
+                cmd.warn(msg)
             else:
                 cflags += found[0]
                 ldflags += found[1]
-        self._force_if_flags_changed(" ".join(cflags + ["|"] + ldflags))
+        dist.fastinit_flags = cflags, ldflags, _flags_changed(cmd, cflags + ["|"] + ldflags)
+    return dist.fastinit_flags
+
+
+def _flags_changed(cmd, flags):
+    """Whether ``flags`` differ from the last build's (recorded beside its objects)."""
+    stamp = os.path.join(cmd.build_temp, "fastinit-flags.txt")
+    text = " ".join(flags)
+    previous = open(stamp).read() if os.path.exists(stamp) else None
+    os.makedirs(cmd.build_temp, exist_ok=True)
+    with open(stamp, "w") as f:
+        f.write(text)
+    return previous != text
+
+
+class BuildClib(build_clib):
+    """The kernel library: the C kernels, compiled once, linked into every extension."""
+
+    def build_libraries(self, libraries):
+        cflags, _, changed = build_flags(self)
+        for _, info in libraries:
+            info["cflags"] = cflags
+            info["macros"] = [("FI_BUILD_FLAGS", '"%s"' % " ".join(cflags))]
+            if changed or self.force:       # build_clib itself only compares file times
+                for obj in self.compiler.object_filenames(info["sources"],
+                                                          output_dir=self.build_temp):
+                    if os.path.exists(obj):
+                        os.remove(obj)
+        super().build_libraries(libraries)
+
+
+class BuildExt(build_ext):
+    def run(self):
+        self.run_command("build_clib")          # also for a bare `build_ext --inplace`
+        super().run()
+
+    def build_extensions(self):
+        cflags, ldflags, changed = build_flags(self)
+        self.force = self.force or changed
         for ext in self.extensions:
             ext.extra_compile_args = cflags + ext.extra_compile_args
             ext.extra_link_args = ldflags + ext.extra_link_args
-            ext.define_macros.append(("FI_BUILD_FLAGS", '"%s"' % " ".join(cflags)))
         super().build_extensions()
 
 
@@ -126,18 +166,21 @@ def extension(name):
     return Extension(
         f"fastinit.{name}",
         [f"fastinit/{name}.pyx"],
-        include_dirs=[numpy.get_include(), "fastinit"],
+        include_dirs=[numpy.get_include(), "fastinit/src"],
         define_macros=[("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION")],
-        depends=["fastinit/_kernels.h", "fastinit/_ziggurat.h", "fastinit/_kernels.pxd"],
-        libraries=[] if sys.platform == "win32" else ["m"],
+        depends=KERNEL_HEADERS + ["fastinit/_kernels.pxd"],
+        libraries=["fastinit_kernels"] + ([] if sys.platform == "win32" else ["m"]),
     )
 
 
 if __name__ == "__main__":      # (setuptools' build backend runs this file as __main__)
     setup(
+        libraries=[("fastinit_kernels", {"sources": KERNEL_SOURCES,
+                                         "include_dirs": ["fastinit/src"],
+                                         "obj_deps": {"": KERNEL_HEADERS}})],
         ext_modules=cythonize(
             [extension("_engine"), extension("_fill")],
             compiler_directives={"language_level": "3"},
         ),
-        cmdclass={"build_ext": BuildExt},
+        cmdclass={"build_clib": BuildClib, "build_ext": BuildExt},
     )

@@ -1,41 +1,45 @@
 # cython: language_level=3, boundscheck=False, wraparound=False, cdivision=True
 """Parallel fills: where a fill writes (Target), and the OpenMP loop that writes it.
 
-A fill is cut into pieces (see _kernels.h); pieces are shared among OpenMP threads
+A fill is cut into pieces (fastinit/src/fi_layout.h); pieces are shared among OpenMP threads
 with the GIL released. Which thread writes a piece never changes what is written:
 values depend only on the call seed and the global element index.
 """
 
 import math
 import os
+import struct
 import threading
 import warnings
 
 import numpy as np
 
+from fastinit import _dtypes
+from fastinit._checks import ArgumentError, check
+
 cimport numpy as cnp
 from cython.parallel cimport parallel, prange, threadid
-from libc.float cimport DBL_MAX, FLT_MAX
 from libc.math cimport INFINITY, isfinite, nextafter, nextafterf
 from libc.stdint cimport int64_t, uint64_t
 from libc.stdlib cimport calloc, free, malloc
+from libc.string cimport memcpy
 
 
 cdef extern from "Python.h":
     int PyErr_CheckSignals() except -1
 
 from fastinit._kernels cimport (
-    FI_BLOCK, FI_CONSTANT, FI_MAXDIM, FI_NORMAL, FI_NPATHS, FI_PATH_BASELINE, FI_PATH_NAMES,
-    FI_RAW, FI_TRUNC, FI_UNIFORM, fi_build_flags, fi_call_seed, fi_compiler, fi_cursor,
-    fi_cursor_bind, fi_cursor_free, fi_cursor_new, fi_omp_max_threads, fi_openmp_enabled,
-    fi_params, fi_path_supported, fi_path_table, fi_piece_fn, fi_plan, fi_store_fence,
-    fi_stream_yardstick,
+    FI_MAXDIM, FI_NKERNELS, FI_NPATHS, FI_PATH_BASELINE, fi_block_elements, fi_build_flags,
+    fi_compiler, fi_cursor, fi_cursor_bind, fi_cursor_free, fi_cursor_new,
+    fi_kernel_formats, fi_kernel_names, fi_kernel_param_sizes, fi_omp_max_threads,
+    fi_openmp_enabled, fi_path_names, fi_path_supported, fi_path_table, fi_piece_fn, fi_plan,
+    fi_store_fence, fi_stream_yardstick,
 )
 
 cnp.import_array()
 
 # Elements per piece of parallel work (16 blocks).
-cdef int64_t PIECE_LEN = 16 * FI_BLOCK
+cdef int64_t PIECE_LEN = 16 * fi_block_elements
 # Fills smaller than this many elements run on the calling thread only.
 cdef int64_t PARALLEL_MIN = 4 * PIECE_LEN
 # Fills of more pieces than this run in rounds of this many pieces (per thread),
@@ -53,8 +57,8 @@ cdef int _path = FI_PATH_BASELINE
 # --------------------------------------------------------------------------------------
 
 def set_num_threads(n):
-    """Use ``n`` threads for fills; ``None`` restores the OpenMP default
-    (all cores, or ``OMP_NUM_THREADS``)."""
+    """Use ``n`` threads for fills; ``None`` restores the default (see
+    ``get_num_threads``)."""
     global _requested_threads
     if n is None:
         _requested_threads = 0
@@ -76,23 +80,42 @@ def _after_fork_in_child():
 os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
-def get_num_threads():
-    """The number of threads a large fill uses: 1 in a build without OpenMP and in a
-    process made by fork() (use the spawn or forkserver start methods for parallel
-    children)."""
+def _cpus_available():
+    """The CPUs this process may run on: its affinity mask where the OS has one."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return os.cpu_count() or 1
+
+
+cdef int _fill_threads():
+    """The threads a large fill uses now (see get_num_threads)."""
     if not fi_openmp_enabled() or _forked:
         return 1
-    return _requested_threads if _requested_threads > 0 else fi_omp_max_threads()
+    if _requested_threads > 0:
+        return _requested_threads
+    if "OMP_NUM_THREADS" in os.environ:     # the user's number, even beyond the CPUs
+        return fi_omp_max_threads()
+    return min(fi_omp_max_threads(), _cpus_available())
+
+
+def get_num_threads():
+    """The number of threads a large fill uses: the number set by ``set_num_threads``;
+    by default OpenMP's (``OMP_NUM_THREADS``, or threadpoolctl's limit), capped at the
+    CPUs this process may run on (its affinity mask: containers and ``taskset``) unless
+    ``OMP_NUM_THREADS`` asks for more; 1 in a build without OpenMP and in a process
+    made by fork() (use the spawn or forkserver start methods for parallel children)."""
+    return _fill_threads()
 
 
 def simd_paths():
     """The instruction-set paths this CPU can run, from baseline to widest."""
-    return [FI_PATH_NAMES[p].decode() for p in range(FI_NPATHS) if fi_path_supported(p)]
+    return [fi_path_names[p].decode() for p in range(FI_NPATHS) if fi_path_supported(p)]
 
 
 def get_simd_path():
     """The instruction-set path the kernels use now."""
-    return FI_PATH_NAMES[_path].decode()
+    return fi_path_names[_path].decode()
 
 
 def set_simd_path(name):
@@ -101,7 +124,7 @@ def set_simd_path(name):
     All paths write the same bits; this exists to test that, and to measure them.
     """
     global _path
-    names = [FI_PATH_NAMES[p].decode() for p in range(FI_NPATHS)]
+    names = [fi_path_names[p].decode() for p in range(FI_NPATHS)]
     if name not in names:
         raise ValueError(f"unknown SIMD path {name!r}; expected one of {names}")
     p = names.index(name)
@@ -134,7 +157,7 @@ def build_facts():
         "openmp": bool(fi_openmp_enabled()),
         "compiler": fi_compiler.decode(),
         "flags": fi_build_flags.decode(),
-        "block_elements": FI_BLOCK,
+        "block_elements": fi_block_elements,
     }
 
 
@@ -213,8 +236,7 @@ cdef class Target:
         elif typenum == cnp.NPY_UINT64:                 # raw outputs (random_raw_)
             self.kind = 4
         else:
-            raise TypeError(f"unsupported dtype {out.dtype}; expected float16, bfloat16, "
-                            "float32 or float64")
+            raise TypeError(f"unsupported dtype {out.dtype}; {_dtypes.UNSUPPORTED}")
         if not cnp.PyArray_ISNOTSWAPPED(a):
             raise TypeError(f"unsupported dtype {out.dtype.str}: byte order is not native")
         if not no_memory and not cnp.PyArray_ISWRITEABLE(a):
@@ -297,21 +319,32 @@ cdef class Target:
             pl.pieces_per_run = (pl.run_len + PIECE_LEN - 1) // PIECE_LEN
             pl.npieces = (size // pl.run_len) * pl.pieces_per_run
 
-    @property
-    def kind_name(self):
-        return KIND_NAMES[self.kind]
-
-
 # --------------------------------------------------------------------------------------
 # Jobs and the parallel loop
 # --------------------------------------------------------------------------------------
 
+# The kernels of fastinit/src/fi_kernels.def by name: (number, the struct packing their
+# parameters in their C struct's layout, the parameters' names in that order).
+cdef enum:
+    PARAMS_WORDS = 16           # room for any kernel's parameter struct, in uint64 words
+
+KERNELS = {}
+for _k in range(FI_NKERNELS):
+    _fields = [f.split(":") for f in fi_kernel_formats[_k].decode().split()]
+    _packer = struct.Struct("@" + "".join(code for _, code in _fields))
+    # The format must describe the C struct: the same size once padded to 8 bytes.
+    if not (-(-_packer.size // 8) * 8 == fi_kernel_param_sizes[_k] <= 8 * PARAMS_WORDS):
+        raise ImportError(f"kernel {fi_kernel_names[_k].decode()}: its parameter format "
+                          "does not describe its parameter struct")
+    KERNELS[fi_kernel_names[_k].decode()] = (_k, _packer, tuple(name for name, _ in _fields))
+
+
 cdef class Job:
-    """One validated fill: its target, kernel and parameters."""
+    """One validated fill: its target, kernel and packed parameters."""
 
     cdef Target target
     cdef int kernel
-    cdef fi_params params
+    cdef uint64_t params[PARAMS_WORDS]
 
 
 class WriteJob:
@@ -338,9 +371,15 @@ def _enqueue(job):
         jobs.append(job)
 
 
-cdef _submit(Target t, int kernel, fi_params *pr):
+def submit(Target t, str kernel, dict params):
+    """Fill ``t`` with the kernel named ``kernel`` (fastinit/src/fi_kernels.def) and
+    ``params`` (by field name; fields the kernel does not have are ignored): now, or
+    in order with the fills collected by ``collecting``."""
+    number, packer, fields = KERNELS[kernel]
+    cdef bytes packed = packer.pack(*[params[name] for name in fields])
     cdef Job job = Job.__new__(Job)
-    job.target, job.kernel, job.params = t, kernel, pr[0]
+    job.target, job.kernel = t, number
+    memcpy(job.params, <const char *>packed, len(packed))
     _enqueue(job)
 
 
@@ -414,7 +453,7 @@ def run_jobs(list jobs):
         return
     cdef fi_piece_fn *fns = <fi_piece_fn *>malloc(n * sizeof(fi_piece_fn))
     cdef const fi_plan **plans = <const fi_plan **>malloc(n * sizeof(fi_plan *))
-    cdef const fi_params **params = <const fi_params **>malloc(n * sizeof(fi_params *))
+    cdef const void **params = <const void **>malloc(n * sizeof(void *))
     cdef int64_t *starts = <int64_t *>malloc((n + 1) * sizeof(int64_t))
     cdef fi_cursor **cursors = NULL
     cdef int nthreads = 1, k
@@ -429,14 +468,13 @@ def run_jobs(list jobs):
             job = <Job>jobs[i]
             fns[i] = table[job.kernel]
             plans[i] = &job.target.plan
-            params[i] = &job.params
+            params[i] = <const void *>job.params
             starts[i + 1] = starts[i] + job.target.plan.npieces
             elements += job.target.size
         if starts[n] == 0:
             return
-        if elements >= PARALLEL_MIN and fi_openmp_enabled() and not _forked:
-            nthreads = _requested_threads if _requested_threads > 0 else fi_omp_max_threads()
-            nthreads = <int>min(<int64_t>nthreads, starts[n])
+        if elements >= PARALLEL_MIN:
+            nthreads = <int>min(<int64_t>_fill_threads(), starts[n])
         cursors = <fi_cursor **>calloc(nthreads, sizeof(fi_cursor *))
         if cursors == NULL:
             raise MemoryError()
@@ -467,7 +505,7 @@ def run_jobs(list jobs):
 
 
 cdef inline void _run_piece(const fi_piece_fn *fns, const fi_plan **plans,
-                            const fi_params **params, const int64_t *starts, Py_ssize_t n,
+                            const void **params, const int64_t *starts, Py_ssize_t n,
                             fi_cursor *cursor, int64_t q) noexcept nogil:
     # The job of global piece q: the last with starts[job] <= q (binary search).
     cdef Py_ssize_t lo = 0, hi = n, mid
@@ -482,7 +520,7 @@ cdef inline void _run_piece(const fi_piece_fn *fns, const fi_plan **plans,
 
 
 cdef void _run_pieces(const fi_piece_fn *fns, const fi_plan **plans,
-                      const fi_params **params, const int64_t *starts, Py_ssize_t n,
+                      const void **params, const int64_t *starts, Py_ssize_t n,
                       fi_cursor **cursors, int nthreads, int64_t first,
                       int64_t last) noexcept nogil:
     # Pieces [first, last) of the jobs' global piece numbering.
@@ -502,103 +540,20 @@ cdef void _run_pieces(const fi_piece_fn *fns, const fi_plan **plans,
 # Fills
 # --------------------------------------------------------------------------------------
 
-class ArgumentError(ValueError, RuntimeError):
-    """A distribution parameter out of its domain (low > high, std < 0, NaN, ...).
-
-    Both a ValueError, as numpy would raise, and a RuntimeError, as torch raises for
-    the same calls, so either ``except`` clause catches it.
-    """
-
-
-KIND_NAMES = ("float32", "float64", "float16", "bfloat16", "uint64")
-# The largest finite value of each kind, for torch's range checks.
-KIND_MAX = (FLT_MAX, DBL_MAX, 65504.0, 3.3895313892515355e38)
-# The names torch's overflow messages give each kind.
-KIND_TORCH_NAMES = ("float", "double", "c10::Half", "c10::BFloat16")
-
-
-def constant_value(value, int kind):
-    """``value`` as a float to write into the kind, checked as torch's ``fill_``
-    checks it: a finite value beyond the kind's largest finite value raises
-    ArgumentError (a RuntimeError, torch's type) with torch's message; infinities
-    and NaN are accepted. Not a number: TypeError."""
-    if isinstance(value, (str, bytes)):
-        raise TypeError(f"constant value must be a real number, got {type(value).__name__}")
-    if isinstance(value, complex):
-        if value.imag != 0:
-            raise ArgumentError(f"value cannot be converted to type {KIND_TORCH_NAMES[kind]} "
-                                "without overflow")
-        value = value.real
-    v = float(value)
-    if math.isfinite(v) and abs(v) > KIND_MAX[kind]:
-        raise ArgumentError(
-            f"value cannot be converted to type {KIND_TORCH_NAMES[kind]} without overflow")
-    return v
-
-
-def round_to_kind(x, int kind):
-    """``x`` rounded to nearest (even) in the kind's format, as a Python float.
-
-    16-bit kinds round through float32, as the kernels do; beyond the kind's range,
-    an infinity (without numpy's overflow warning)."""
-    if kind == 1:
-        return float(x)
-    with np.errstate(over="ignore"):
-        f = np.float32(x)
-    if kind == 0:
-        return float(f)
-    if kind == 2:
-        with np.errstate(over="ignore"):
-            return float(np.float16(f))
-    bits = int(f.view(np.uint32))
-    if (bits & 0x7FFFFFFF) > 0x7F800000:
-        return float("nan")
-    bits = ((bits + 0x7FFF + ((bits >> 16) & 1)) >> 16) << 16
-    return float(np.uint32(bits & 0xFFFFFFFF).view(np.float32))
-
-
-def next_in_kind(x, int kind, direction):
-    """The neighbour of ``x`` (a value of the kind) towards ``direction`` (+-inf)."""
-    if kind == 1:
-        return float(np.nextafter(x, direction))
-    if kind == 0:
-        return float(np.nextafter(np.float32(x), np.float32(direction)))
-    if kind == 2:
-        return float(np.nextafter(np.float16(x), np.float16(direction)))
-    bits = int(np.float32(x).view(np.uint32)) >> 16        # bfloat16: step the top half
-    if x == 0:
-        bits = 0x0001 if direction > 0 else 0x8001
-    elif (x > 0) == (direction > 0):
-        bits += 1
-    else:
-        bits -= 1
-    return float(np.uint32(bits << 16).view(np.float32))
-
-
-def kind_bits(value, int kind):
-    """The bit pattern of ``value`` in the kind's format, as an int."""
-    if kind == 0:
-        return int(np.float32(value).view(np.uint32))
-    if kind == 1:
-        return int(np.float64(value).view(np.uint64))
-    if kind == 2:
-        return int(np.float16(np.float32(value)).view(np.uint16))
-    r = round_to_kind(value, 3)
-    return int(np.float32(r).view(np.uint32)) >> 16 if r == r else 0x7FC0
-
-
 cdef int _float_kind(Target t) except -1:
-    if t.kind == 4:
-        raise TypeError("unsupported dtype uint64; expected float16, bfloat16, float32 or "
-                        "float64 (uint64 arrays take random_raw_)")
+    if t.kind == _dtypes.UINT64.kind:
+        raise TypeError(f"unsupported dtype uint64; {_dtypes.UNSUPPORTED} (uint64 arrays take "
+                        "random_raw_)")
     return t.kind
 
 
-def uniform(Target t, low, high, uint64_t k0, uint64_t k1, take_call):
-    """Fill ``t`` with uniform values in [low, high) for key (k0, k1).
+# --------------------------------------------------------------------------------------
+# Fill requests: each checks a distribution's arguments against the target and gives
+# (kernel name, parameters) for ``submit``; the caller adds the call seed ``sigma``.
+# --------------------------------------------------------------------------------------
 
-    ``take_call()`` is called once the arguments are known to be valid, and gives
-    the call counter: a call that raises does not advance the generator.
+def uniform_request(Target t, low, high):
+    """Uniform values in [low, high).
 
     Raises ArgumentError (a RuntimeError, as torch's ``uniform_``) when low > high, when
     high - low exceeds the dtype's largest finite value, or when a bound is not
@@ -608,19 +563,13 @@ def uniform(Target t, low, high, uint64_t k0, uint64_t k1, take_call):
     """
     cdef double lo = low, hi = high
     cdef float lo_f, hi_f, r_f, cap_f
-    cdef fi_params pr
     cdef int kind = _float_kind(t)
-    if not lo <= hi:
-        raise ArgumentError(
-            f"uniform_ expects to return a [from, to) range, but found from={low} > to={high}")
-    # torch compares to - from, in double, with the dtype's largest finite value.
-    if not (hi - lo) <= KIND_MAX[kind]:
-        raise ArgumentError(
-            f"uniform_ expects to-from <= std::numeric_limits<{KIND_NAMES[kind]}>::max(), but "
-            f"found to={high} and from={low} which result in to-from to exceed the limit")
+    dtype = _dtypes.BY_KIND[kind]
+    check("uniform_", lo=lo, hi=hi, low=low, high=high, dtype=dtype)
+    pr = dict(low=0.0, range=0.0, cap=0.0, low_f=0.0, range_f=0.0, cap_f=0.0)
     if kind == 1:
-        pr.low, pr.range = lo, hi - lo
-        pr.cap = nextafter(hi, -INFINITY) if lo < hi else hi
+        pr["low"], pr["range"] = lo, hi - lo
+        pr["cap"] = nextafter(hi, -INFINITY) if lo < hi else hi
     else:
         lo_f = <float>lo
         hi_f = <float>hi
@@ -629,51 +578,41 @@ def uniform(Target t, low, high, uint64_t k0, uint64_t k1, take_call):
             raise ArgumentError(f"uniform_ bounds from={low}, to={high} overflow float32")
         cap_f = nextafterf(hi_f, -INFINITY) if lo_f < hi_f else hi_f
         if kind >= 2:
-            lo_k, hi_k = round_to_kind(lo_f, kind), round_to_kind(hi_f, kind)
+            lo_k, hi_k = _dtypes.round_to(lo_f, kind), _dtypes.round_to(hi_f, kind)
             if not (math.isfinite(lo_k) and math.isfinite(hi_k)):
                 raise ArgumentError(
-                    f"uniform_ bounds from={low}, to={high} overflow {KIND_NAMES[kind]}")
-            below = next_in_kind(hi_k, kind, -math.inf) if lo_k < hi_k else hi_k
+                    f"uniform_ bounds from={low}, to={high} overflow {dtype.name}")
+            below = _dtypes.next_toward(hi_k, kind, -math.inf) if lo_k < hi_k else hi_k
             cap_f = min(cap_f, <float>below)
-        pr.low_f, pr.range_f, pr.cap_f = lo_f, r_f, cap_f
-    pr.sigma = fi_call_seed(k0, k1, take_call())
-    _submit(t, FI_UNIFORM + kind, &pr)
+        pr["low_f"], pr["range_f"], pr["cap_f"] = lo_f, r_f, cap_f
+    return "uniform_" + dtype.name, pr
 
 
-def normal(Target t, mean, std, uint64_t k0, uint64_t k1, take_call):
-    """Fill ``t`` with mean + std * z, z standard normal (the Ziggurat of docs/stream.md).
+def normal_request(Target t, mean, std):
+    """mean + std * z, z standard normal (the Ziggurat of docs/stream.md).
 
     ArgumentError (a ValueError and a RuntimeError, as torch raises), before anything
     is written, for std < 0 ("normal expects std >= 0.0") and for a mean or std that
     is not finite in the target's dtype.
-    ``take_call()`` gives the call counter once the arguments are valid. float16
-    and bfloat16 round the float32 values.
+    float16 and bfloat16 round the float32 values.
     """
     cdef double m = mean, sd = std
-    cdef fi_params pr
+    cdef float m_f = <float>m, sd_f = <float>sd
     cdef int kind = _float_kind(t)
-    if not isfinite(m) or not isfinite(sd):
-        raise ArgumentError(f"normal expects a finite mean and std, got mean={mean}, std={std}")
-    if sd < 0:
-        raise ArgumentError(f"normal expects std >= 0.0, but found std {std}")
-    pr.mean, pr.std = m, sd
-    pr.mean_f, pr.std_f = <float>m, <float>sd
-    if kind != 1 and not (isfinite(pr.mean_f) and isfinite(pr.std_f)):
+    check("normal_", m=m, sd=sd, mean=mean, std=std)
+    if kind != 1 and not (isfinite(m_f) and isfinite(sd_f)):
         raise ArgumentError(f"normal mean={mean}, std={std} overflow float32")
-    pr.sigma = fi_call_seed(k0, k1, take_call())
     if sd == 0:
-        pr.bits = kind_bits(pr.mean if kind == 1 else pr.mean_f, kind)
-        _submit(t, FI_CONSTANT, &pr)
-    else:
-        _submit(t, FI_NORMAL + kind, &pr)
+        return "constant", dict(bits=_dtypes.bits(m if kind == 1 else m_f, kind))
+    return "normal_" + _dtypes.BY_KIND[kind].name, dict(mean=m, std=sd, mean_f=m_f, std_f=sd_f)
 
 
 def _normal_cdf(x):
     return 0.5 * (1.0 + math.erf(x / math.sqrt(2.0)))
 
 
-def trunc_normal(Target t, mean, std, a, b, uint64_t k0, uint64_t k1, take_call):
-    """Fill ``t`` with normal(mean, std) values conditioned on [a, b] (docs/stream.md).
+def trunc_normal_request(Target t, mean, std, a, b):
+    """normal(mean, std) values conditioned on [a, b] (docs/stream.md).
 
     Exact rejection sampling from block-local streams: normal proposals when the
     interval holds more than 30% of the mass (as torch decides), uniform proposals
@@ -685,36 +624,27 @@ def trunc_normal(Target t, mean, std, a, b, uint64_t k0, uint64_t k1, take_call)
     arguments, or an [a, b] that holds no value of the dtype.
     std == 0 fills with mean clipped to [a, b].
     """
-    cdef double m = mean, sd = std, lo = a, hi = b
-    cdef fi_params pr
+    cdef double m = mean, sd = std, lo = a, hi = b, alpha = 0.0, beta = 0.0
     cdef int kind = _float_kind(t)
-    if not (isfinite(m) and isfinite(sd) and isfinite(lo) and isfinite(hi)):
-        raise ArgumentError(
-            f"trunc_normal_ expects finite mean, std, a and b, got {mean}, {std}, {a}, {b}")
-    if sd < 0:
-        raise ArgumentError(f"trunc_normal_ expects std >= 0.0, but found std {std}")
-    if lo > hi:
-        raise ArgumentError(
-            f"uniform_ expects to return a [from, to) range, but found from={a} > to={b}")
-    lo_k, hi_k = round_to_kind(lo, kind), round_to_kind(hi, kind)
+    dtype = _dtypes.BY_KIND[kind]
+    check("trunc_normal_", m=m, sd=sd, lo=lo, hi=hi, mean=mean, std=std, a=a, b=b)
+    lo_k, hi_k = _dtypes.round_to(lo, kind), _dtypes.round_to(hi, kind)
     if lo_k < lo:
-        lo_k = next_in_kind(lo_k, kind, math.inf)
+        lo_k = _dtypes.next_toward(lo_k, kind, math.inf)
     if hi_k > hi:
-        hi_k = next_in_kind(hi_k, kind, -math.inf)
+        hi_k = _dtypes.next_toward(hi_k, kind, -math.inf)
     if not lo_k <= hi_k:
-        raise ArgumentError(f"[{a}, {b}] holds no {KIND_NAMES[kind]} value")
-    pr.mean, pr.std, pr.lo_clip, pr.hi_clip = m, sd, lo_k, hi_k
+        raise ArgumentError(f"[{a}, {b}] holds no {dtype.name} value")
     if sd > 0:
-        pr.alpha, pr.beta = (lo - m) / sd, (hi - m) / sd
-    pr.sigma = fi_call_seed(k0, k1, take_call())
-    if sd == 0 or lo == hi or (pr.alpha == pr.beta and not isfinite(pr.alpha)):
+        alpha, beta = (lo - m) / sd, (hi - m) / sd
+    if sd == 0 or lo == hi or (alpha == beta and not isfinite(alpha)):
         # No spread, or [a, b] beyond DBL_MAX standard deviations from the mean: the
         # value of the target nearest the mean inside [a, b].
-        pr.bits = kind_bits(min(max(m, lo_k), hi_k), kind)
-        _submit(t, FI_CONSTANT, &pr)
-        return
-    pr.trunc_mode, pr.rate = _trunc_mode(pr.alpha, pr.beta)
-    _submit(t, FI_TRUNC + kind, &pr)
+        return "constant", dict(bits=_dtypes.bits(min(max(m, lo_k), hi_k), kind))
+    mode, rate = _trunc_mode(alpha, beta)
+    return "trunc_normal_" + dtype.name, dict(
+        mean=m, std=sd, alpha=alpha, beta=beta, lo_clip=lo_k, hi_clip=hi_k, rate=rate,
+        mode=mode)
 
 
 def _trunc_mode(double alpha, double beta):
@@ -737,22 +667,27 @@ def _trunc_mode(double alpha, double beta):
     return 1, 0.0
 
 
-def raw(Target t, uint64_t k0, uint64_t k1, take_call):
-    """Fill a uint64 target with the stream's raw 64-bit outputs (float64's layout)."""
+def raw_request(Target t):
+    """The stream's raw 64-bit outputs, into a uint64 target (float64's layout)."""
     if t.kind != 4:
-        raise TypeError(f"random_raw_ fills uint64 arrays, not {t.kind_name}")
-    cdef fi_params pr
-    pr.sigma = fi_call_seed(k0, k1, take_call())
-    _submit(t, FI_RAW, &pr)
+        raise TypeError(f"random_raw_ fills uint64 arrays, not {_dtypes.BY_KIND[t.kind].name}")
+    return "raw_uint64", {}
 
 
 def constant(Target t, value):
-    """Fill ``t`` with ``value`` rounded to its dtype; ArgumentError, before anything
-    is written, for a finite value beyond the dtype's range (``constant_value``)."""
-    cdef fi_params pr
+    """Fill ``t`` with ``value`` rounded to its dtype (``constant_request``)."""
+    submit(t, *constant_request(t, value))
+
+
+def constant_request(Target t, value):
+    """``value`` rounded to the target's dtype; ArgumentError for a finite value beyond
+    the dtype's range (torch's check; see fastinit/_checks.py)."""
     cdef int kind = _float_kind(t)
-    pr.bits = kind_bits(constant_value(value, kind), kind)
-    _submit(t, FI_CONSTANT, &pr)
+    if isinstance(value, (str, bytes)):
+        raise TypeError(f"constant value must be a real number, got {type(value).__name__}")
+    number = complex(value) if isinstance(value, complex) else complex(float(value), 0.0)
+    check("constant_", v=number.real, imag=number.imag, dtype=_dtypes.BY_KIND[kind])
+    return "constant", dict(bits=_dtypes.bits(number.real, kind))
 
 
 def stream_yardstick(cnp.ndarray[cnp.float32_t, ndim=1, mode="c"] out, int nthreads):

@@ -6,6 +6,7 @@ import threading
 import numpy as np
 
 from fastinit import _fill, _targets
+from fastinit._engine import call_seed as _call_seed
 
 _MASK64 = (1 << 64) - 1
 
@@ -54,19 +55,43 @@ class Generator:
             self._key = (k0, k1)
             self._counter = 0
 
-    def _take_call(self):
-        """The counter value for one fill; advances the generator by one call."""
+    def call_seed(self):
+        """Take one call and return its call seed sigma (docs/stream.md, section 2):
+        the seed of every value of one fill. Advances the generator by one call."""
         with self._lock:
             c = self._counter
             if c > _MASK64:
                 raise OverflowError("this generator has made 2**64 calls")
             self._counter = c + 1
-        return c
+            k0, k1 = self._key
+        return _call_seed(k0, k1, c)
+
+    def advance(self, calls=1):
+        """Take ``calls`` calls without filling anything (what a call on a tensor
+        without memory does); returns the generator."""
+        if isinstance(calls, bool) or not isinstance(calls, (int, np.integer)) or calls < 0:
+            raise ValueError(f"calls must be a non-negative int, got {calls!r}")
+        for _ in range(calls):
+            self.call_seed()
+        return self
+
+    def substream(self, word):
+        """A generator in this one's state whose key has ``word`` XORed into its
+        second half: its next fill has the same counter as this one's next fill, on
+        an independent stream (docs/stream.md, section 7: sparse_'s zero pattern)."""
+        with self._lock:
+            child = Generator.__new__(Generator)
+            child._lock = threading.RLock()
+            child._seed_seq = self._seed_seq
+            child._key = (self._key[0], self._key[1] ^ (int(word) & _MASK64))
+            child._counter = self._counter
+        return child
 
     @contextlib.contextmanager
-    def _transaction(self):
-        """Hold the generator for a sequence of calls (other threads wait) and, if
-        the sequence raises, put the generator back where it was before it."""
+    def transaction(self):
+        """Hold the generator for a block of calls: other threads that use it wait
+        until the block ends, and if the block raises, the generator is put back
+        where it was before it. (init_all runs a plan's calls in one.)"""
         with self._lock:
             before = self._key, self._counter
             try:
@@ -75,12 +100,15 @@ class Generator:
                 self._key, self._counter = before
                 raise
 
-    def _fill(self, fill, out, global_shape, global_offset, *params):
-        """Run one _fill function on ``out`` (validated first) as one call; a meta
-        tensor, which has no memory, is validated and still takes its call."""
+    def _fill(self, request, out, global_shape, global_offset, *args):
+        """One fill of ``out`` as one call: the target and the arguments are checked
+        (``request`` gives the kernel and its parameters), then the call is taken and
+        the fill submitted. A meta tensor, which has no memory, is checked and still
+        takes its call."""
         target = _targets.target(out, global_shape, global_offset)
-        k0, k1 = self._key
-        fill(target, *params, k0, k1, self._take_call)
+        kernel, params = request(target, *args)
+        params["sigma"] = self.call_seed()
+        _fill.submit(target, kernel, params)
         return _targets.written(out)
 
     @property
@@ -124,7 +152,7 @@ class Generator:
         overflows the dtype; TypeError or ValueError for an array that cannot be
         written. ``out`` is untouched then.
         """
-        return self._fill(_fill.uniform, out, global_shape, global_offset, low, high)
+        return self._fill(_fill.uniform_request, out, global_shape, global_offset, low, high)
 
     def normal_(self, out, mean=0.0, std=1.0, *, global_shape=None, global_offset=None):
         """Fill ``out`` in place with ``mean + std * z``, z standard normal; returns ``out``.
@@ -140,7 +168,7 @@ class Generator:
         raises) for std < 0 ("normal expects std >= 0.0") and for a mean or std
         that is NaN or infinite; ``out`` is untouched then.
         """
-        return self._fill(_fill.normal, out, global_shape, global_offset, mean, std)
+        return self._fill(_fill.normal_request, out, global_shape, global_offset, mean, std)
 
     def standard_normal_(self, out, *, global_shape=None, global_offset=None):
         """Fill ``out`` in place with standard normal values; returns ``out``.
@@ -158,7 +186,7 @@ class Generator:
         of the mass, uniform proposals otherwise), so it stays correct for small
         std and narrow intervals in every dtype; values never leave [a, b].
         """
-        return self._fill(_fill.trunc_normal, out, global_shape, global_offset, mean, std, a, b)
+        return self._fill(_fill.trunc_normal_request, out, global_shape, global_offset, mean, std, a, b)
 
     def random_raw_(self, out, *, global_shape=None, global_offset=None):
         """Fill a uint64 array with the stream's raw 64-bit outputs; returns ``out``.
@@ -166,7 +194,7 @@ class Generator:
         Element i receives raw output (i mod 2048) of its block (docs/stream.md,
         section 3): the bits every fill is made of, for statistical test batteries.
         """
-        return self._fill(_fill.raw, out, global_shape, global_offset)
+        return self._fill(_fill.raw_request, out, global_shape, global_offset)
 
     def __getstate__(self):
         with self._lock:

@@ -1,30 +1,26 @@
-# Cython declarations of the C kernels in _kernels.h.
+# Cython declarations of the C kernel library (fastinit/src/fi_api.h) and of the
+# header-only engine (fastinit/src/fi_engine.h).
 from libc.stdint cimport int64_t, uint64_t
 
-cdef extern from "_kernels.h" nogil:
-    enum:
-        FI_LANES
-        FI_BLOCK
-        FI_MAXDIM
-        FI_UNIFORM
-        FI_NORMAL
-        FI_TRUNC
-        FI_CONSTANT
-        FI_RAW
-        FI_PATH_BASELINE
-        FI_PATH_AVX2
-        FI_PATH_AVX512
-        FI_NPATHS
 
+cdef extern from "fi_engine.h" nogil:
     const uint64_t FI_JUMP[4]
     const uint64_t FI_LONG_JUMP[4]
-    const char *const FI_PATH_NAMES[]
-
     uint64_t fi_mix64(uint64_t z)
     uint64_t fi_xoshiro_next(uint64_t *s)
     void fi_xoshiro_fill_raw(uint64_t *s, uint64_t *out, int64_t n)
     void fi_xoshiro_jump(uint64_t *s, const uint64_t *poly)
     uint64_t fi_call_seed(uint64_t k0, uint64_t k1, uint64_t counter)
+
+
+cdef extern from "fi_api.h" nogil:
+    enum:
+        FI_MAXDIM
+        FI_NKERNELS
+        FI_PATH_BASELINE
+        FI_NPATHS
+
+    const int64_t fi_block_elements
     double fi_exp(double a)
     double fi_log(double u)
 
@@ -51,22 +47,15 @@ cdef extern from "_kernels.h" nogil:
         int64_t pieces_per_run
         int64_t npieces
 
-    ctypedef struct fi_params:
-        uint64_t sigma
-        double low, range, cap
-        float low_f, range_f, cap_f
-        double mean, std
-        float mean_f, std_f
-        uint64_t bits
-        double alpha, beta
-        double lo_clip, hi_clip
-        double rate
-        int trunc_mode
-
-    ctypedef void (*fi_piece_fn)(fi_cursor *, const fi_plan *, const fi_params *, int64_t)
+    ctypedef void (*fi_piece_fn)(fi_cursor *, const fi_plan *, const void *, int64_t)
+    const char *const fi_kernel_names[]
+    const char *const fi_kernel_formats[]
+    const size_t fi_kernel_param_sizes[]
+    const char *const fi_path_names[]
     const fi_piece_fn *fi_path_table(int path)
     int fi_path_supported(int path)
     void fi_store_fence()
+
     void fi_stream_yardstick(float *a, int64_t n, int nthreads)
     int fi_openmp_enabled()
     int fi_omp_max_threads()

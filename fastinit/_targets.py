@@ -8,10 +8,7 @@ import sys
 
 import numpy as np
 
-from fastinit import _fill
-
-_FLOAT_NAMES = ("float32", "float64", "float16", "bfloat16")
-
+from fastinit import _dtypes, _fill
 
 def is_tensor(x):
     torch = sys.modules.get("torch")
@@ -45,14 +42,13 @@ def _tensor_view(x):
         raise TypeError(f"expected a CPU tensor, got a tensor on {x.device}")
     if x.layout != torch.strided:
         raise TypeError(f"expected a dense (strided) tensor, got layout {x.layout}")
-    kinds = {torch.float32: (np.float32, None), torch.float64: (np.float64, None),
-             torch.float16: (np.int16, 2), torch.bfloat16: (np.int16, 3)}
-    if x.dtype not in kinds:
-        raise TypeError(f"unsupported dtype {x.dtype}; expected float16, bfloat16, float32 "
-                        "or float64")
+    dtype = _dtypes.torch_dtypes(torch).get(x.dtype)
+    if dtype is None:
+        raise TypeError(f"unsupported dtype {x.dtype}; {_dtypes.UNSUPPORTED}")
     if x.is_inference() and not torch.is_inference_mode_enabled():
         raise RuntimeError(_INFERENCE_MESSAGE)
-    np_dtype, bits_as = kinds[x.dtype]
+    bits_as = dtype.kind if dtype.itemsize == 2 else None       # 16-bit: seen as int16
+    np_dtype = np.int16 if bits_as is not None else np.dtype(dtype.name)
     if x.device.type == "meta":
         return np.broadcast_to(np.empty((), np_dtype), tuple(x.shape)), bits_as
     d = x.detach()

@@ -52,7 +52,7 @@ def _lazy(name, shape, chunks, dtype, generator, kwargs):
                              global_offset=(0,) * len(shape), **kwargs)
     chunks = da.core.normalize_chunks(chunks, shape, dtype=np.dtype(probe.dtype))
     state = gen.state
-    gen._take_call()
+    gen.advance()
     token = tokenize(name, shape, chunks, str(probe.dtype), state, kwargs)
     key = f"fastinit-{name.rstrip('_')}-{token}"
     starts = [np.concatenate([[0], np.cumsum(c)[:-1]]).astype(int).tolist() for c in chunks]

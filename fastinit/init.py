@@ -21,7 +21,7 @@ import warnings
 
 import numpy as np
 
-from fastinit import _fill, _targets
+from fastinit import _dtypes, _fill, _targets
 from fastinit._generator import Generator, default_generator
 
 __all__ = [
@@ -148,7 +148,8 @@ def constant_(tensor, val):
     RuntimeError ("value cannot be converted to type ... without overflow");
     infinities and NaN are written as they are.
     """
-    _fill.constant(_targets.target(tensor), val)
+    target = _targets.target(tensor)
+    _fill.submit(target, *_fill.constant_request(target, val))
     return _targets.written(tensor)
 
 
@@ -165,19 +166,7 @@ def zeros_(tensor):
 def _write_values(tensor, values):
     """Write a float64 numpy array of the tensor's shape into it (rounded to its dtype)."""
     array, bits_as = _targets.as_array(tensor)
-    if bits_as is None:
-        if not isinstance(array, np.ndarray):
-            raise TypeError(f"expected a numpy.ndarray, got {type(array).__name__}")
-        array[...] = values
-        return
-    bits = np.asarray(values, np.float32).view(np.uint32)
-    if bits_as == 3:                                    # bfloat16: round to nearest even
-        nan = (bits & 0x7FFFFFFF) > 0x7F800000
-        half = ((bits + 0x7FFF + ((bits >> 16) & 1)) >> 16).astype(np.uint16)
-        half[nan] = ((bits[nan] >> 16) | 0x40).astype(np.uint16)
-    else:
-        half = np.asarray(values, np.float32).astype(np.float16).view(np.uint16)
-    array[...] = half.view(np.int16)
+    array[...] = values if bits_as is None else _dtypes.to_16bit(values, bits_as)
 
 
 def _submit_values(tensor, target, values):
@@ -253,7 +242,7 @@ def _kaiming_std(tensor, a, mode, nonlinearity, generator, global_shape):
     shape = _global_shape(tensor, global_shape)
     if 0 in shape:
         warnings.warn("Initializing zero-element tensors is a no-op", stacklevel=3)
-        _generator(generator)._take_call()
+        _generator(generator).advance()
         return None
     fan = _correct_fan(shape, mode)
     gain = calculate_gain(nonlinearity, a)
@@ -301,7 +290,7 @@ def orthogonal_(tensor, gain=1, generator=None, *, global_shape=None, global_off
     gen = _generator(generator)
     target = _targets.target(tensor, global_shape, global_offset)
     if _targets.is_meta(tensor) or math.prod(shape) == 0:
-        gen._take_call()
+        gen.advance()
         return tensor
     values = _orthogonal(tensor, gain, gen, shape, global_shape, global_offset)
     return _submit_values(tensor, target, values)
@@ -342,33 +331,27 @@ def sparse_(tensor, sparsity, std=0.01, generator=None, *, global_shape=None,
     if not 0.0 <= sparsity <= 1.0:
         raise ValueError(f"sparsity must be in [0, 1], got {sparsity}")
     gen = _generator(generator)
-    target = _targets.target(tensor, global_shape, global_offset)
-    k0, k1 = gen._key
-    taken = []
-
-    def take_call():                    # one call for both streams, once std is valid
-        if not taken:
-            taken.append(gen._take_call())
-        return taken[0]
-
-    _fill.normal(target, 0.0, std, k0, k1, take_call)
+    with gen.transaction():
+        # The zero pattern's stream: the same call as the values', another key.
+        pattern = gen.substream(_SUBSTREAM_1)
+        gen.normal_(tensor, 0.0, std, global_shape=global_shape, global_offset=global_offset)
     rows = shape[0]
     num_zeros = math.ceil(sparsity * rows)
     if _targets.is_meta(tensor) or num_zeros == 0:
-        return _targets.written(tensor)
+        return tensor
     local = _targets.shape_of(tensor)
     r0, c0 = global_offset or (0, 0)
     keys = np.empty((rows, local[1]))
     with _fill.immediate():                     # scratch keys, read back at once
-        _fill.uniform(_fill.Target(keys, shape, (0, c0)), 0.0, 1.0, k0, k1 ^ _SUBSTREAM_1,
-                      take_call)
+        pattern.uniform_(keys, 0.0, 1.0, global_shape=shape, global_offset=(0, c0))
     zero_rows = np.argsort(keys, axis=0, kind="stable")[:num_zeros]
     mask = np.zeros((rows, local[1]), bool)
     np.put_along_axis(mask, zero_rows, True, axis=0)
     mask = mask[r0:r0 + local[0]]
     array, _ = _targets.as_array(tensor)
-    _fill.submit_write(target, lambda: array.__setitem__(mask, 0))
-    return _targets.written(tensor)
+    _fill.submit_write(_targets.target(tensor, global_shape, global_offset),
+                       lambda: array.__setitem__(mask, 0))
+    return tensor
 
 
 # --------------------------------------------------------------------------------------
@@ -528,7 +511,7 @@ def init_all(plan, generator=None):
         if takes_generator:
             kwargs["generator"] = gen
         calls.append((init, target, kwargs))
-    with gen._transaction(), _fill.collecting() as batch:
+    with gen.transaction(), _fill.collecting() as batch:
         for init, target, kwargs in calls:
             init(target, **kwargs)
     batch.run()

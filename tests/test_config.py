@@ -71,6 +71,23 @@ def test_omp_num_threads_is_honoured(n):
 
 
 @pytest.mark.skipif(not fastinit.build_info()["openmp"], reason="serial build")
+@pytest.mark.skipif(not hasattr(os, "sched_setaffinity") or len(os.sched_getaffinity(0)) < 2,
+                    reason="needs an affinity mask of two CPUs or more to restrict")
+def test_default_threads_respect_the_affinity_mask():
+    # As scikit-learn does: the default is capped at the CPUs the process may use (a
+    # container's or taskset's mask), unless OMP_NUM_THREADS asks for more.
+    code = ("import os; os.sched_setaffinity(0, {min(os.sched_getaffinity(0))}); "
+            "import numpy as np, fastinit; print(fastinit.get_num_threads()); "
+            "fastinit.uniform_(np.empty(1 << 20, np.float32)); print('filled')")
+    env = {k: v for k, v in os.environ.items() if k != "OMP_NUM_THREADS"}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         env=env, cwd=ROOT, timeout=300)
+    assert out.returncode == 0 and out.stdout.split() == ["1", "filled"], out.stderr
+    out, _ = run_python(code, env={"OMP_NUM_THREADS": "2"})
+    assert out.split() == ["2", "filled"]
+
+
+@pytest.mark.skipif(not fastinit.build_info()["openmp"], reason="serial build")
 def test_threadpoolctl_limits_apply():
     threadpoolctl = pytest.importorskip("threadpoolctl")
     fastinit.set_num_threads(None)
@@ -110,8 +127,10 @@ def copy_sources(dest):
     import shutil
     for name in ("setup.py", "pyproject.toml", "README.md", "MANIFEST.in"):
         shutil.copy(os.path.join(ROOT, name), dest)
+    # Not the build's outputs: extensions and the C files Cython generates (fastinit/src
+    # holds the kernels' own C sources).
     shutil.copytree(os.path.join(ROOT, "fastinit"), os.path.join(dest, "fastinit"),
-                    ignore=shutil.ignore_patterns("*.so", "*.c", "__pycache__"))
+                    ignore=shutil.ignore_patterns("*.so", "_*.c", "__pycache__"))
 
 
 def build(src, **env):

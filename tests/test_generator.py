@@ -132,3 +132,29 @@ def test_python_threads_filling_different_arrays_concurrently():
         t.join()
     for w, a in zip(want, got):
         np.testing.assert_array_equal(a, w)
+
+
+def test_advance_substream_and_transaction():
+    g = fastinit.Generator(4)
+    assert g.advance(3) is g and g.state["counter"] == 3
+    for bad in (-1, 1.5, True):
+        with pytest.raises(ValueError):
+            g.advance(bad)
+    # A substream: the same counter, key word 1 XORed, an independent stream.
+    sub = g.substream(0x1234)
+    assert sub.state == {"key": (g.state["key"][0], g.state["key"][1] ^ 0x1234), "counter": 3}
+    a = sub.uniform_(np.empty(100))
+    twin = fastinit.Generator(4)
+    twin.state = {"key": (g.state["key"][0], g.state["key"][1] ^ 0x1234), "counter": 3}
+    np.testing.assert_array_equal(a, twin.uniform_(np.empty(100)))
+    assert g.state["counter"] == 3 and not np.array_equal(a, g.uniform_(np.empty(100)))
+    # A transaction puts the generator back when its block raises.
+    before = g.state
+    with pytest.raises(KeyError):
+        with g.transaction():
+            g.advance(5)
+            raise KeyError("out")
+    assert g.state == before
+    with g.transaction():
+        g.advance(2)
+    assert g.state["counter"] == before["counter"] + 2

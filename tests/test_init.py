@@ -8,7 +8,7 @@ import pytest
 from scipy import stats
 
 import fastinit as fi
-from fastinit import _fill
+from fastinit import _dtypes, _fill
 
 ml_dtypes = pytest.importorskip("ml_dtypes")
 DTYPES = [np.float16, ml_dtypes.bfloat16, np.float32, np.float64]
@@ -78,10 +78,10 @@ def test_uniform_bounds_in_every_dtype(kind, dtype):
     # dtype; in 16 bits, where rounding up to it is frequent, the largest value below
     # it is reached.
     fi.uniform_(a, 0.0, 0.1, fi.Generator(1))
-    high = _fill.round_to_kind(0.1, kind)
+    high = _dtypes.round_to(0.1, kind)
     assert f64(a).max() < high
     if a.itemsize == 2:
-        assert f64(a).max() == _fill.next_in_kind(high, kind, -math.inf)
+        assert f64(a).max() == _dtypes.next_toward(high, kind, -math.inf)
 
 
 @pytest.mark.parametrize("dtype", DTYPES, ids=IDS)
@@ -285,7 +285,7 @@ def test_unwritable_targets_raise_before_anything_else(name):
 @pytest.mark.parametrize("kind, dtype", list(enumerate([np.float32, np.float64, np.float16,
                                                         ml_dtypes.bfloat16])))
 def test_constant_rejects_values_beyond_the_dtype(kind, dtype):
-    largest = _fill.KIND_MAX[kind]
+    largest = _dtypes.BY_KIND[kind].max
     for ok in [largest, -largest, math.inf, -math.inf, 0.0, True]:
         a = fi.constant_(np.zeros(3, dtype), ok)
         assert (a.astype(np.float64) == float(ok)).all()

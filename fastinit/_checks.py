@@ -1,0 +1,59 @@
+"""The distributions' parameter checks, declared once: for each fill, its conditions in
+order, each with the message torch (or numpy) gives when it fails. ``check`` raises
+the first failure as an ArgumentError, before anything is written or any call taken.
+
+Conditions see the arguments as doubles (``lo``, ``hi``, ``m``, ``sd``...) and the
+target's DType (``dtype``); messages show them as the caller passed them."""
+
+import math
+
+
+class ArgumentError(ValueError, RuntimeError):
+    """A distribution parameter out of its domain (low > high, std < 0, NaN, ...).
+
+    Both a ValueError, as numpy would raise, and a RuntimeError, as torch raises for
+    the same calls, so either ``except`` clause catches it.
+    """
+
+
+def _finite(*values):
+    return all(math.isfinite(v) for v in values)
+
+
+CHECKS = {
+    "uniform_": (
+        (lambda a: a["lo"] <= a["hi"],
+         "uniform_ expects to return a [from, to) range, but found from={low} > to={high}"),
+        # torch compares to - from, in double, with the dtype's largest finite value.
+        (lambda a: a["hi"] - a["lo"] <= a["dtype"].max,
+         "uniform_ expects to-from <= std::numeric_limits<{dtype.name}>::max(), but found "
+         "to={high} and from={low} which result in to-from to exceed the limit"),
+    ),
+    "normal_": (
+        (lambda a: _finite(a["m"], a["sd"]),
+         "normal expects a finite mean and std, got mean={mean}, std={std}"),
+        (lambda a: a["sd"] >= 0, "normal expects std >= 0.0, but found std {std}"),
+    ),
+    "trunc_normal_": (
+        (lambda a: _finite(a["m"], a["sd"], a["lo"], a["hi"]),
+         "trunc_normal_ expects finite mean, std, a and b, got {mean}, {std}, {a}, {b}"),
+        (lambda a: a["sd"] >= 0, "trunc_normal_ expects std >= 0.0, but found std {std}"),
+        (lambda a: a["lo"] <= a["hi"],
+         "uniform_ expects to return a [from, to) range, but found from={a} > to={b}"),
+    ),
+    # As torch's fill_: infinities and NaN are values; a finite value beyond the
+    # dtype's range, or a complex value (real part v, imaginary part imag) that is not
+    # real, is an overflow.
+    "constant_": (
+        (lambda a: a["imag"] == 0 and not (math.isfinite(a["v"])
+                                           and abs(a["v"]) > a["dtype"].max),
+         "value cannot be converted to type {dtype.torch_name} without overflow"),
+    ),
+}
+
+
+def check(fill, **args):
+    """Raise ArgumentError for the first of ``fill``'s conditions that ``args`` fail."""
+    for holds, message in CHECKS[fill]:
+        if not holds(args):
+            raise ArgumentError(message.format(**args))

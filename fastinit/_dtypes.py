@@ -1,0 +1,101 @@
+"""The dtypes fastinit fills, in one place: their names, the kernels' number for
+each (``kind``), widths, largest finite values and torch's names for them, and
+rounding to them. 16-bit values round through float32, as the kernels do
+(docs/stream.md, section 7)."""
+
+import math
+from typing import NamedTuple
+
+import numpy as np
+
+
+class DType(NamedTuple):
+    name: str           # as numpy and the kernel names (fastinit/src/fi_kernels.def) spell it
+    kind: int           # the number _fill.Target gives it
+    itemsize: int
+    max: float          # the largest finite value
+    torch_name: str     # as torch's messages name it
+
+
+FLOAT32 = DType("float32", 0, 4, float(np.finfo(np.float32).max), "float")
+FLOAT64 = DType("float64", 1, 8, float(np.finfo(np.float64).max), "double")
+FLOAT16 = DType("float16", 2, 2, 65504.0, "c10::Half")
+BFLOAT16 = DType("bfloat16", 3, 2, 3.3895313892515355e38, "c10::BFloat16")
+UINT64 = DType("uint64", 4, 8, math.inf, "uint64_t")          # raw outputs only
+BY_KIND = (FLOAT32, FLOAT64, FLOAT16, BFLOAT16, UINT64)
+
+UNSUPPORTED = "expected float16, bfloat16, float32 or float64"
+
+
+def torch_dtypes(torch):
+    """torch's floating dtypes -> the DType fastinit fills them as."""
+    return {torch.float32: FLOAT32, torch.float64: FLOAT64, torch.float16: FLOAT16,
+            torch.bfloat16: BFLOAT16}
+
+
+def round_to(x, kind):
+    """``x`` rounded to nearest (even) in the kind's format, as a Python float; beyond
+    the kind's range, an infinity (without numpy's overflow warning)."""
+    if kind == FLOAT64.kind:
+        return float(x)
+    with np.errstate(over="ignore"):
+        f = np.float32(x)
+        if kind == FLOAT32.kind:
+            return float(f)
+        if kind == FLOAT16.kind:
+            return float(np.float16(f))
+    if f != f:
+        return math.nan
+    return float((np.uint32(bfloat16_bits(f)) << np.uint32(16)).view(np.float32))
+
+
+def next_toward(x, kind, direction):
+    """The neighbour of ``x`` (a value of the kind) towards ``direction`` (+-inf)."""
+    if kind == FLOAT64.kind:
+        return float(np.nextafter(x, direction))
+    if kind == FLOAT32.kind:
+        return float(np.nextafter(np.float32(x), np.float32(direction)))
+    if kind == FLOAT16.kind:
+        return float(np.nextafter(np.float16(x), np.float16(direction)))
+    bits = int(np.float32(x).view(np.uint32)) >> 16        # bfloat16: step the top half
+    if x == 0:
+        bits = 0x0001 if direction > 0 else 0x8001
+    elif (x > 0) == (direction > 0):
+        bits += 1
+    else:
+        bits -= 1
+    return float(np.uint32(bits << 16).view(np.float32))
+
+
+def bits(value, kind):
+    """The bit pattern of ``value`` in the kind's format, as an int."""
+    if kind == FLOAT32.kind:
+        return int(np.float32(value).view(np.uint32))
+    if kind == FLOAT64.kind:
+        return int(np.float64(value).view(np.uint64))
+    with np.errstate(over="ignore"):
+        f = np.float32(value)
+        if kind == FLOAT16.kind:
+            return int(f.astype(np.float16).view(np.uint16))
+    return 0x7FC0 if f != f else int(bfloat16_bits(f))     # any NaN: torch's quiet NaN
+
+
+def bfloat16_bits(values):
+    """float32 values (an array or a scalar) rounded to bfloat16, to nearest even, as
+    uint16 bit patterns; a NaN stays a quiet NaN."""
+    b = np.asarray(values, np.float32).view(np.uint32)
+    rounded = ((b + np.uint32(0x7FFF) + ((b >> np.uint32(16)) & np.uint32(1)))
+               >> np.uint32(16)).astype(np.uint16)
+    nan = (b & np.uint32(0x7FFFFFFF)) > np.uint32(0x7F800000)
+    quiet = ((b >> np.uint32(16)) | np.uint32(0x40)).astype(np.uint16)
+    return np.where(nan, quiet, rounded)
+
+
+def to_16bit(values, kind):
+    """float64 values rounded through float32 to float16 or bfloat16, as int16 bit
+    patterns (the view fastinit writes 16-bit tensors through)."""
+    with np.errstate(over="ignore"):
+        f = np.asarray(values, np.float32)
+        if kind == FLOAT16.kind:
+            return f.astype(np.float16).view(np.int16)
+    return bfloat16_bits(f).view(np.int16)

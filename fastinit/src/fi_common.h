@@ -1,0 +1,51 @@
+/*
+ * What every fastinit C file needs: the platforms it builds on, inlining and
+ * alignment, and the 32-byte vector types the kernels are written in.
+ *
+ * The kernels are portable C with GCC/Clang vector extensions, compiled once per
+ * instruction set (fi_dispatch.c); with -ffp-contract=off every path performs the
+ * same IEEE operations and so writes the same bits.
+ */
+#ifndef FI_COMMON_H
+#define FI_COMMON_H
+
+#include <math.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#if (defined(__x86_64__) || defined(_M_X64)) && defined(__GNUC__)
+#include <emmintrin.h>
+#define FI_X86 1
+#endif
+
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_BIG_ENDIAN__
+#error "fastinit's stream layout reads 32-bit halves in little-endian order"
+#endif
+
+#if !defined(__GNUC__)
+#error "fastinit's kernels use GCC/Clang vector extensions"
+#endif
+
+#define FI_INLINE static inline __attribute__((always_inline))
+#define FI_ALIGN64 __attribute__((aligned(64)))
+typedef uint32_t fi_u32_alias __attribute__((__may_alias__));
+typedef uint16_t fi_u16_alias __attribute__((__may_alias__));
+
+/* 32-byte vectors: one source, lowered to SSE2 pairs, AVX2 or AVX-512VL per target. */
+typedef uint64_t fi_u64x4 __attribute__((vector_size(32)));
+typedef int64_t fi_i64x4 __attribute__((vector_size(32)));
+typedef uint32_t fi_u32x8 __attribute__((vector_size(32)));
+typedef int32_t fi_i32x8 __attribute__((vector_size(32)));
+typedef float fi_f32x8 __attribute__((vector_size(32)));
+typedef double fi_f64x4 __attribute__((vector_size(32)));
+typedef float fi_f32x4 __attribute__((vector_size(16)));
+typedef uint16_t fi_u16x8 __attribute__((vector_size(16)));
+
+/* Broadcasts. (Not x + (vector){0}: that would turn -0.0 into +0.0.) */
+FI_INLINE fi_f32x8 fi_splat_f32(float x) { return (fi_f32x8){x, x, x, x, x, x, x, x}; }
+FI_INLINE fi_f64x4 fi_splat_f64(double x) { return (fi_f64x4){x, x, x, x}; }
+FI_INLINE fi_u64x4 fi_splat_u64(uint64_t x) { return (fi_u64x4){x, x, x, x}; }
+
+#endif /* FI_COMMON_H */

@@ -1,0 +1,69 @@
+/*
+ * The one translation unit that holds the fill kernels: every distribution's
+ * kernel file, compiled into each instruction-set path (fi_path.inc), and the
+ * tables the executor picks from at run time.
+ */
+#include "fi_dispatch.h"
+
+#include "fi_constant.h"
+#include "fi_normal.h"
+#include "fi_trunc.h"
+#include "fi_uniform.h"
+
+const char *const fi_kernel_names[FI_NKERNELS] = {
+#define FI_KERNEL(NAME, BODY, PARAMS, FORMAT) #NAME,
+#include "fi_kernels.def"
+#undef FI_KERNEL
+};
+
+const char *const fi_kernel_formats[FI_NKERNELS] = {
+#define FI_KERNEL(NAME, BODY, PARAMS, FORMAT) FORMAT,
+#include "fi_kernels.def"
+#undef FI_KERNEL
+};
+
+const size_t fi_kernel_param_sizes[FI_NKERNELS] = {
+#define FI_KERNEL(NAME, BODY, PARAMS, FORMAT) sizeof(PARAMS),
+#include "fi_kernels.def"
+#undef FI_KERNEL
+};
+
+const char *const fi_path_names[FI_NPATHS] = {"baseline", "avx2", "avx512"};
+
+#define FI_PATH_SUFFIX baseline
+#define FI_PATH_ATTR
+#include "fi_path.inc"
+
+#ifdef FI_X86
+#define FI_PATH_SUFFIX avx2
+#define FI_PATH_ATTR __attribute__((target("avx2,f16c")))
+#include "fi_path.inc"
+
+#define FI_PATH_SUFFIX avx512
+#define FI_PATH_ATTR __attribute__((target("avx512f,avx512dq,avx512bw,avx512vl,f16c")))
+#include "fi_path.inc"
+#endif
+
+int fi_path_supported(int path)
+{
+    if (path == FI_PATH_BASELINE) return 1;
+#ifdef FI_X86
+    __builtin_cpu_init();
+    const int f16c = __builtin_cpu_supports("f16c");
+    if (path == FI_PATH_AVX2) return __builtin_cpu_supports("avx2") && f16c;
+    if (path == FI_PATH_AVX512)
+        return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512dq") &&
+               __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512vl") && f16c;
+#endif
+    return 0;
+}
+
+const fi_piece_fn *fi_path_table(int path)
+{
+#ifdef FI_X86
+    if (path == FI_PATH_AVX512) return fi_table_avx512;
+    if (path == FI_PATH_AVX2) return fi_table_avx2;
+#endif
+    (void)path;
+    return fi_table_baseline;
+}

@@ -1,0 +1,65 @@
+/*
+ * float32 values rounded to 16 bits, to nearest even: bfloat16 (the top half of the
+ * float32 bits, NaN kept quiet) and IEEE float16 (docs/stream.md, section 7).
+ */
+#ifndef FI_HALF_H
+#define FI_HALF_H
+
+#include "fi_common.h"
+
+/* 8 float32 values to bfloat16 bits: the top half, rounded to nearest even (a NaN
+ * stays a quiet NaN). */
+FI_INLINE fi_u16x8 fi_to_bf16x8(fi_f32x8 v)
+{
+    const fi_u32x8 b = (fi_u32x8)v;
+    const fi_u32x8 rounded = (b + 0x7FFFu + ((b >> 16) & 1u)) >> 16;
+    const fi_u32x8 nan = (fi_u32x8)((b & 0x7FFFFFFFu) > 0x7F800000u);
+    return __builtin_convertvector((rounded & ~nan) | (((b >> 16) | 0x40u) & nan), fi_u16x8);
+}
+
+/* 8 float32 values to float16 bits, IEEE round to nearest even, branch-free:
+ * |x| >= 2^16 or NaN: infinity or a quiet NaN; |x| < 2^-14 (float16 subnormals):
+ * one IEEE addition of 2^-1 (whose unit in the last place is float16's 2^-24)
+ * rounds the magnitude, and its low bits are the result; otherwise the exponent
+ * is rebased and the 13 dropped bits rounded half to even (a carry into the
+ * exponent gives the next binade or infinity). */
+FI_INLINE fi_u16x8 fi_to_f16x8(fi_f32x8 v)
+{
+    const fi_u32x8 b = (fi_u32x8)v;
+    const fi_u32x8 sign = (b >> 16) & 0x8000u;
+    const fi_u32x8 a = b & 0x7FFFFFFFu;
+    const fi_u32x8 big = (fi_u32x8)(a >= 0x47800000u);    /* >= 2^16, inf, NaN */
+    const fi_u32x8 is_nan = (fi_u32x8)(a > 0x7F800000u);
+    const fi_u32x8 over = (is_nan & 0x7E00u) | (~is_nan & 0x7C00u);
+    const fi_u32x8 tiny = (fi_u32x8)(a < 0x38800000u);                /* < 2^-14 */
+    const fi_f32x8 magic = fi_splat_f32(0.5f);
+    const fi_u32x8 sub = (fi_u32x8)((fi_f32x8)a + magic) - (fi_u32x8)magic;
+    const fi_u32x8 norm = (a - 0x38000000u + 0xFFFu + ((a >> 13) & 1u)) >> 13;
+    const fi_u32x8 mag = (big & over) | (~big & ((tiny & sub) | (~tiny & norm)));
+    return __builtin_convertvector(sign | mag, fi_u16x8);
+}
+
+/* Stores 8 float32 values rounded to 16 bits (bfloat16 or float16) at dst:
+ * non-temporal when stream is set (dst then 16-byte aligned). */
+FI_INLINE void fi_put_half8(uint16_t *dst, fi_f32x8 v, int stream, int bf16)
+{
+    const fi_u16x8 h = bf16 ? fi_to_bf16x8(v) : fi_to_f16x8(v);
+#ifdef FI_X86
+    if (stream) { _mm_stream_si128((__m128i *)dst, (__m128i)h); return; }
+#endif
+    (void)stream;
+    memcpy(dst, &h, sizeof h);
+}
+
+/* Converts m float32 values (m a multiple of 8) to 16 bits (BF16: bfloat16, else
+ * float16) into dst. */
+FI_INLINE void fi_store_half(uint16_t *dst, const float *vals, int64_t m, int bf16, int stream)
+{
+    for (int64_t k = 0; k < m; k += 8) {
+        fi_f32x8 v;
+        memcpy(&v, vals + k, sizeof v);
+        fi_put_half8(dst + k, v, stream, bf16);
+    }
+}
+
+#endif /* FI_HALF_H */

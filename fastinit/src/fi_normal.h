@@ -1,0 +1,224 @@
+/*
+ * Normal fills (docs/stream.md, section 6): the 256-layer Ziggurat of Marsaglia and
+ * Tsang with its exact tail. The fast path is vectorized over a step's candidates;
+ * the ~1.5% of candidates outside the layers' rectangles are completed from their
+ * lane's auxiliary stream, in element order. float16 and bfloat16 round the float32
+ * values.
+ */
+#ifndef FI_NORMAL_H
+#define FI_NORMAL_H
+
+#include "fi_detmath.h"
+#include "fi_pieces.h"
+#include "fi_ziggurat_tables.h"
+
+/* mean + std * z, in float64 (mean, std) or float32 (the _f fields). */
+typedef struct {
+    uint64_t sigma;
+    double mean, std;
+    float mean_f, std_f;
+} fi_normal_params;
+#define FI_NORMAL_FORMAT "sigma:Q mean:d std:d mean_f:f std_f:f"
+
+/* The tail beyond r (Marsaglia's exact method), from a lane's auxiliary outputs. */
+static double fi_zig_tail(fi_lanes *aux, int lane, int negative)
+{
+    for (;;) {
+        const double xx = -fi_log(fi_u53_open(fi_lane_next(aux, lane))) * FI_ZIG_INV_R;
+        const double yy = -fi_log(fi_u53_open(fi_lane_next(aux, lane)));
+        if (yy + yy > xx * xx) return negative ? -(FI_ZIG_R + xx) : FI_ZIG_R + xx;
+    }
+}
+
+/* Whether the wedge of layer idx accepts x (given as a double), from one more output. */
+static int fi_zig_wedge(fi_lanes *aux, int lane, int idx, double x)
+{
+    const double u = fi_u53(fi_lane_next(aux, lane));
+    return FI_ZIG_F[idx] + u * (FI_ZIG_F[idx - 1] - FI_ZIG_F[idx]) < fi_exp(-0.5 * x * x);
+}
+
+/* Exact-to-bits helper: the magnitude m (< 2^52) as a double. */
+FI_INLINE double fi_u52_to_double(uint64_t m)
+{
+    double d;
+    const uint64_t bits = m | 0x4330000000000000ULL;      /* 2^52 + m */
+    memcpy(&d, &bits, sizeof d);
+    return d - 0x1p52;
+}
+
+/* A float64 candidate that left the fast path (idx = X & 255, negative = bit 8,
+ * magnitude = X >> 12), completed from its lane's auxiliary outputs. */
+static double fi_zig64_slow(fi_lanes *aux, int lane, uint64_t x64)
+{
+    for (;;) {
+        const int idx = (int)(x64 & 255), negative = (int)(x64 >> 8) & 1;
+        const uint64_t m = x64 >> 12;
+        const double x = fi_u52_to_double(m) * FI_ZIG64_W[idx];
+        if (m < FI_ZIG64_K[idx]) return negative ? -x : x;
+        if (idx == 0) return fi_zig_tail(aux, lane, negative);
+        if (fi_zig_wedge(aux, lane, idx, x)) return negative ? -x : x;
+        x64 = fi_lane_next(aux, lane);
+    }
+}
+
+/* A float32 candidate w that left the fast path (idx = w & 255, negative = bit 8,
+ * magnitude = w >> 9); new candidates are the low halves of auxiliary outputs. */
+static float fi_zig32_slow(fi_lanes *aux, int lane, uint32_t w)
+{
+    for (;;) {
+        const int idx = (int)(w & 255), negative = (int)(w >> 8) & 1;
+        const uint32_t m = w >> 9;
+        const float x = (float)(int32_t)m * FI_ZIG32_W[idx];
+        if (m < FI_ZIG32_K[idx]) return negative ? -x : x;
+        if (idx == 0) return (float)fi_zig_tail(aux, lane, negative);
+        if (fi_zig_wedge(aux, lane, idx, (double)x)) return negative ? -x : x;
+        w = (uint32_t)fi_lane_next(aux, lane);
+    }
+}
+
+/* The fast path of one float32 step: each lane's next main output gives two
+ * candidates (low half, then high half) for elements 2l and 2l+1 of the step's
+ * 32, computed 8 at a time; only the table look-ups are per element. Accepted
+ * values go to z; a rejected candidate leaves its raw bits in z and its bit in
+ * the returned mask. */
+FI_INLINE uint32_t fi_normal_f32_fast(fi_lanes *ln, fi_f32x8 *z)
+{
+    uint32_t rejected = 0;
+    for (int v = 0; v < FI_VECS; v++) {
+        const fi_u32x8 h = (fi_u32x8)fi_step4(&ln->s0[v], &ln->s1[v], &ln->s2[v], &ln->s3[v]);
+        const fi_u32x8 idx = h & 255, m = h >> 9;
+        const fi_f32x8 w = {FI_ZIG32_W[idx[0]], FI_ZIG32_W[idx[1]], FI_ZIG32_W[idx[2]],
+                            FI_ZIG32_W[idx[3]], FI_ZIG32_W[idx[4]], FI_ZIG32_W[idx[5]],
+                            FI_ZIG32_W[idx[6]], FI_ZIG32_W[idx[7]]};
+        const fi_i32x8 k = {(int32_t)FI_ZIG32_K[idx[0]], (int32_t)FI_ZIG32_K[idx[1]],
+                            (int32_t)FI_ZIG32_K[idx[2]], (int32_t)FI_ZIG32_K[idx[3]],
+                            (int32_t)FI_ZIG32_K[idx[4]], (int32_t)FI_ZIG32_K[idx[5]],
+                            (int32_t)FI_ZIG32_K[idx[6]], (int32_t)FI_ZIG32_K[idx[7]]};
+        const fi_f32x8 x = __builtin_convertvector((fi_i32x8)m, fi_f32x8) * w;
+        const fi_u32x8 signed_x = (fi_u32x8)x ^ ((h & 256) << 23);
+        const fi_u32x8 reject = (fi_u32x8)((fi_i32x8)m >= k);
+        z[v] = (fi_f32x8)((signed_x & ~reject) | (h & reject));
+        uint64_t any[4];
+        memcpy(any, &reject, sizeof any);
+        if (any[0] | any[1] | any[2] | any[3])
+            for (int i = 0; i < 8; i++) rejected |= (reject[i] & 1u) << (8 * v + i);
+    }
+    return rejected;
+}
+
+/* The same for float64: one candidate per lane, element l of the step's 16. */
+FI_INLINE uint32_t fi_normal_f64_fast(fi_lanes *ln, fi_f64x4 *z)
+{
+    uint32_t rejected = 0;
+    for (int v = 0; v < FI_VECS; v++) {
+        const fi_u64x4 x = fi_step4(&ln->s0[v], &ln->s1[v], &ln->s2[v], &ln->s3[v]);
+        const fi_u64x4 idx = x & 255, m = x >> 12;
+        const fi_f64x4 w = {FI_ZIG64_W[idx[0]], FI_ZIG64_W[idx[1]], FI_ZIG64_W[idx[2]],
+                            FI_ZIG64_W[idx[3]]};
+        const fi_i64x4 k = {(int64_t)FI_ZIG64_K[idx[0]], (int64_t)FI_ZIG64_K[idx[1]],
+                            (int64_t)FI_ZIG64_K[idx[2]], (int64_t)FI_ZIG64_K[idx[3]]};
+        const fi_f64x4 md = (fi_f64x4)(m | 0x4330000000000000ULL) - 0x1p52;  /* exact */
+        const fi_u64x4 signed_d = (fi_u64x4)(md * w) ^ ((x & 256) << 55);
+        const fi_u64x4 reject = (fi_u64x4)((fi_i64x4)m >= k);
+        z[v] = (fi_f64x4)((signed_d & ~reject) | (x & reject));
+        uint64_t any[4];
+        memcpy(any, &reject, sizeof any);
+        if (any[0] | any[1] | any[2] | any[3])
+            for (int i = 0; i < 4; i++) rejected |= (uint32_t)(reject[i] & 1u) << (4 * v + i);
+    }
+    return rejected;
+}
+
+/* Completes the rejected candidates of one step in element order: element k holds
+ * its candidate's raw bits (RAW) until SLOW, drawing from lane LANE_OF(k), replaces
+ * them by the value. */
+#define FI_DEFINE_NORMAL_FIX(NAME, VEC, SCALAR, RAW, SLOW, LANE_OF)                        \
+FI_INLINE void NAME(fi_lanes *aux, uint32_t rejected, VEC *zv)                             \
+{                                                                                          \
+    SCALAR *z = (SCALAR *)zv;                                                              \
+    while (rejected) {                                                                     \
+        const int k = __builtin_ctz(rejected);                                             \
+        RAW bits;                                                                          \
+        rejected &= rejected - 1;                                                          \
+        memcpy(&bits, &z[k], sizeof bits);                                                 \
+        z[k] = SLOW(aux, LANE_OF(k), bits);                                                \
+    }                                                                                      \
+}
+
+#define FI_LANE_OF_F32(k) ((k) >> 1)   /* two float32 candidates per lane and step */
+#define FI_LANE_OF_F64(k) (k)
+FI_DEFINE_NORMAL_FIX(fi_normal_f32_fix, fi_f32x8, float, uint32_t, fi_zig32_slow, FI_LANE_OF_F32)
+FI_DEFINE_NORMAL_FIX(fi_normal_f64_fix, fi_f64x4, double, uint64_t, fi_zig64_slow, FI_LANE_OF_F64)
+
+/* One step, fast path then fix-ups (the cursor's path). */
+FI_INLINE void fi_normal_f32_step(fi_lanes *ln, fi_lanes *aux, const void *pr, void *out)
+{
+    (void)pr;
+    fi_f32x8 z[FI_VECS];
+    fi_normal_f32_fix(aux, fi_normal_f32_fast(ln, z), z);
+    memcpy(out, z, sizeof z);
+}
+
+FI_INLINE void fi_normal_f64_step(fi_lanes *ln, fi_lanes *aux, const void *pr, void *out)
+{
+    (void)pr;
+    fi_f64x4 z[FI_VECS];
+    fi_normal_f64_fix(aux, fi_normal_f64_fast(ln, z), z);
+    memcpy(out, z, sizeof z);
+}
+
+FI_DEFINE_ADVANCE(fi_normal_f32_advance, fi_normal_f32_step, 4 * 2 * FI_LANES, 1)
+FI_DEFINE_ADVANCE(fi_normal_f64_advance, fi_normal_f64_step, 8 * FI_LANES, 1)
+
+/* mean + std * z over the cursor's values. */
+FI_INLINE void fi_normal_f32_map(const uint64_t *raw, int64_t j0, int64_t n, const fi_normal_params *pr, float *out)
+{
+    const float *z = (const float *)raw + j0;
+    const float mean = pr->mean_f, std = pr->std_f;
+    for (int64_t k = 0; k < n; k++) out[k] = mean + std * z[k];
+}
+
+FI_INLINE void fi_normal_f64_map(const uint64_t *raw, int64_t j0, int64_t n, const fi_normal_params *pr, double *out)
+{
+    const double *z = (const double *)raw + j0;
+    const double mean = pr->mean, std = pr->std;
+    for (int64_t k = 0; k < n; k++) out[k] = mean + std * z[k];
+}
+
+/* A whole block: the fast path over every step with the main lanes kept in
+ * registers, then the fix-ups in element order (each lane's auxiliary stream
+ * is consumed in its candidates' order either way), then mean + std * z stored. */
+#define FI_DEFINE_NORMAL_WHOLE(NAME, CTYPE, VEC, FAST, FIX, SPLAT, MEAN, STD, PER_STEP)    \
+FI_INLINE void NAME(uint64_t sigma, uint64_t block, const fi_normal_params *pr, CTYPE *dst,      \
+                    int stream)                                                            \
+{                                                                                          \
+    enum { STEPS = FI_BLOCK / (PER_STEP), PER_VEC = 32 / sizeof(CTYPE) };                  \
+    VEC z[STEPS][FI_VECS];                                                                 \
+    uint32_t rejected[STEPS];                                                              \
+    fi_lanes ln, aux;                                                                      \
+    fi_lanes_seed(&ln, sigma, block, 0);                                                   \
+    for (int t = 0; t < STEPS; t++) rejected[t] = FAST(&ln, z[t]);                         \
+    fi_lanes_seed(&aux, sigma, block, 1);                                                  \
+    for (int t = 0; t < STEPS; t++) FIX(&aux, rejected[t], z[t]);                          \
+    const VEC mean = SPLAT(pr->MEAN), std = SPLAT(pr->STD);                                \
+    for (int t = 0; t < STEPS; t++)                                                        \
+        for (int v = 0; v < FI_VECS; v++)                                                  \
+            fi_store32(dst + t * (PER_STEP) + PER_VEC * v, (fi_f32x8)(mean + std * z[t][v]), \
+                       stream);                                                            \
+}
+
+FI_DEFINE_NORMAL_WHOLE(fi_normal_f32_whole, float, fi_f32x8, fi_normal_f32_fast,
+                       fi_normal_f32_fix, fi_splat_f32, mean_f, std_f, 2 * FI_LANES)
+FI_DEFINE_NORMAL_WHOLE(fi_normal_f64_whole, double, fi_f64x4, fi_normal_f64_fast,
+                       fi_normal_f64_fix, fi_splat_f64, mean, std, FI_LANES)
+
+FI_DEFINE_PIECE(fi_normal_f32_body, float, fi_normal_params, fi_normal_f32_advance,
+                fi_normal_f32_map, fi_normal_f32_whole, 2 * FI_LANES)
+FI_DEFINE_PIECE(fi_normal_f64_body, double, fi_normal_params, fi_normal_f64_advance,
+                fi_normal_f64_map, fi_normal_f64_whole, FI_LANES)
+FI_DEFINE_PIECE16(fi_normal_f16_body, fi_normal_params, fi_normal_f32_advance,
+                  fi_normal_f32_map, fi_normal_f32_whole, 0, 2 * FI_LANES)
+FI_DEFINE_PIECE16(fi_normal_bf16_body, fi_normal_params, fi_normal_f32_advance,
+                  fi_normal_f32_map, fi_normal_f32_whole, 1, 2 * FI_LANES)
+
+#endif /* FI_NORMAL_H */

@@ -1,0 +1,73 @@
+/*
+ * The run-time environment the executor asks about: OpenMP (guarded, so that a
+ * serial build compiles and imports), the write-bandwidth yardstick of the bench,
+ * and what the library was built with.
+ */
+#include "fi_runtime.h"
+
+#include "fi_common.h"
+
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+
+int fi_openmp_enabled(void)
+{
+#ifdef _OPENMP
+    return 1;
+#else
+    return 0;
+#endif
+}
+
+int fi_omp_max_threads(void)
+{
+#ifdef _OPENMP
+    return omp_get_max_threads();
+#else
+    return 1;
+#endif
+}
+
+/* The bench's yardstick of write bandwidth: the plainest OpenMP loop of
+ * non-temporal stores of a constant over a float32 array (cache lines split
+ * statically among the threads). fastinit's fills are measured against it. */
+void fi_stream_yardstick(float *a, int64_t n, int nthreads)
+{
+#ifdef FI_X86
+    int64_t head = (int64_t)(((16 - ((uintptr_t)a & 15)) & 15) / sizeof(float));
+    if (head > n) head = n;
+    for (int64_t i = 0; i < head; i++) a[i] = 1.0f;
+    float *body = a + head;
+    const int64_t vectors = (n - head) / 4;
+    if (nthreads > 1) {
+        #pragma omp parallel num_threads(nthreads)
+        {
+            #pragma omp for schedule(static)
+            for (int64_t i = 0; i < vectors; i++) _mm_stream_ps(body + 4 * i, _mm_set1_ps(1.0f));
+            _mm_sfence();
+        }
+    } else {
+        for (int64_t i = 0; i < vectors; i++) _mm_stream_ps(body + 4 * i, _mm_set1_ps(1.0f));
+        _mm_sfence();
+    }
+    for (int64_t i = head + 4 * vectors; i < n; i++) a[i] = 1.0f;
+#else
+    (void)nthreads;
+    for (int64_t i = 0; i < n; i++) a[i] = 1.0f;
+#endif
+}
+
+/* Build facts for fastinit.build_info(); setup.py defines FI_BUILD_FLAGS. */
+#ifndef FI_BUILD_FLAGS
+#define FI_BUILD_FLAGS "unknown"
+#endif
+#if defined(__clang__)
+#define FI_COMPILER "clang " __clang_version__
+#elif defined(__GNUC__)
+#define FI_COMPILER "gcc " __VERSION__
+#else
+#define FI_COMPILER "unknown"
+#endif
+const char *const fi_build_flags = FI_BUILD_FLAGS;
+const char *const fi_compiler = FI_COMPILER;

@@ -1,0 +1,14 @@
+/* OpenMP queries, the bench's yardstick and build facts (fi_runtime.c). */
+#ifndef FI_RUNTIME_H
+#define FI_RUNTIME_H
+
+#include <stdint.h>
+
+int fi_openmp_enabled(void);
+int fi_omp_max_threads(void);
+/* Writes 1.0 into n floats with the plainest OpenMP loop of non-temporal stores. */
+void fi_stream_yardstick(float *a, int64_t n, int nthreads);
+extern const char *const fi_build_flags;
+extern const char *const fi_compiler;
+
+#endif /* FI_RUNTIME_H */

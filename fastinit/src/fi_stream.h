@@ -1,0 +1,130 @@
+/*
+ * The block stream (docs/stream.md, section 3): blocks of 2048 elements, each drawn
+ * from its own 16 interleaved xoshiro256** lanes (and 16 auxiliary lanes for the
+ * rejection samplers' slow paths), seeded by splitmix64 from the call seed and the
+ * block index; and the cursor, one thread's generated prefix of one block.
+ */
+#ifndef FI_STREAM_H
+#define FI_STREAM_H
+
+#include "fi_common.h"
+#include "fi_engine.h"
+
+#define FI_LANES 16       /* interleaved xoshiro256** states per block */
+#define FI_BLOCK 2048     /* elements per block */
+#define FI_VECS (FI_LANES / 4)   /* 4-lane vectors per block */
+
+/* The lane states of one block, as FI_VECS vectors of 4 lanes per state word. */
+typedef struct {
+    fi_u64x4 s0[FI_VECS], s1[FI_VECS], s2[FI_VECS], s3[FI_VECS];
+} fi_lanes;
+
+/* Seeds the 16 lanes of a block: the main lanes (aux = 0) from splitmix64 outputs
+ * 64 b .. 64 b + 63 of the call seed, the auxiliary lanes of the normal sampler's
+ * slow path (aux = 1) from outputs 2^62 + 64 b onwards. */
+FI_INLINE void fi_lanes_seed(fi_lanes *ln, uint64_t sigma, uint64_t block, int aux)
+{
+    uint64_t w[4][FI_LANES] FI_ALIGN64;
+    const uint64_t first = (aux ? 1ULL << 62 : 0) + block * (uint64_t)(4 * FI_LANES);
+    for (int l = 0; l < FI_LANES; l++)
+        for (int k = 0; k < 4; k++)
+            w[k][l] = fi_mix64(sigma + (first + 4 * (uint64_t)l + (uint64_t)k + 1) * FI_GAMMA);
+    memcpy(ln->s0, w[0], sizeof ln->s0); memcpy(ln->s1, w[1], sizeof ln->s1);
+    memcpy(ln->s2, w[2], sizeof ln->s2); memcpy(ln->s3, w[3], sizeof ln->s3);
+}
+
+FI_INLINE fi_u64x4 fi_rotl4(fi_u64x4 x, int k) { return (x << k) | (x >> (64 - k)); }
+
+/* One xoshiro256** step of 4 lanes; the multiplications by 5 and 9 are written
+ * as shifts and adds, which AVX2 has and 64-bit vector multiplies are not. */
+FI_INLINE fi_u64x4 fi_step4(fi_u64x4 *s0, fi_u64x4 *s1, fi_u64x4 *s2, fi_u64x4 *s3)
+{
+    fi_u64x4 x = *s1 + (*s1 << 2);
+    x = fi_rotl4(x, 7);
+    x = x + (x << 3);
+    const fi_u64x4 t = *s1 << 17;
+    *s2 ^= *s0;
+    *s3 ^= *s1;
+    *s1 ^= *s2;
+    *s0 ^= *s3;
+    *s2 ^= t;
+    *s3 = fi_rotl4(*s3, 45);
+    return x;
+}
+
+/* The next output of one lane, out of the vector states. */
+static inline uint64_t fi_lane_next(fi_lanes *ln, int lane)
+{
+    const int v = lane >> 2, i = lane & 3;
+    uint64_t s[4] = {ln->s0[v][i], ln->s1[v][i], ln->s2[v][i], ln->s3[v][i]};
+    const uint64_t x = fi_xoshiro_next(s);
+    ln->s0[v][i] = s[0]; ln->s1[v][i] = s[1]; ln->s2[v][i] = s[2]; ln->s3[v][i] = s[3];
+    return x;
+}
+
+/* U(x) and U'(x) of docs/stream.md, section 6: the top 53 bits as a double. */
+static inline double fi_u53(uint64_t x) { return (double)(x >> 11) * 0x1p-53; }          /* [0, 1) */
+static inline double fi_u53_open(uint64_t x) { return (double)((x >> 11) + 1) * 0x1p-53; } /* (0, 1] */
+
+/*
+ * A cursor is one thread's view of one block of one fill: its lane states, how
+ * many steps have been taken, and the raw outputs so far (output m of the block
+ * at raw[m]). Consecutive requests inside the same block of the same fill continue
+ * from where it stopped, so a block is generated at most once per thread however
+ * it is cut into pieces.
+ *
+ * What a cursor holds depends on everything about its fill (kernel, parameters,
+ * call seed), not only on the call seed: two fills of one pass may share a call
+ * seed (two generators in the same state) yet step their lanes differently. So a
+ * cursor belongs to one fill at a time, the `job` the executor binds it to, and
+ * binding it to another job discards what it holds.
+ */
+typedef struct fi_cursor {
+    uint64_t raw[FI_BLOCK] FI_ALIGN64;
+    fi_lanes lanes, aux;
+    uint64_t sigma;
+    uint64_t block;
+    int64_t steps;
+    int64_t job;
+    int valid;
+} fi_cursor;
+
+fi_cursor *fi_cursor_new(void);
+void fi_cursor_free(fi_cursor *c);
+void fi_cursor_bind(fi_cursor *c, int64_t job);
+
+/* One step of all 16 lanes for the uniform fills: 16 raw outputs. */
+FI_INLINE void fi_uniform_step(fi_lanes *ln, fi_lanes *aux, const void *pr, void *out)
+{
+    (void)aux; (void)pr;
+    for (int v = 0; v < FI_VECS; v++) {
+        const fi_u64x4 x = fi_step4(&ln->s0[v], &ln->s1[v], &ln->s2[v], &ln->s3[v]);
+        memcpy((char *)out + sizeof x * v, &x, sizeof x);
+    }
+}
+
+/* Make the first `steps` steps of (sigma, block) available in c->raw, each step's
+ * STEP_BYTES written by STEP after the previous one's. USES_AUX: whether STEP
+ * draws from the auxiliary lanes. `pr` is the fill's parameters, passed through. */
+#define FI_DEFINE_ADVANCE(NAME, STEP, STEP_BYTES, USES_AUX)                                \
+FI_INLINE void NAME(fi_cursor *c, const void *pr, uint64_t sigma, uint64_t block,         \
+                    int64_t steps)                                                         \
+{                                                                                          \
+    if (!c->valid || c->sigma != sigma || c->block != block || c->steps > steps) {         \
+        fi_lanes_seed(&c->lanes, sigma, block, 0);                                         \
+        if (USES_AUX) fi_lanes_seed(&c->aux, sigma, block, 1);                             \
+        c->sigma = sigma;                                                                  \
+        c->block = block;                                                                  \
+        c->steps = 0;                                                                      \
+        c->valid = 1;                                                                      \
+    }                                                                                      \
+    fi_lanes ln = c->lanes;                                                                \
+    for (int64_t t = c->steps; t < steps; t++)                                             \
+        STEP(&ln, &c->aux, pr, (char *)c->raw + t * (STEP_BYTES));                         \
+    c->lanes = ln;                                                                         \
+    if (steps > c->steps) c->steps = steps;                                                \
+}
+
+FI_DEFINE_ADVANCE(fi_uniform_advance, fi_uniform_step, 8 * FI_LANES, 0)
+
+#endif /* FI_STREAM_H */

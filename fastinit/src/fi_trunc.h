@@ -1,0 +1,126 @@
+/*
+ * Truncated normal fills (docs/stream.md, section 7): exact rejection sampling in
+ * binary64, one element per lane and step, with normal (mode 0), uniform (mode 1)
+ * or exponential (mode 2, Robert 1995) proposals; values rounded to the target and
+ * clipped to its values inside [a, b].
+ */
+#ifndef FI_TRUNC_H
+#define FI_TRUNC_H
+
+#include "fi_normal.h"
+
+/* The standardized interval [alpha, beta], the values' map mean + std * z, its clip
+ * [lo_clip, hi_clip], the proposal mode and mode 2's rate. */
+typedef struct {
+    uint64_t sigma;
+    double mean, std, alpha, beta, lo_clip, hi_clip, rate;
+    int32_t mode;
+} fi_trunc_params;
+#define FI_TRUNC_FORMAT "sigma:Q mean:d std:d alpha:d beta:d lo_clip:d hi_clip:d rate:d mode:i"
+
+/* A standardized truncated normal in [alpha, beta] for one element (docs/stream.md,
+ * section 7), from its first candidate and then its lane's auxiliary outputs.
+ * Mode 0: z is the element's float64 normal value; while z is outside,
+ * z = zig64(A()). Mode 1: proposals x = alpha + (beta - alpha) U, accepted when
+ * U(A()) < exp_d(c - x^2/2), c = min over the interval of x^2/2. Mode 2 (Robert,
+ * 1995; the interval within one tail, mirrored to the right one when beta <= 0,
+ * [lo, hi] = |ends|): x = lo - log_d(U') / rate, accepted when x <= hi and
+ * U(A()) < exp_d(-(x - rate)^2 / 2). Each proposal's first uniform comes from the
+ * main output x0 for the first proposal, from A() for later ones. */
+static double fi_trunc_one(fi_lanes *aux, int lane, double z, uint64_t x0, const fi_trunc_params *pr)
+{
+    if (pr->mode == 0) {
+        while (!(z >= pr->alpha && z <= pr->beta))
+            z = fi_zig64_slow(aux, lane, fi_lane_next(aux, lane));
+        return z;
+    }
+    if (pr->mode == 1) {
+        const double width = pr->beta - pr->alpha;
+        const double m = pr->alpha > 0 ? pr->alpha : (pr->beta < 0 ? pr->beta : 0.0);
+        const double c = 0.5 * m * m;
+        double x = pr->alpha + width * fi_u53(x0);
+        for (;;) {
+            if (x > pr->beta) x = pr->beta;
+            if (fi_u53(fi_lane_next(aux, lane)) < fi_exp(c - 0.5 * x * x)) return x;
+            x = pr->alpha + width * fi_u53(fi_lane_next(aux, lane));
+        }
+    }
+    const int mirror = pr->alpha < 0;
+    const double lo = mirror ? -pr->beta : pr->alpha, hi = mirror ? -pr->alpha : pr->beta;
+    uint64_t first = x0;
+    for (;;) {
+        const double x = lo - fi_log(fi_u53_open(first)) / pr->rate;
+        const double d = x - pr->rate;
+        if (x <= hi && fi_u53(fi_lane_next(aux, lane)) < fi_exp(-0.5 * d * d))
+            return mirror ? -x : x;
+        first = fi_lane_next(aux, lane);
+    }
+}
+
+/* One step: 16 standardized truncated normals (element l from lane l), binary64. */
+FI_INLINE void fi_trunc_step(fi_lanes *ln, fi_lanes *aux, const void *params, void *out)
+{
+    const fi_trunc_params *pr = (const fi_trunc_params *)params;
+    double *z = (double *)out;
+    if (pr->mode == 0) {
+        fi_normal_f64_step(ln, aux, params, out);           /* vectorized fast path */
+        for (int k = 0; k < FI_LANES; k++)
+            if (!(z[k] >= pr->alpha && z[k] <= pr->beta)) z[k] = fi_trunc_one(aux, k, z[k], 0, pr);
+        return;
+    }
+    uint64_t x[FI_LANES] FI_ALIGN64;
+    fi_uniform_step(ln, aux, params, x);
+    for (int k = 0; k < FI_LANES; k++) z[k] = fi_trunc_one(aux, k, 0.0, x[k], pr);
+}
+
+FI_DEFINE_ADVANCE(fi_trunc_advance, fi_trunc_step, 8 * FI_LANES, 1)
+
+/* Values: v = mean + std z in binary64, rounded to the target, then clipped to
+ * [lo_clip, hi_clip] (the interval's ends rounded inward to the target). */
+FI_INLINE void fi_trunc_f64_map(const uint64_t *raw, int64_t j0, int64_t n, const fi_trunc_params *pr, double *out)
+{
+    const double *z = (const double *)raw + j0;
+    for (int64_t k = 0; k < n; k++) {
+        double v = pr->mean + pr->std * z[k];
+        v = v < pr->lo_clip ? pr->lo_clip : v;
+        out[k] = v > pr->hi_clip ? pr->hi_clip : v;
+    }
+}
+
+FI_INLINE void fi_trunc_f32_map(const uint64_t *raw, int64_t j0, int64_t n, const fi_trunc_params *pr, float *out)
+{
+    const double *z = (const double *)raw + j0;
+    const float lo = (float)pr->lo_clip, hi = (float)pr->hi_clip;
+    for (int64_t k = 0; k < n; k++) {
+        float v = (float)(pr->mean + pr->std * z[k]);
+        v = v < lo ? lo : v;
+        out[k] = v > hi ? hi : v;
+    }
+}
+
+#define FI_DEFINE_TRUNC_PIECE(NAME, CTYPE, MAP, CONVERT)                                   \
+FI_INLINE void NAME(fi_cursor *c, const fi_plan *pl, const fi_trunc_params *pr, int64_t p) \
+{                                                                                          \
+    CTYPE vals[FI_BLOCK] FI_ALIGN64;                                                       \
+    fi_segment s;                                                                          \
+    for (int ok = fi_segment_first(&s, pl, p); ok; ok = fi_segment_next(&s)) {             \
+        const uint64_t block = s.block;                                                    \
+        const int64_t j0 = s.j0, m = s.m, flat = s.flat;                                   \
+        fi_trunc_advance(c, pr, pr->sigma, block, (j0 + m + FI_LANES - 1) / FI_LANES);     \
+        MAP(c->raw, j0, m, pr, vals);                                                      \
+        CONVERT                                                                            \
+    }                                                                                      \
+}
+
+FI_DEFINE_TRUNC_PIECE(fi_trunc_f64_body, double, fi_trunc_f64_map, fi_emit(pl, flat, vals, m);)
+FI_DEFINE_TRUNC_PIECE(fi_trunc_f32_body, float, fi_trunc_f32_map, fi_emit(pl, flat, vals, m);)
+FI_DEFINE_TRUNC_PIECE(fi_trunc_f16_body, float, fi_trunc_f32_map, {
+    uint16_t half[FI_BLOCK] FI_ALIGN64;
+    fi_store_half(half, vals, (m + 7) & ~(int64_t)7, 0, 0);
+    fi_emit(pl, flat, half, m); })
+FI_DEFINE_TRUNC_PIECE(fi_trunc_bf16_body, float, fi_trunc_f32_map, {
+    uint16_t half[FI_BLOCK] FI_ALIGN64;
+    fi_store_half(half, vals, (m + 7) & ~(int64_t)7, 1, 0);
+    fi_emit(pl, flat, half, m); })
+
+#endif /* FI_TRUNC_H */

@@ -1,0 +1,123 @@
+/*
+ * Uniform fills (docs/stream.md, sections 4, 5 and 7): float64 from the top 53 bits
+ * of each raw output, float32 from the top 24 bits of each 32-bit half, float16 and
+ * bfloat16 by rounding the float32 values; and the raw outputs themselves (uint64).
+ */
+#ifndef FI_UNIFORM_H
+#define FI_UNIFORM_H
+
+#include "fi_pieces.h"
+
+/* min(low + range * u, cap), in float64 (low, range, cap) or float32 (the _f fields). */
+typedef struct {
+    uint64_t sigma;
+    double low, range, cap;
+    float low_f, range_f, cap_f;
+} fi_uniform_params;
+#define FI_UNIFORM_FORMAT "sigma:Q low:d range:d cap:d low_f:f range_f:f cap_f:f"
+
+typedef struct {
+    uint64_t sigma;
+} fi_raw_params;
+#define FI_RAW_FORMAT "sigma:Q"
+
+/* Uniform float32: element j of a block is the 32-bit half j of the block's raw
+ * outputs read as little-endian uint32 (even j: low half, odd j: high half);
+ * u = (half >> 8) * 2^-24 and the value is min(low + range*u, cap). */
+FI_INLINE void fi_uniform_f32_map(const uint64_t *raw, int64_t j0, int64_t n, const fi_uniform_params *pr, float *out)
+{
+    const fi_u32_alias *h = (const fi_u32_alias *)raw + j0;
+    const float lo = pr->low_f, r = pr->range_f, cap = pr->cap_f;
+    for (int64_t k = 0; k < n; k++) {
+        const float u = (float)(int32_t)(h[k] >> 8) * 0x1p-24f;
+        const float v = lo + r * u;
+        out[k] = v < cap ? v : cap;
+    }
+}
+
+/* Uniform float64: element j is raw output j; u = (x >> 11) * 2^-53. */
+FI_INLINE void fi_uniform_f64_map(const uint64_t *raw, int64_t j0, int64_t n, const fi_uniform_params *pr, double *out)
+{
+    const uint64_t *x = raw + j0;
+    const double lo = pr->low, r = pr->range, cap = pr->cap;
+    for (int64_t k = 0; k < n; k++) {
+        const double u = (double)(int64_t)(x[k] >> 11) * 0x1p-53;
+        const double v = lo + r * u;
+        out[k] = v < cap ? v : cap;
+    }
+}
+
+/* A whole block of float32 uniforms into dst, straight from the lane registers:
+ * the 4 outputs of a vector step, read as 8 uint32 halves, are 8 consecutive
+ * elements (section 5 of docs/stream.md). Same values as fi_uniform_f32_map. */
+FI_INLINE void fi_uniform_f32_whole(uint64_t sigma, uint64_t block, const fi_uniform_params *pr,
+                                    float *dst, int stream)
+{
+    fi_lanes ln;
+    fi_lanes_seed(&ln, sigma, block, 0);
+    const fi_f32x8 lo = fi_splat_f32(pr->low_f), r = fi_splat_f32(pr->range_f);
+    const fi_f32x8 cap = fi_splat_f32(pr->cap_f);
+    for (int t = 0; t < FI_BLOCK / (2 * FI_LANES); t++)
+        for (int v = 0; v < FI_VECS; v++) {
+            const fi_u32x8 h = (fi_u32x8)fi_step4(&ln.s0[v], &ln.s1[v], &ln.s2[v], &ln.s3[v]);
+            const fi_f32x8 u = __builtin_convertvector((fi_i32x8)(h >> 8), fi_f32x8) * 0x1p-24f;
+            const fi_f32x8 val = lo + r * u;
+            const fi_i32x8 below = val < cap;
+            const fi_i32x8 bits = ((fi_i32x8)val & below) | ((fi_i32x8)cap & ~below);
+            fi_store32(dst + t * 2 * FI_LANES + 8 * v, (fi_f32x8)bits, stream);
+        }
+}
+
+/* A whole block of float64 uniforms into dst. u = (x >> 11) * 2^-53 is formed
+ * exactly without a 64-bit integer conversion (which AVX2 lacks): the double
+ * 1 + (x >> 12) * 2^-52, minus 1, plus 2^-53 when bit 11 of x is set. */
+FI_INLINE void fi_uniform_f64_whole(uint64_t sigma, uint64_t block, const fi_uniform_params *pr,
+                                    double *dst, int stream)
+{
+    fi_lanes ln;
+    fi_lanes_seed(&ln, sigma, block, 0);
+    const fi_f64x4 lo = fi_splat_f64(pr->low), r = fi_splat_f64(pr->range);
+    const fi_f64x4 cap = fi_splat_f64(pr->cap);
+    const fi_u64x4 one_bits = fi_splat_u64(0x3FF0000000000000ULL);    /* 1.0 */
+    const fi_u64x4 half_ulp = fi_splat_u64(0x3CA0000000000000ULL);    /* 2^-53 */
+    for (int t = 0; t < FI_BLOCK / FI_LANES; t++)
+        for (int v = 0; v < FI_VECS; v++) {
+            const fi_u64x4 x = fi_step4(&ln.s0[v], &ln.s1[v], &ln.s2[v], &ln.s3[v]);
+            const fi_f64x4 high52 = (fi_f64x4)((x >> 12) | one_bits) - fi_splat_f64(1.0);
+            const fi_f64x4 low1 = (fi_f64x4)(half_ulp & -((x >> 11) & 1));
+            const fi_f64x4 u = high52 + low1;
+            const fi_f64x4 val = lo + r * u;
+            const fi_i64x4 below = val < cap;
+            const fi_i64x4 bits = ((fi_i64x4)val & below) | ((fi_i64x4)cap & ~below);
+            fi_store32(dst + t * FI_LANES + 4 * v, (fi_f32x8)bits, stream);
+        }
+}
+
+FI_DEFINE_PIECE(fi_uniform_f32_body, float, fi_uniform_params, fi_uniform_advance,
+                fi_uniform_f32_map, fi_uniform_f32_whole, 2 * FI_LANES)
+FI_DEFINE_PIECE(fi_uniform_f64_body, double, fi_uniform_params, fi_uniform_advance,
+                fi_uniform_f64_map, fi_uniform_f64_whole, FI_LANES)
+FI_DEFINE_PIECE16(fi_uniform_f16_body, fi_uniform_params, fi_uniform_advance,
+                  fi_uniform_f32_map, fi_uniform_f32_whole, 0, 2 * FI_LANES)
+FI_DEFINE_PIECE16(fi_uniform_bf16_body, fi_uniform_params, fi_uniform_advance,
+                  fi_uniform_f32_map, fi_uniform_f32_whole, 1, 2 * FI_LANES)
+
+/* Raw outputs: element j of a block is raw[j] itself (uint64, the float64 layout). */
+FI_INLINE void fi_raw_map(const uint64_t *raw, int64_t j0, int64_t n, const fi_raw_params *pr, uint64_t *out)
+{
+    (void)pr;
+    memcpy(out, raw + j0, (size_t)n * sizeof *out);
+}
+
+FI_INLINE void fi_raw_body(fi_cursor *c, const fi_plan *pl, const fi_raw_params *pr, int64_t p)
+{
+    uint64_t vals[FI_BLOCK] FI_ALIGN64;
+    fi_segment s;
+    for (int ok = fi_segment_first(&s, pl, p); ok; ok = fi_segment_next(&s)) {
+        fi_uniform_advance(c, pr, pr->sigma, s.block, (s.j0 + s.m + FI_LANES - 1) / FI_LANES);
+        fi_raw_map(c->raw, s.j0, s.m, pr, vals);
+        fi_emit(pl, s.flat, vals, s.m);
+    }
+}
+
+#endif /* FI_UNIFORM_H */

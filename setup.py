@@ -168,7 +168,7 @@ def extension(name):
         [f"fastinit/{name}.pyx"],
         include_dirs=[numpy.get_include(), "fastinit/src"],
         define_macros=[("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION")],
-        depends=KERNEL_HEADERS + ["fastinit/_kernels.pxd"],
+        depends=KERNEL_HEADERS + ["fastinit/_kernels.pxd", "fastinit/_plan.pxd"],
         libraries=["fastinit_kernels"] + ([] if sys.platform == "win32" else ["m"]),
     )
 
@@ -179,7 +179,7 @@ if __name__ == "__main__":      # (setuptools' build backend runs this file as _
                                          "include_dirs": ["fastinit/src"],
                                          "obj_deps": {"": KERNEL_HEADERS}})],
         ext_modules=cythonize(
-            [extension("_engine"), extension("_fill")],
+            [extension(name) for name in ("_engine", "_runtime", "_plan", "_requests", "_executor")],
             compiler_directives={"language_level": "3"},
         ),
         cmdclass={"build_clib": BuildClib, "build_ext": BuildExt},

@@ -8,7 +8,7 @@ thread count, instruction set or sharding. See docs/stream.md.
 from fastinit._checks import ArgumentError
 from fastinit._config import build_info, show_config
 from fastinit._engine import Xoshiro256StarStar
-from fastinit._fill import get_num_threads, set_num_threads
+from fastinit._runtime import get_num_threads, set_num_threads
 from fastinit._generator import Generator, default_generator, manual_seed
 from fastinit._version import __version__
 from fastinit.init import (

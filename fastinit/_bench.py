@@ -13,7 +13,7 @@ import time
 import numpy as np
 
 import fastinit
-from fastinit import _fill
+from fastinit import _executor
 from fastinit._shapes import gpt2_small
 
 LIMIT = "stream-store limit (C, OpenMP)"
@@ -66,12 +66,11 @@ def bench_sizes(sizes, thread_counts, repeat):
             fastinit.set_num_threads(threads)
             torch = _torch(threads)
             t = torch.from_numpy(a) if torch is not None else None
-            target = _fill.Target(a)
             label = (f"{size:.3g} float32 elements ({a.nbytes / 2**20:.1f} MiB), "
                      f"{threads} thread{'s' * (threads > 1)}")
             uniform = {
-                LIMIT: lambda: _fill.stream_yardstick(a, threads),
-                "fastinit constant fill": lambda: _fill.constant(target, 0.5),
+                LIMIT: lambda: _executor.stream_yardstick(a, threads),
+                "fastinit constant fill": lambda: fastinit.constant_(a, 0.5),
                 FI_UNIFORM: lambda: gen.uniform_(a),
                 NP_FILL: lambda: a.fill(0.5),
                 NP_RANDOM: lambda: pcg.random(out=a, dtype=np.float32),

@@ -5,7 +5,7 @@ import sys
 
 import numpy as np
 
-from fastinit import _fill
+from fastinit import _runtime
 from fastinit._version import __version__
 
 
@@ -15,13 +15,13 @@ def build_info():
     Keys: version, openmp, num_threads, simd_path, simd_paths, compiler, flags,
     block_elements, python, numpy, machine.
     """
-    facts = _fill.build_facts()
+    facts = _runtime.build_facts()
     return {
         "version": __version__,
         "openmp": facts["openmp"],
-        "num_threads": _fill.get_num_threads(),
-        "simd_path": _fill.get_simd_path(),
-        "simd_paths": _fill.simd_paths(),
+        "num_threads": _runtime.get_num_threads(),
+        "simd_path": _runtime.get_simd_path(),
+        "simd_paths": _runtime.simd_paths(),
         "compiler": facts["compiler"],
         "flags": facts["flags"],
         "block_elements": facts["block_elements"],

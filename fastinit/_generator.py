@@ -5,7 +5,7 @@ import threading
 
 import numpy as np
 
-from fastinit import _fill, _targets
+from fastinit import _executor, _requests, _targets
 from fastinit._engine import call_seed as _call_seed
 
 _MASK64 = (1 << 64) - 1
@@ -108,7 +108,7 @@ class Generator:
         target = _targets.target(out, global_shape, global_offset)
         kernel, params = request(target, *args)
         params["sigma"] = self.call_seed()
-        _fill.submit(target, kernel, params)
+        _executor.submit(target, kernel, params)
         return _targets.written(out)
 
     @property
@@ -152,7 +152,7 @@ class Generator:
         overflows the dtype; TypeError or ValueError for an array that cannot be
         written. ``out`` is untouched then.
         """
-        return self._fill(_fill.uniform_request, out, global_shape, global_offset, low, high)
+        return self._fill(_requests.uniform_request, out, global_shape, global_offset, low, high)
 
     def normal_(self, out, mean=0.0, std=1.0, *, global_shape=None, global_offset=None):
         """Fill ``out`` in place with ``mean + std * z``, z standard normal; returns ``out``.
@@ -168,7 +168,7 @@ class Generator:
         raises) for std < 0 ("normal expects std >= 0.0") and for a mean or std
         that is NaN or infinite; ``out`` is untouched then.
         """
-        return self._fill(_fill.normal_request, out, global_shape, global_offset, mean, std)
+        return self._fill(_requests.normal_request, out, global_shape, global_offset, mean, std)
 
     def standard_normal_(self, out, *, global_shape=None, global_offset=None):
         """Fill ``out`` in place with standard normal values; returns ``out``.
@@ -186,7 +186,7 @@ class Generator:
         of the mass, uniform proposals otherwise), so it stays correct for small
         std and narrow intervals in every dtype; values never leave [a, b].
         """
-        return self._fill(_fill.trunc_normal_request, out, global_shape, global_offset, mean, std, a, b)
+        return self._fill(_requests.trunc_normal_request, out, global_shape, global_offset, mean, std, a, b)
 
     def random_raw_(self, out, *, global_shape=None, global_offset=None):
         """Fill a uint64 array with the stream's raw 64-bit outputs; returns ``out``.
@@ -194,7 +194,7 @@ class Generator:
         Element i receives raw output (i mod 2048) of its block (docs/stream.md,
         section 3): the bits every fill is made of, for statistical test batteries.
         """
-        return self._fill(_fill.raw_request, out, global_shape, global_offset)
+        return self._fill(_requests.raw_request, out, global_shape, global_offset)
 
     def __getstate__(self):
         with self._lock:

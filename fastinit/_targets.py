@@ -8,7 +8,7 @@ import sys
 
 import numpy as np
 
-from fastinit import _dtypes, _fill
+from fastinit import _dtypes, _plan
 
 def is_tensor(x):
     torch = sys.modules.get("torch")
@@ -67,7 +67,7 @@ def target(x, global_shape=None, global_offset=None):
     """A validated _fill.Target for ``x`` (nothing is written yet). A meta tensor is
     validated as a CPU tensor would be, and gives a target of no elements."""
     array, bits_as = as_array(x)
-    return _fill.Target(array, global_shape, global_offset, bits_as, no_memory=is_meta(x))
+    return _plan.Target(array, global_shape, global_offset, bits_as, no_memory=is_meta(x))
 
 
 def written(x):

@@ -21,7 +21,7 @@ import warnings
 
 import numpy as np
 
-from fastinit import _dtypes, _fill, _targets
+from fastinit import _dtypes, _executor, _requests, _targets
 from fastinit._generator import Generator, default_generator
 
 __all__ = [
@@ -149,7 +149,7 @@ def constant_(tensor, val):
     infinities and NaN are written as they are.
     """
     target = _targets.target(tensor)
-    _fill.submit(target, *_fill.constant_request(target, val))
+    _executor.submit(target, *_requests.constant_request(target, val))
     return _targets.written(tensor)
 
 
@@ -173,7 +173,7 @@ def _submit_values(tensor, target, values):
     """Write ``values`` (computed in Python) into the validated ``target`` of
     ``tensor``: now, or in order with the fills of an ``init_all`` plan."""
     if not _targets.is_meta(tensor):
-        _fill.submit_write(target, lambda: _write_values(tensor, values))
+        _executor.submit_write(target, lambda: _write_values(tensor, values))
     return _targets.written(tensor)
 
 
@@ -300,7 +300,7 @@ def _orthogonal(tensor, gain, gen, shape, global_shape, global_offset):
     """The values orthogonal_ writes into ``tensor`` (its block of the whole matrix)."""
     rows = shape[0]
     cols = math.prod(shape) // rows
-    with _fill.immediate():                     # a scratch matrix, read back at once
+    with _executor.immediate():                     # a scratch matrix, read back at once
         flat = gen.normal_(np.empty((rows, cols)))
     if rows < cols:
         flat = flat.T
@@ -342,14 +342,14 @@ def sparse_(tensor, sparsity, std=0.01, generator=None, *, global_shape=None,
     local = _targets.shape_of(tensor)
     r0, c0 = global_offset or (0, 0)
     keys = np.empty((rows, local[1]))
-    with _fill.immediate():                     # scratch keys, read back at once
+    with _executor.immediate():                     # scratch keys, read back at once
         pattern.uniform_(keys, 0.0, 1.0, global_shape=shape, global_offset=(0, c0))
     zero_rows = np.argsort(keys, axis=0, kind="stable")[:num_zeros]
     mask = np.zeros((rows, local[1]), bool)
     np.put_along_axis(mask, zero_rows, True, axis=0)
     mask = mask[r0:r0 + local[0]]
     array, _ = _targets.as_array(tensor)
-    _fill.submit_write(_targets.target(tensor, global_shape, global_offset),
+    _executor.submit_write(_targets.target(tensor, global_shape, global_offset),
                        lambda: array.__setitem__(mask, 0))
     return tensor
 
@@ -511,7 +511,7 @@ def init_all(plan, generator=None):
         if takes_generator:
             kwargs["generator"] = gen
         calls.append((init, target, kwargs))
-    with gen.transaction(), _fill.collecting() as batch:
+    with gen.transaction(), _executor.collecting() as batch:
         for init, target, kwargs in calls:
             init(target, **kwargs)
     batch.run()

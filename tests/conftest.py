@@ -1,7 +1,7 @@
 import pytest
 
 import fastinit
-from fastinit import _fill
+from fastinit import _runtime
 
 
 @pytest.fixture
@@ -14,6 +14,6 @@ def num_threads():
 @pytest.fixture
 def simd_path():
     """Switch the kernels' instruction-set path inside a test; restored afterwards."""
-    before = _fill.get_simd_path()
-    yield _fill.set_simd_path
-    _fill.set_simd_path(before)
+    before = _runtime.get_simd_path()
+    yield _runtime.set_simd_path
+    _runtime.set_simd_path(before)

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 import fastinit
-from fastinit import _fill
+from fastinit import _runtime
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -100,12 +100,12 @@ def test_threadpoolctl_limits_apply():
 def test_simd_path_selection(simd_path):
     with pytest.raises(ValueError, match="unknown SIMD path"):
         simd_path("sse9")
-    unsupported = [p for p in ("baseline", "avx2", "avx512") if p not in _fill.simd_paths()]
+    unsupported = [p for p in ("baseline", "avx2", "avx512") if p not in _runtime.simd_paths()]
     for p in unsupported:
         with pytest.raises(ValueError, match="cannot run"):
             simd_path(p)
     simd_path("baseline")
-    assert _fill.get_simd_path() == "baseline"
+    assert _runtime.get_simd_path() == "baseline"
 
 
 def test_fastinit_simd_environment_variable():
@@ -114,7 +114,7 @@ def test_fastinit_simd_environment_variable():
     assert out == "baseline"
     out, err = run_python("import fastinit; print(fastinit.build_info()['simd_path'])",
                           env={"FASTINIT_SIMD": "sse9"})
-    assert out == _fill.simd_paths()[-1]
+    assert out == _runtime.simd_paths()[-1]
     assert "FASTINIT_SIMD ignored" in err
 
 

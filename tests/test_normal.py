@@ -14,7 +14,7 @@ from scipy import stats
 
 import reference as ref
 import fastinit
-from fastinit import _fill
+from fastinit import _runtime
 from fastinit._engine import det_exp, det_log
 from fastinit._ziggurat_tables import HEADER, boundaries, header_text
 
@@ -97,7 +97,7 @@ def test_fill_starting_mid_block(dtype, offset):
 def test_shards_layouts_threads_and_paths_agree(dtype, num_threads, simd_path):
     gshape = (600, 5000)
     results = []
-    for path in _fill.simd_paths():
+    for path in _runtime.simd_paths():
         simd_path(path)
         for n in (1, 2, 3):
             num_threads(n)

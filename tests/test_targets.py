@@ -5,7 +5,7 @@ import pytest
 from numpy.lib.stride_tricks import as_strided
 
 import fastinit
-from fastinit import _fill
+from fastinit import _plan
 
 SENTINEL = 123.0
 
@@ -126,4 +126,4 @@ def test_empty_arrays_are_a_noop_that_takes_a_call(dtype):
 
 def test_target_rejects_before_anything_else():
     with pytest.raises(TypeError):
-        _fill.Target(np.zeros(3, np.int8))
+        _plan.Target(np.zeros(3, np.int8))

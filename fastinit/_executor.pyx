@@ -1,0 +1,261 @@
+# cython: language_level=3, boundscheck=False, wraparound=False, cdivision=True
+"""The executor: fill requests become jobs, and jobs are written by the kernels in one
+GIL-free OpenMP loop over all their pieces (in rounds, so that Ctrl-C can stop a huge
+fill), now or, inside ``collecting``, all at once. Which thread writes a piece never
+changes what is written: values depend only on the call seed and the global index."""
+
+import struct
+import threading
+
+from fastinit import _runtime
+from fastinit._plan import PIECE_LEN
+
+cimport numpy as cnp
+from cython.parallel cimport parallel, prange, threadid
+from libc.stdint cimport int64_t, uint64_t
+from libc.stdlib cimport calloc, free, malloc
+from libc.string cimport memcpy
+
+from fastinit._kernels cimport (
+    FI_NKERNELS, fi_cursor, fi_cursor_bind, fi_cursor_free, fi_cursor_new, fi_kernel_formats,
+    fi_kernel_names, fi_kernel_param_sizes, fi_path_table, fi_piece_fn, fi_plan, fi_store_fence,
+    fi_stream_yardstick,
+)
+from fastinit._plan cimport Target
+
+
+cdef extern from "Python.h":
+    int PyErr_CheckSignals() except -1
+
+cnp.import_array()
+
+# Fills smaller than this many elements run on the calling thread only.
+cdef int64_t PARALLEL_MIN = 4 * PIECE_LEN
+# Fills of more pieces than this run in rounds of this many pieces (per thread),
+# checking for KeyboardInterrupt between rounds.
+cdef int64_t ROUND_PIECES = 512
+
+
+# The kernels of fastinit/src/fi_kernels.def by name: (number, the struct packing their
+# parameters in their C struct's layout, the parameters' names in that order).
+cdef enum:
+    PARAMS_WORDS = 16           # room for any kernel's parameter struct, in uint64 words
+
+KERNELS = {}
+for _k in range(FI_NKERNELS):
+    _fields = [f.split(":") for f in fi_kernel_formats[_k].decode().split()]
+    _packer = struct.Struct("@" + "".join(code for _, code in _fields))
+    # The format must describe the C struct: the same size once padded to 8 bytes.
+    if not (-(-_packer.size // 8) * 8 == fi_kernel_param_sizes[_k] <= 8 * PARAMS_WORDS):
+        raise ImportError(f"kernel {fi_kernel_names[_k].decode()}: its parameter format "
+                          "does not describe its parameter struct")
+    KERNELS[fi_kernel_names[_k].decode()] = (_k, _packer, tuple(name for name, _ in _fields))
+
+
+cdef class Job:
+    """One validated fill: its target, kernel and packed parameters."""
+
+    cdef Target target
+    cdef int kernel
+    cdef uint64_t params[PARAMS_WORDS]
+
+
+class WriteJob:
+    """Values computed in Python (eye_, dirac_, orthogonal_, sparse_'s zeros), written
+    by ``write()`` into memory that ``target`` describes."""
+
+    def __init__(self, Target target, write):
+        self.target, self.write = target, write
+
+
+_local = threading.local()   # .jobs: the list being collected on this thread, or None
+
+
+def _overlap(Target t, Target u):
+    return t.mem_lo < u.mem_hi and u.mem_lo < t.mem_hi
+
+
+def _enqueue(job):
+    """Run a job now, or add it to this thread's collection (see ``collecting``)."""
+    jobs = getattr(_local, "jobs", None)
+    if jobs is None:
+        run_batch([job])
+    else:
+        jobs.append(job)
+
+
+def submit(Target t, str kernel, dict params):
+    """Fill ``t`` with the kernel named ``kernel`` (fastinit/src/fi_kernels.def) and
+    ``params`` (by field name; fields the kernel does not have are ignored): now, or
+    in order with the fills collected by ``collecting``."""
+    number, packer, fields = KERNELS[kernel]
+    cdef bytes packed = packer.pack(*[params[name] for name in fields])
+    cdef Job job = Job.__new__(Job)
+    job.target, job.kernel = t, number
+    memcpy(job.params, <const char *>packed, len(packed))
+    _enqueue(job)
+
+
+def submit_write(Target target, write):
+    """Write values computed in Python into ``target`` (now, or in order with the
+    collected fills)."""
+    _enqueue(WriteJob(target, write))
+
+
+class collecting:
+    """Within this context, this thread's fills are validated and take their calls
+    as usual, but nothing is written until ``run()``: then every piece of every fill
+    is shared among the threads in as few GIL-free loops as order allows. The bits
+    are those of running them one by one. Leaving the context on an exception
+    discards what was collected."""
+
+    def __enter__(self):
+        self.outer = getattr(_local, "jobs", None)
+        self.jobs = _local.jobs = []
+        return self
+
+    def __exit__(self, exc_type, exc, tb):
+        _local.jobs = self.outer
+        if exc_type is not None:
+            self.jobs = []
+        return False
+
+    def run(self):
+        """Write what was collected; returns nothing."""
+        jobs, self.jobs = self.jobs, []
+        run_batch(jobs)
+
+
+class immediate:
+    """Within this context, fills are written at once, even inside ``collecting``:
+    for scratch arrays an initializer allocates and reads back (they share no memory
+    with the collected targets, so no collected fill has to run first)."""
+
+    def __enter__(self):
+        self.outer = getattr(_local, "jobs", None)
+        _local.jobs = None
+        return self
+
+    def __exit__(self, exc_type, exc, tb):
+        _local.jobs = self.outer
+        return False
+
+
+def run_batch(jobs):
+    """Write ``jobs`` in order: consecutive fills in one parallel loop, except that a
+    fill of memory an earlier fill of the loop writes starts a new loop, and Python
+    writes run alone, after what precedes them."""
+    group = []
+    for job in jobs:
+        if isinstance(job, WriteJob):
+            run_jobs(group)
+            group = []
+            job.write()
+            continue
+        if any(_overlap((<Job>job).target, (<Job>other).target) for other in group):
+            run_jobs(group)
+            group = []
+        group.append(job)
+    run_jobs(group)
+
+
+def run_jobs(list jobs):
+    """Write the fills of ``jobs``: all their pieces in one parallel loop."""
+    cdef Py_ssize_t n = len(jobs), i
+    if n == 0:
+        return
+    cdef fi_piece_fn *fns = <fi_piece_fn *>malloc(n * sizeof(fi_piece_fn))
+    cdef const fi_plan **plans = <const fi_plan **>malloc(n * sizeof(fi_plan *))
+    cdef const void **params = <const void **>malloc(n * sizeof(void *))
+    cdef int64_t *starts = <int64_t *>malloc((n + 1) * sizeof(int64_t))
+    cdef fi_cursor **cursors = NULL
+    cdef int nthreads = 1, k
+    cdef int64_t elements = 0, first, last, step
+    cdef const fi_piece_fn *table = fi_path_table(_runtime.path_index())
+    cdef Job job
+    try:
+        if fns == NULL or plans == NULL or params == NULL or starts == NULL:
+            raise MemoryError()
+        starts[0] = 0
+        for i in range(n):
+            job = <Job>jobs[i]
+            fns[i] = table[job.kernel]
+            plans[i] = &job.target.plan
+            params[i] = <const void *>job.params
+            starts[i + 1] = starts[i] + job.target.plan.npieces
+            elements += job.target.size
+        if starts[n] == 0:
+            return
+        if elements >= PARALLEL_MIN:
+            nthreads = <int>min(<int64_t>_runtime.fill_threads(), starts[n])
+        cursors = <fi_cursor **>calloc(nthreads, sizeof(fi_cursor *))
+        if cursors == NULL:
+            raise MemoryError()
+        for k in range(nthreads):
+            cursors[k] = fi_cursor_new()
+            if cursors[k] == NULL:
+                raise MemoryError()
+        # Rounds of 512 pieces per thread (~10-60 ms): Ctrl-C stops a huge fill between rounds
+        # (every thread has finished the first; values do not depend on the rounds).
+        first = 0
+        step = ROUND_PIECES * nthreads
+        while first < starts[n]:
+            last = first + step if first + step < starts[n] else starts[n]
+            with nogil:
+                _run_pieces(fns, plans, params, starts, n, cursors, nthreads, first, last)
+            first = last
+            if first < starts[n]:
+                PyErr_CheckSignals()
+    finally:
+        if cursors != NULL:
+            for k in range(nthreads):
+                fi_cursor_free(cursors[k])
+            free(cursors)
+        free(fns)
+        free(plans)
+        free(params)
+        free(starts)
+
+
+cdef inline void _run_piece(const fi_piece_fn *fns, const fi_plan **plans,
+                            const void **params, const int64_t *starts, Py_ssize_t n,
+                            fi_cursor *cursor, int64_t q) noexcept nogil:
+    # The job of global piece q: the last with starts[job] <= q (binary search).
+    cdef Py_ssize_t lo = 0, hi = n, mid
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        if starts[mid] <= q:
+            lo = mid
+        else:
+            hi = mid
+    fi_cursor_bind(cursor, lo)
+    fns[lo](cursor, plans[lo], params[lo], q - starts[lo])
+
+
+cdef void _run_pieces(const fi_piece_fn *fns, const fi_plan **plans,
+                      const void **params, const int64_t *starts, Py_ssize_t n,
+                      fi_cursor **cursors, int nthreads, int64_t first,
+                      int64_t last) noexcept nogil:
+    # Pieces [first, last) of the jobs' global piece numbering.
+    cdef int64_t q
+    if nthreads == 1:
+        for q in range(first, last):
+            _run_piece(fns, plans, params, starts, n, cursors[0], q)
+        fi_store_fence()
+        return
+    with parallel(num_threads=nthreads):
+        for q in prange(first, last, schedule="dynamic"):
+            _run_piece(fns, plans, params, starts, n, cursors[threadid()], q)
+        fi_store_fence()
+
+
+def stream_yardstick(cnp.ndarray[cnp.float32_t, ndim=1, mode="c"] out, int nthreads):
+    """Write 1.0 into a contiguous float32 array with the plainest OpenMP loop of
+    non-temporal stores: the bench's measure of the machine's write bandwidth."""
+    if not out.flags.writeable:
+        raise ValueError("output array is read-only")
+    cdef float *data = <float *>cnp.PyArray_DATA(out)
+    cdef int64_t n = out.shape[0]
+    cdef int threads = 1 if _runtime.forked() or nthreads < 1 else nthreads
+    with nogil:
+        fi_stream_yardstick(data, n, threads)

@@ -1,0 +1,172 @@
+# cython: language_level=3, boundscheck=False, wraparound=False, cdivision=True
+"""Targets: an array checked as a fill's destination (dtype, byte order, writability,
+self-overlap, shard bounds), and its memory plan for the kernels: how its elements
+map to global indices and how the work is cut into pieces (fastinit/src/fi_plan.h)."""
+
+import numpy as np
+
+from fastinit import _dtypes
+
+cimport numpy as cnp
+from libc.stdint cimport int64_t
+
+from fastinit._kernels cimport FI_MAXDIM, fi_block_elements, fi_plan
+
+cnp.import_array()
+
+# Elements per piece of parallel work (16 blocks).
+cdef int64_t _PIECE_LEN = 16 * fi_block_elements
+PIECE_LEN = _PIECE_LEN
+# Fills of at least this many bytes bypass the caches with non-temporal stores.
+cdef int64_t STREAM_MIN_BYTES = 8 << 20
+
+
+def _as_index_tuple(value, name, ndim):
+    try:
+        items = tuple(value)
+    except TypeError:
+        raise TypeError(f"{name} must be a sequence of ints, got {type(value).__name__}") from None
+    for v in items:
+        if isinstance(v, bool) or not isinstance(v, (int, np.integer)):
+            raise TypeError(f"{name} must contain ints, got {type(v).__name__}")
+    if len(items) != ndim:
+        raise ValueError(f"{name} has {len(items)} dimensions but the array has {ndim}")
+    if any(v < 0 for v in items):
+        raise ValueError(f"{name} must be non-negative, got {items}")
+    return tuple(int(v) for v in items)
+
+
+def _self_overlapping(a):
+    """Whether two distinct indices of ``a`` address overlapping bytes.
+
+    Sorting the dimensions of size > 1 by |stride|, the array does not overlap
+    itself if each stride is at least the extent of all smaller-stride dimensions.
+    This is exact for every layout numpy makes by slicing, transposing and
+    reshaping; an exotic as_strided layout that interleaves without overlap is
+    rejected too (conservative).
+    """
+    dims = sorted((abs(s), n) for s, n in zip(a.strides, a.shape) if n > 1)
+    extent = a.itemsize
+    for stride, size in dims:
+        if stride < extent:
+            return True
+        extent = stride * (size - 1) + extent
+    return False
+
+
+cdef class Target:
+    """A validated destination: an array, and where it lies in the global tensor.
+
+    ``global_shape`` and ``global_offset`` say that ``out`` is the block of shape
+    ``out.shape`` starting at ``global_offset`` of a virtual tensor of shape
+    ``global_shape``; by default ``out`` is the whole tensor. With ``no_memory``,
+    ``out`` stands for a tensor without storage (torch's meta device): it is checked
+    for dtype and shard as usual, and the target has no elements to write.
+    """
+
+    # (Its attributes are declared in _plan.pxd.)
+
+    def __cinit__(self, out, global_shape=None, global_offset=None, bits_as=None,
+                  bint no_memory=False):
+        if not cnp.PyArray_Check(out):
+            raise TypeError(f"expected a numpy.ndarray, got {type(out).__name__}")
+        cdef cnp.ndarray a = <cnp.ndarray>out
+        cdef int typenum = cnp.PyArray_TYPE(a)
+        if bits_as is not None:
+            # A 16-bit integer view of float16 or bfloat16 memory (a torch tensor's).
+            if typenum not in (cnp.NPY_INT16, cnp.NPY_UINT16) or bits_as not in (2, 3):
+                raise TypeError("bits_as needs a 16-bit integer view and kind 2 or 3")
+            self.kind = bits_as
+        elif typenum == cnp.NPY_FLOAT32:
+            self.kind = 0
+        elif typenum == cnp.NPY_FLOAT64:
+            self.kind = 1
+        elif typenum == cnp.NPY_FLOAT16:
+            self.kind = 2
+        elif out.dtype.name == "bfloat16" and out.dtype.itemsize == 2:   # ml_dtypes
+            self.kind = 3
+        elif typenum == cnp.NPY_UINT64:                 # raw outputs (random_raw_)
+            self.kind = 4
+        else:
+            raise TypeError(f"unsupported dtype {out.dtype}; {_dtypes.UNSUPPORTED}")
+        if not cnp.PyArray_ISNOTSWAPPED(a):
+            raise TypeError(f"unsupported dtype {out.dtype.str}: byte order is not native")
+        if not no_memory and not cnp.PyArray_ISWRITEABLE(a):
+            raise ValueError("output array is read-only")
+        cdef Py_ssize_t size = 0 if no_memory else cnp.PyArray_SIZE(a)
+        cdef int contiguous = cnp.PyArray_IS_C_CONTIGUOUS(a)
+        if size > 1 and not contiguous and _self_overlapping(out):
+            raise ValueError("output array overlaps itself (a zero or overlapping stride); "
+                             "its elements cannot all receive values")
+        cdef int nd = cnp.PyArray_NDIM(a)
+        if nd > FI_MAXDIM:      # the plan holds FI_MAXDIM dimensions (numpy's own limit)
+            raise ValueError(f"arrays of more than {FI_MAXDIM} dimensions are not supported")
+        cdef cnp.npy_intp *dims = cnp.PyArray_DIMS(a)
+        cdef int k, j
+        cdef fi_plan *pl = &self.plan
+        pl.data = <char *>cnp.PyArray_DATA(a)
+        pl.ndim = nd
+        pl.itemsize = <int>cnp.PyArray_ITEMSIZE(a)
+        pl.contiguous = contiguous
+        pl.aligned = cnp.PyArray_ISALIGNED(a)
+        pl.stream = size * pl.itemsize >= STREAM_MIN_BYTES
+        for k in range(nd):
+            pl.shape[k] = dims[k]
+            pl.strides[k] = cnp.PyArray_STRIDE(a, k)
+        self.array = out
+        self.size = size
+        self.mem_lo = self.mem_hi = <size_t>pl.data
+        if size > 0:
+            self.mem_hi += pl.itemsize
+            for k in range(nd):
+                if pl.strides[k] < 0:
+                    self.mem_lo += (pl.shape[k] - 1) * pl.strides[k]
+                else:
+                    self.mem_hi += (pl.shape[k] - 1) * pl.strides[k]
+
+        if global_shape is None:
+            if global_offset is not None:
+                raise ValueError("global_offset needs global_shape")
+            # The whole tensor: one run, starting at global index 0.
+            pl.run_dims = 0
+            pl.run_len = size
+            pl.gbase = 0
+        else:
+            shape = tuple(out.shape)
+            gshape = _as_index_tuple(global_shape, "global_shape", nd)
+            offset = (0,) * nd if global_offset is None else _as_index_tuple(
+                global_offset, "global_offset", nd)
+            for k in range(nd):
+                if offset[k] + shape[k] > gshape[k]:
+                    raise ValueError(
+                        f"the array (shape {shape}) at global_offset {offset} does not fit "
+                        f"in global_shape {gshape} (dimension {k})")
+            total = 1
+            for g in gshape:
+                total *= g
+            if total >= 2**63:
+                raise ValueError(f"global_shape {gshape} has too many elements")
+            # Runs: the trailing dimensions that the array spans whole, plus one more.
+            k = nd - 1
+            while k > 0 and shape[k] == gshape[k]:
+                k -= 1
+            pl.run_dims = max(k, 0)
+            run_len = 1
+            for j in range(pl.run_dims, nd):
+                run_len *= shape[j]
+            pl.run_len = run_len
+            gbase = 0
+            step = 1
+            for j in range(nd - 1, -1, -1):
+                gbase += offset[j] * step
+                if j < pl.run_dims:
+                    pl.run_gstride[j] = step
+                step *= gshape[j]
+            pl.gbase = gbase
+        pl.piece_len = _PIECE_LEN
+        if size == 0:
+            pl.pieces_per_run = 0
+            pl.npieces = 0
+        else:
+            pl.pieces_per_run = (pl.run_len + _PIECE_LEN - 1) // _PIECE_LEN
+            pl.npieces = (size // pl.run_len) * pl.pieces_per_run

@@ -1,0 +1,136 @@
+# cython: language_level=3
+"""Where fills run: how many threads (OpenMP's default capped at the CPUs this process
+may use, or the user's number; one in a child made by fork()), which instruction-set
+path of the kernels, and what the kernel library was built with."""
+
+import os
+import warnings
+
+import numpy as np
+
+from fastinit._kernels cimport (
+    FI_NPATHS, FI_PATH_BASELINE, fi_block_elements, fi_build_flags, fi_compiler,
+    fi_omp_max_threads, fi_openmp_enabled, fi_path_names, fi_path_supported,
+)
+
+cdef int _requested_threads = 0     # 0: the default (see get_num_threads)
+cdef bint _forked = False           # in a child made by fork(): OpenMP is off limits
+cdef int _path = FI_PATH_BASELINE
+
+
+def set_num_threads(n):
+    """Use ``n`` threads for fills; ``None`` restores the default (see
+    ``get_num_threads``)."""
+    global _requested_threads
+    if n is None:
+        _requested_threads = 0
+        return
+    if isinstance(n, bool) or not isinstance(n, (int, np.integer)):
+        raise TypeError(f"number of threads must be an int, got {type(n).__name__}")
+    if n < 1:
+        raise ValueError(f"number of threads must be at least 1, got {n}")
+    _requested_threads = min(int(n), 1 << 16)
+
+
+def _after_fork_in_child():
+    # GNU OpenMP's thread pool does not survive fork(): a child entering a parallel
+    # region after its parent did would hang. Fills in a forked child run serially.
+    global _forked
+    _forked = True
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
+def _cpus_available():
+    """The CPUs this process may run on: its affinity mask where the OS has one."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return os.cpu_count() or 1
+
+
+def fill_threads():
+    """The threads a large fill uses now (see get_num_threads)."""
+    if not fi_openmp_enabled() or _forked:
+        return 1
+    if _requested_threads > 0:
+        return _requested_threads
+    if "OMP_NUM_THREADS" in os.environ:     # the user's number, even beyond the CPUs
+        return fi_omp_max_threads()
+    return min(fi_omp_max_threads(), _cpus_available())
+
+
+def get_num_threads():
+    """The number of threads a large fill uses: the number set by ``set_num_threads``;
+    by default OpenMP's (``OMP_NUM_THREADS``, or threadpoolctl's limit), capped at the
+    CPUs this process may run on (its affinity mask: containers and ``taskset``) unless
+    ``OMP_NUM_THREADS`` asks for more; 1 in a build without OpenMP and in a process
+    made by fork() (use the spawn or forkserver start methods for parallel children)."""
+    return fill_threads()
+
+
+def simd_paths():
+    """The instruction-set paths this CPU can run, from baseline to widest."""
+    return [fi_path_names[p].decode() for p in range(FI_NPATHS) if fi_path_supported(p)]
+
+
+def get_simd_path():
+    """The instruction-set path the kernels use now."""
+    return fi_path_names[_path].decode()
+
+
+def set_simd_path(name):
+    """Use the kernels compiled for ``name`` (one of ``simd_paths()``).
+
+    All paths write the same bits; this exists to test that, and to measure them.
+    """
+    global _path
+    names = [fi_path_names[p].decode() for p in range(FI_NPATHS)]
+    if name not in names:
+        raise ValueError(f"unknown SIMD path {name!r}; expected one of {names}")
+    p = names.index(name)
+    if not fi_path_supported(p):
+        raise ValueError(f"this CPU cannot run the {name!r} path; it can run {simd_paths()}")
+    _path = p
+
+
+def _select_default_path():
+    global _path
+    forced = os.environ.get("FASTINIT_SIMD", "").strip().lower()
+    if forced:
+        try:
+            set_simd_path(forced)
+            return
+        except ValueError as exc:
+            warnings.warn(f"FASTINIT_SIMD ignored: {exc}", RuntimeWarning, stacklevel=2)
+    for p in range(FI_NPATHS - 1, -1, -1):
+        if fi_path_supported(p):
+            _path = p
+            return
+
+
+_select_default_path()
+
+
+def build_facts():
+    """What the extension was built with: OpenMP, compiler and flags."""
+    return {
+        "openmp": bool(fi_openmp_enabled()),
+        "compiler": fi_compiler.decode(),
+        "flags": fi_build_flags.decode(),
+        "block_elements": fi_block_elements,
+    }
+
+
+
+
+def path_index():
+    """The number of the instruction-set path in use (for the kernel tables)."""
+    return _path
+
+
+def forked():
+    """Whether this process was made by fork() after fastinit was imported (its fills
+    then run on one thread: GNU OpenMP's pool does not survive fork)."""
+    return bool(_forked)

@@ -4,6 +4,7 @@ GIL-free OpenMP loop over all their pieces (in rounds, so that Ctrl-C can stop a
 fill), now or, inside ``collecting``, all at once. Which thread writes a piece never
 changes what is written: values depend only on the call seed and the global index."""
 
+import operator
 import struct
 import threading
 
@@ -49,7 +50,8 @@ for _k in range(FI_NKERNELS):
     if not (-(-_packer.size // 8) * 8 == fi_kernel_param_sizes[_k] <= 8 * PARAMS_WORDS):
         raise ImportError(f"kernel {fi_kernel_names[_k].decode()}: its parameter format "
                           "does not describe its parameter struct")
-    KERNELS[fi_kernel_names[_k].decode()] = (_k, _packer, tuple(name for name, _ in _fields))
+    KERNELS[fi_kernel_names[_k].decode()] = (_k, _packer,
+                                             operator.itemgetter(*[name for name, _ in _fields]))
 
 
 cdef class Job:
@@ -71,17 +73,25 @@ class WriteJob:
 _local = threading.local()   # .jobs: the list being collected on this thread, or None
 
 
-def _overlap(Target t, Target u):
-    return t.mem_lo < u.mem_hi and u.mem_lo < t.mem_hi
+cdef bint _overlaps_any(Job job, list group):
+    """Whether ``job`` writes memory that a job of ``group`` writes."""
+    cdef Target t = job.target, u
+    for other in group:
+        u = (<Job>other).target
+        if t.mem_lo < u.mem_hi and u.mem_lo < t.mem_hi:
+            return True
+    return False
 
 
 def _enqueue(job):
     """Run a job now, or add it to this thread's collection (see ``collecting``)."""
     jobs = getattr(_local, "jobs", None)
-    if jobs is None:
-        run_batch([job])
-    else:
+    if jobs is not None:
         jobs.append(job)
+    elif isinstance(job, WriteJob):
+        job.write()
+    else:
+        run_jobs([job])
 
 
 def submit(Target t, str kernel, dict params):
@@ -89,7 +99,8 @@ def submit(Target t, str kernel, dict params):
     ``params`` (by field name; fields the kernel does not have are ignored): now, or
     in order with the fills collected by ``collecting``."""
     number, packer, fields = KERNELS[kernel]
-    cdef bytes packed = packer.pack(*[params[name] for name in fields])
+    values = fields(params)
+    cdef bytes packed = packer.pack(*values) if isinstance(values, tuple) else packer.pack(values)
     cdef Job job = Job.__new__(Job)
     job.target, job.kernel = t, number
     memcpy(job.params, <const char *>packed, len(packed))
@@ -152,7 +163,7 @@ def run_batch(jobs):
             group = []
             job.write()
             continue
-        if any(_overlap((<Job>job).target, (<Job>other).target) for other in group):
+        if _overlaps_any(<Job>job, group):
             run_jobs(group)
             group = []
         group.append(job)

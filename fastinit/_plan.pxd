@@ -8,3 +8,6 @@ cdef class Target:
     cdef readonly int kind          # a _dtypes kind: 0 float32, 1 float64, 2 float16, 3 bfloat16, 4 uint64
     cdef readonly Py_ssize_t size
     cdef readonly size_t mem_lo, mem_hi     # the bytes it may write: [mem_lo, mem_hi)
+    cdef readonly object view       # a contiguous target's 1-D typed memoryview
+
+    cdef char *_typed_view(self, out) except NULL

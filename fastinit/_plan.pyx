@@ -8,7 +8,7 @@ import numpy as np
 from fastinit import _dtypes
 
 cimport numpy as cnp
-from libc.stdint cimport int64_t
+from libc.stdint cimport int64_t, uint16_t, uint64_t
 
 from fastinit._kernels cimport FI_MAXDIM, fi_block_elements, fi_plan
 
@@ -69,7 +69,7 @@ cdef class Target:
     def __cinit__(self, out, global_shape=None, global_offset=None, bits_as=None,
                   bint no_memory=False):
         if not cnp.PyArray_Check(out):
-            raise TypeError(f"expected a numpy.ndarray, got {type(out).__name__}")
+            out = _buffer_array(out)
         cdef cnp.ndarray a = <cnp.ndarray>out
         cdef int typenum = cnp.PyArray_TYPE(a)
         if bits_as is not None:
@@ -105,6 +105,8 @@ cdef class Target:
         cdef int k, j
         cdef fi_plan *pl = &self.plan
         pl.data = <char *>cnp.PyArray_DATA(a)
+        if contiguous and size > 0:
+            pl.data = self._typed_view(out)
         pl.ndim = nd
         pl.itemsize = <int>cnp.PyArray_ITEMSIZE(a)
         pl.contiguous = contiguous
@@ -170,3 +172,48 @@ cdef class Target:
         else:
             pl.pieces_per_run = (pl.run_len + _PIECE_LEN - 1) // _PIECE_LEN
             pl.npieces = (size // pl.run_len) * pl.pieces_per_run
+
+    cdef char *_typed_view(self, out) except NULL:
+        """Hold a contiguous target as a 1-D typed memoryview of its dtype (the kernels
+        write through its data pointer; the held view keeps the buffer exported, so its
+        owner cannot resize or free it during the fill)."""
+        cdef float[::1] f32
+        cdef double[::1] f64
+        cdef uint16_t[::1] u16
+        cdef uint64_t[::1] u64
+        flat = out if cnp.PyArray_NDIM(<cnp.ndarray>out) == 1 else out.reshape(-1)
+        if self.kind == _dtypes.FLOAT32.kind:
+            f32 = flat
+            self.view = f32
+            return <char *>&f32[0]
+        if self.kind == _dtypes.FLOAT64.kind:
+            f64 = flat
+            self.view = f64
+            return <char *>&f64[0]
+        if self.kind == _dtypes.UINT64.kind:
+            u64 = flat
+            self.view = u64
+            return <char *>&u64[0]
+        u16 = flat.view(np.uint16)                      # float16 and bfloat16 bits
+        self.view = u16
+        return <char *>&u16[0]
+
+
+# Buffer formats a fill accepts from objects other than numpy arrays and tensors.
+_BUFFER_DTYPES = ("float32", "float64", "float16", "uint64")
+
+
+def _buffer_array(obj):
+    """A numpy view of an object that exports the buffer protocol (``memoryview``,
+    ``array.array``, ...), of a dtype fastinit fills."""
+    try:
+        view = memoryview(obj)
+    except TypeError:
+        raise TypeError("expected a numpy.ndarray, a CPU torch.Tensor or an object with the "
+                        f"buffer protocol, got {type(obj).__name__}") from None
+    array = np.asarray(view)
+    if array.dtype.name not in _BUFFER_DTYPES:
+        raise TypeError("expected a numpy.ndarray, a CPU torch.Tensor or a buffer of float16, "
+                        f"float32 or float64 values, got a {type(obj).__name__} of format "
+                        f"{view.format!r}")
+    return array

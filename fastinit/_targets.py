@@ -23,7 +23,11 @@ def is_meta(x):
 def shape_of(x):
     if is_tensor(x) or hasattr(x, "shape"):
         return tuple(x.shape)
-    raise TypeError(f"expected a numpy.ndarray or a torch.Tensor, got {type(x).__name__}")
+    try:
+        return tuple(memoryview(x).shape)                   # array.array and other buffers
+    except TypeError:
+        raise TypeError(f"expected a numpy.ndarray, a torch.Tensor or an object with the "
+                        f"buffer protocol, got {type(x).__name__}") from None
 
 
 # torch's message for an in-place write to an inference tensor outside inference mode.

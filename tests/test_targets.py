@@ -127,3 +127,37 @@ def test_empty_arrays_are_a_noop_that_takes_a_call(dtype):
 def test_target_rejects_before_anything_else():
     with pytest.raises(TypeError):
         _plan.Target(np.zeros(3, np.int8))
+
+
+def test_buffer_protocol_targets_get_the_bits_of_a_numpy_array():
+    import array
+    n = 5000
+    want = fastinit.Generator(3).normal_(np.empty(n, np.float32))
+    floats = array.array("f", bytes(4 * n))
+    fastinit.Generator(3).normal_(floats)
+    np.testing.assert_array_equal(np.frombuffer(floats, np.float32), want)
+    raw = bytearray(4 * n)
+    view = memoryview(raw).cast("f")
+    fastinit.Generator(3).normal_(view)
+    np.testing.assert_array_equal(np.frombuffer(raw, np.float32), want)
+    # Shapes, initializers and other dtypes go through the buffer too.
+    m = memoryview(bytearray(8 * 12)).cast("d", (3, 4))
+    fastinit.kaiming_uniform_(m, generator=fastinit.Generator(4))
+    np.testing.assert_array_equal(
+        np.asarray(m), fastinit.kaiming_uniform_(np.empty((3, 4)), generator=fastinit.Generator(4)))
+    t = _plan.Target(memoryview(bytearray(4 * 10)).cast("f"))
+    assert t.view is not None and t.view.shape == (10,) and t.kind == 0
+    with pytest.raises(ValueError, match="read-only"):
+        fastinit.uniform_(memoryview(bytes(16)).cast("f"))
+    with pytest.raises(TypeError, match="buffer of float16, float32 or float64"):
+        fastinit.uniform_(array.array("i", [0] * 4))
+
+
+def test_a_target_holds_its_buffer_during_a_fill():
+    import array
+    floats = array.array("f", [0.0] * 10)
+    t = _plan.Target(floats)
+    with pytest.raises(BufferError):
+        floats.append(1.0)               # resizing would move the memory being written
+    del t
+    floats.append(1.0)

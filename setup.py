@@ -93,8 +93,7 @@ def base_flags(compiler_type):
 
 KERNEL_SOURCES = [f"fastinit/src/{name}.c" for name in
                   ("fi_dispatch", "fi_detmath", "fi_layout", "fi_runtime", "fi_stream")]
-KERNEL_HEADERS = sorted(glob.glob("fastinit/src/*.h") + glob.glob("fastinit/src/*.def")
-                        + glob.glob("fastinit/src/*.inc"))
+KERNEL_HEADERS = sorted(glob.glob("fastinit/src/*.h") + glob.glob("fastinit/src/*.inc"))
 
 
 def build_flags(cmd):

@@ -10,7 +10,7 @@ import numpy as np
 
 
 class DType(NamedTuple):
-    name: str           # as numpy and the kernel names (fastinit/src/fi_kernels.def) spell it
+    name: str           # as numpy and the kernel names (fastinit/src/fi_kernels.h) spell it
     kind: int           # the number _fill.Target gives it
     itemsize: int
     max: float          # the largest finite value

@@ -18,7 +18,7 @@ from libc.stdlib cimport calloc, free, malloc
 from libc.string cimport memcpy
 
 from fastinit._kernels cimport (
-    FI_NKERNELS, fi_cursor, fi_cursor_bind, fi_cursor_free, fi_cursor_new, fi_kernel_formats,
+    fi_cursor, fi_cursor_bind, fi_cursor_free, fi_cursor_new, fi_kernel_formats, fi_nkernels,
     fi_kernel_names, fi_kernel_param_sizes, fi_path_table, fi_piece_fn, fi_plan, fi_store_fence,
     fi_stream_yardstick,
 )
@@ -37,13 +37,13 @@ cdef int64_t PARALLEL_MIN = 4 * PIECE_LEN
 cdef int64_t ROUND_PIECES = 512
 
 
-# The kernels of fastinit/src/fi_kernels.def by name: (number, the struct packing their
+# The kernels of fastinit/src/fi_kernels.h by name: (number, the struct packing their
 # parameters in their C struct's layout, the parameters' names in that order).
 cdef enum:
     PARAMS_WORDS = 16           # room for any kernel's parameter struct, in uint64 words
 
 KERNELS = {}
-for _k in range(FI_NKERNELS):
+for _k in range(fi_nkernels):
     _fields = [f.split(":") for f in fi_kernel_formats[_k].decode().split()]
     _packer = struct.Struct("@" + "".join(code for _, code in _fields))
     # The format must describe the C struct: the same size once padded to 8 bytes.
@@ -95,7 +95,7 @@ def _enqueue(job):
 
 
 def submit(Target t, str kernel, dict params):
-    """Fill ``t`` with the kernel named ``kernel`` (fastinit/src/fi_kernels.def) and
+    """Fill ``t`` with the kernel named ``kernel`` (fastinit/src/fi_kernels.h) and
     ``params`` (by field name; fields the kernel does not have are ignored): now, or
     in order with the fills collected by ``collecting``."""
     number, packer, fields = KERNELS[kernel]

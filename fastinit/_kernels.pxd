@@ -16,7 +16,6 @@ cdef extern from "fi_engine.h" nogil:
 cdef extern from "fi_api.h" nogil:
     enum:
         FI_MAXDIM
-        FI_NKERNELS
         FI_PATH_BASELINE
         FI_NPATHS
 
@@ -48,6 +47,7 @@ cdef extern from "fi_api.h" nogil:
         int64_t npieces
 
     ctypedef void (*fi_piece_fn)(fi_cursor *, const fi_plan *, const void *, int64_t)
+    const int fi_nkernels
     const char *const fi_kernel_names[]
     const char *const fi_kernel_formats[]
     const size_t fi_kernel_param_sizes[]

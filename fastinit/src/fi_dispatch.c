@@ -1,32 +1,25 @@
 /*
- * The one translation unit that holds the fill kernels: every distribution's
- * kernel file, compiled into each instruction-set path (fi_path.inc), and the
+ * The one translation unit that holds the fill kernels: every kernel registered in
+ * fi_kernels.h, compiled into each instruction-set path (fi_path.inc), and the
  * tables the executor picks from at run time.
  */
 #include "fi_dispatch.h"
 
-#include "fi_constant.h"
-#include "fi_normal.h"
-#include "fi_trunc.h"
-#include "fi_uniform.h"
+#include "fi_kernels.h"
 
-const char *const fi_kernel_names[FI_NKERNELS] = {
-#define FI_KERNEL(NAME, BODY, PARAMS, FORMAT) #NAME,
-#include "fi_kernels.def"
-#undef FI_KERNEL
-};
+#define FI_NAME(NAME, BODY, PARAMS, FORMAT) #NAME,
+const char *const fi_kernel_names[] = {FI_KERNELS(FI_NAME)};
+#undef FI_NAME
 
-const char *const fi_kernel_formats[FI_NKERNELS] = {
-#define FI_KERNEL(NAME, BODY, PARAMS, FORMAT) FORMAT,
-#include "fi_kernels.def"
-#undef FI_KERNEL
-};
+#define FI_FORMAT(NAME, BODY, PARAMS, FORMAT) FORMAT,
+const char *const fi_kernel_formats[] = {FI_KERNELS(FI_FORMAT)};
+#undef FI_FORMAT
 
-const size_t fi_kernel_param_sizes[FI_NKERNELS] = {
-#define FI_KERNEL(NAME, BODY, PARAMS, FORMAT) sizeof(PARAMS),
-#include "fi_kernels.def"
-#undef FI_KERNEL
-};
+#define FI_SIZE(NAME, BODY, PARAMS, FORMAT) sizeof(PARAMS),
+const size_t fi_kernel_param_sizes[] = {FI_KERNELS(FI_SIZE)};
+#undef FI_SIZE
+
+const int fi_nkernels = (int)(sizeof fi_kernel_names / sizeof fi_kernel_names[0]);
 
 const char *const fi_path_names[FI_NPATHS] = {"baseline", "avx2", "avx512"};
 

@@ -1,7 +1,7 @@
 /*
- * Runtime dispatch: the fill kernels of fi_kernels.def, compiled once per
- * instruction set (baseline x86-64, AVX2, AVX-512), and which of those this CPU runs.
- * Every path writes the same bits.
+ * Runtime dispatch: the fill kernels of fi_kernels.h, compiled once per instruction
+ * set (baseline x86-64, AVX2, AVX-512), and which of those this CPU runs. Every
+ * path writes the same bits.
  */
 #ifndef FI_DISPATCH_H
 #define FI_DISPATCH_H
@@ -16,21 +16,16 @@ struct fi_cursor;
 /* Fills piece `piece` of a plan with a kernel's parameters (its parameter struct). */
 typedef void (*fi_piece_fn)(struct fi_cursor *, const fi_plan *, const void *, int64_t);
 
-enum fi_kernel {
-#define FI_KERNEL(NAME, BODY, PARAMS, FORMAT) FI_KERNEL_##NAME,
-#include "fi_kernels.def"
-#undef FI_KERNEL
-    FI_NKERNELS
-};
-
-extern const char *const fi_kernel_names[FI_NKERNELS];
-extern const char *const fi_kernel_formats[FI_NKERNELS];
-extern const size_t fi_kernel_param_sizes[FI_NKERNELS];
+/* The kernels, by number: their names, parameter formats and parameter sizes. */
+extern const int fi_nkernels;
+extern const char *const fi_kernel_names[];
+extern const char *const fi_kernel_formats[];
+extern const size_t fi_kernel_param_sizes[];
 
 enum { FI_PATH_BASELINE, FI_PATH_AVX2, FI_PATH_AVX512, FI_NPATHS };
 extern const char *const fi_path_names[FI_NPATHS];
 
-/* The kernels compiled for a path, indexed by enum fi_kernel. */
+/* The kernels compiled for a path, by number. */
 const fi_piece_fn *fi_path_table(int path);
 /* Whether this CPU (and OS) can run a path. */
 int fi_path_supported(int path);

@@ -1,12 +1,12 @@
 # cython: language_level=3, boundscheck=False, wraparound=False, cdivision=True
 """The executor: fill requests become jobs, and jobs are written by the kernels in one
 GIL-free OpenMP loop over all their pieces (in rounds, so that Ctrl-C can stop a huge
-fill), now or, inside ``collecting``, all at once. Which thread writes a piece never
+fill), now or, for a Batch (init_all's plan), all at once. Which thread writes a piece never
 changes what is written: values depend only on the call seed and the global index."""
 
+import contextvars
 import operator
 import struct
-import threading
 
 from fastinit import _runtime
 from fastinit._plan import PIECE_LEN
@@ -70,7 +70,8 @@ class WriteJob:
         self.target, self.write = target, write
 
 
-_local = threading.local()   # .jobs: the list being collected on this thread, or None
+# The Batch collecting this thread's (this context's) fills, or None.
+_collecting = contextvars.ContextVar("fastinit_batch", default=None)
 
 
 cdef bint _overlaps_any(Job job, list group):
@@ -84,10 +85,12 @@ cdef bint _overlaps_any(Job job, list group):
 
 
 def _enqueue(job):
-    """Run a job now, or add it to this thread's collection (see ``collecting``)."""
-    jobs = getattr(_local, "jobs", None)
-    if jobs is not None:
-        jobs.append(job)
+    """Run a job now, or keep it in the batch being collected if it writes memory of
+    that batch's targets (see ``Batch``)."""
+    batch = _collecting.get()
+    target = (<Job>job).target if isinstance(job, Job) else job.target
+    if batch is not None and batch.holds(target):
+        batch.jobs.append(job)
     elif isinstance(job, WriteJob):
         job.write()
     else:
@@ -97,7 +100,7 @@ def _enqueue(job):
 def submit(Target t, str kernel, dict params):
     """Fill ``t`` with the kernel named ``kernel`` (fastinit/src/fi_kernels.h) and
     ``params`` (by field name; fields the kernel does not have are ignored): now, or
-    in order with the fills collected by ``collecting``."""
+    in order with the fills of the Batch being collected."""
     number, packer, fields = KERNELS[kernel]
     values = fields(params)
     cdef bytes packed = packer.pack(*values) if isinstance(values, tuple) else packer.pack(values)
@@ -109,47 +112,42 @@ def submit(Target t, str kernel, dict params):
 
 def submit_write(Target target, write):
     """Write values computed in Python into ``target`` (now, or in order with the
-    collected fills)."""
+    fills of the Batch being collected)."""
     _enqueue(WriteJob(target, write))
 
 
-class collecting:
-    """Within this context, this thread's fills are validated and take their calls
-    as usual, but nothing is written until ``run()``: then every piece of every fill
-    is shared among the threads in as few GIL-free loops as order allows. The bits
-    are those of running them one by one. Leaving the context on an exception
-    discards what was collected."""
+class Batch:
+    """The fills of a set of targets, collected and then written together.
+
+    ``Batch(ranges)`` holds the byte ranges [lo, hi) of its targets. Within ``with
+    batch:``, fills are checked and take their calls as usual, but those that write
+    memory of the targets are only kept; others (an initializer's own scratch
+    arrays) run at once. ``run()`` then writes the kept fills, every piece of every
+    fill shared among the threads in as few GIL-free loops as order allows: the bits
+    of running them one by one. Leaving the block on an exception discards them.
+    """
+
+    def __init__(self, ranges):
+        self.ranges = [(int(lo), int(hi)) for lo, hi in ranges]
+        self.jobs = []
+
+    def holds(self, Target t):
+        return any(t.mem_lo < hi and lo < t.mem_hi for lo, hi in self.ranges)
 
     def __enter__(self):
-        self.outer = getattr(_local, "jobs", None)
-        self.jobs = _local.jobs = []
+        self._token = _collecting.set(self)
         return self
 
     def __exit__(self, exc_type, exc, tb):
-        _local.jobs = self.outer
+        _collecting.reset(self._token)
         if exc_type is not None:
             self.jobs = []
         return False
 
     def run(self):
-        """Write what was collected; returns nothing."""
+        """Write what was kept; returns nothing."""
         jobs, self.jobs = self.jobs, []
         run_batch(jobs)
-
-
-class immediate:
-    """Within this context, fills are written at once, even inside ``collecting``:
-    for scratch arrays an initializer allocates and reads back (they share no memory
-    with the collected targets, so no collected fill has to run first)."""
-
-    def __enter__(self):
-        self.outer = getattr(_local, "jobs", None)
-        _local.jobs = None
-        return self
-
-    def __exit__(self, exc_type, exc, tb):
-        _local.jobs = self.outer
-        return False
 
 
 def run_batch(jobs):

@@ -80,3 +80,23 @@ def written(x):
     if is_tensor(x) and not is_meta(x):
         sys.modules["torch"].autograd.graph.increment_version(x)
     return x
+
+
+def memory_range(x):
+    """The bytes [lo, hi) that ``x``'s elements occupy, or None when it has none (an
+    empty or meta tensor) or is no target (its initializer will say why)."""
+    try:
+        array, _ = as_array(x)
+        if not isinstance(array, np.ndarray):
+            array = np.asarray(memoryview(array))
+    except (TypeError, ValueError, RuntimeError):
+        return None
+    if array.size == 0 or is_meta(x):
+        return None
+    return _byte_bounds(array)
+
+
+try:                                            # numpy >= 2.0
+    from numpy.lib.array_utils import byte_bounds as _byte_bounds
+except ImportError:                             # numpy 1.x
+    _byte_bounds = np.byte_bounds

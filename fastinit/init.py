@@ -300,8 +300,7 @@ def _orthogonal(tensor, gain, gen, shape, global_shape, global_offset):
     """The values orthogonal_ writes into ``tensor`` (its block of the whole matrix)."""
     rows = shape[0]
     cols = math.prod(shape) // rows
-    with _executor.immediate():                     # a scratch matrix, read back at once
-        flat = gen.normal_(np.empty((rows, cols)))
+    flat = gen.normal_(np.empty((rows, cols)))
     if rows < cols:
         flat = flat.T
     q, r = np.linalg.qr(flat)
@@ -342,8 +341,7 @@ def sparse_(tensor, sparsity, std=0.01, generator=None, *, global_shape=None,
     local = _targets.shape_of(tensor)
     r0, c0 = global_offset or (0, 0)
     keys = np.empty((rows, local[1]))
-    with _executor.immediate():                     # scratch keys, read back at once
-        pattern.uniform_(keys, 0.0, 1.0, global_shape=shape, global_offset=(0, c0))
+    pattern.uniform_(keys, 0.0, 1.0, global_shape=shape, global_offset=(0, c0))
     zero_rows = np.argsort(keys, axis=0, kind="stable")[:num_zeros]
     mask = np.zeros((rows, local[1]), bool)
     np.put_along_axis(mask, zero_rows, True, axis=0)
@@ -484,9 +482,10 @@ def init_all(plan, generator=None):
 
     All or nothing: every entry is validated and takes its generator call in order,
     exactly as the one-by-one calls would, and values computed in Python
-    (orthogonal_, sparse_, eye_, dirac_) are computed, before anything is written; if
-    an entry raises, no target is written and ``generator`` is back where it was
-    (a callable that draws from a generator of its own answers for that one). Then
+    (orthogonal_, sparse_, eye_, dirac_) are computed, before any target is written;
+    if an entry raises, no target is written and ``generator`` is back where it was
+    (a callable that draws from a generator of its own answers for that one, and one
+    that writes memory outside the plan's targets writes it at once). Then
     all the fills are written together, every piece of every tensor shared among the
     threads in one GIL-free loop, so small tensors cost almost nothing. The bits are
     those of the one-by-one calls, for any thread count; fills of memory that an
@@ -511,7 +510,8 @@ def init_all(plan, generator=None):
         if takes_generator:
             kwargs["generator"] = gen
         calls.append((init, target, kwargs))
-    with gen.transaction(), _executor.collecting() as batch:
+    batch = _executor.Batch(r for r in map(_targets.memory_range, (c[1] for c in calls)) if r)
+    with gen.transaction(), batch:
         for init, target, kwargs in calls:
             init(target, **kwargs)
     batch.run()

@@ -382,13 +382,13 @@ def _layout_fans(shape, layout):
     return shape[in_axis] * receptive_field, shape[out_axis] * receptive_field
 
 
-def _axis_index(axis, ndim):
+def _axis_index(axis, ndim, what="layout"):
     """``axis`` as an index in [0, ndim): an int in [-ndim, ndim), as numpy takes
     axes (numpy's AxisError, a ValueError and an IndexError, otherwise)."""
     if isinstance(axis, (bool, np.bool_)) or not isinstance(axis, (int, np.integer)):
-        raise TypeError(f"layout axes must be ints, got {type(axis).__name__}")
+        raise TypeError(f"{what} axes must be ints, got {type(axis).__name__}")
     if not -ndim <= axis < ndim:
-        raise np.exceptions.AxisError(int(axis), ndim, "layout")
+        raise np.exceptions.AxisError(int(axis), ndim, what)
     return int(axis) % ndim
 
 

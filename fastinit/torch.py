@@ -8,6 +8,7 @@ torch; ``import fastinit`` does not.
 """
 
 import math
+from numbers import Integral
 
 import torch
 from torch import nn
@@ -15,7 +16,7 @@ from torch.nn.modules.batchnorm import _NormBase
 from torch.nn.modules.conv import _ConvNd
 from torch.nn.modules.rnn import RNNBase
 
-from fastinit.init import _fans, init_all
+from fastinit.init import _axis_index, _fans, init_all
 
 __all__ = ["reset_parameters", "default_plan", "shard"]
 
@@ -177,8 +178,11 @@ def shard(global_shape, dim, rank, world_size):
     the others without communicating.
     """
     global_shape = tuple(int(s) for s in global_shape)
-    if not 0 <= rank < world_size:
-        raise ValueError(f"rank must be in [0, {world_size}), got {rank}")
+    if isinstance(world_size, bool) or not isinstance(world_size, Integral) or world_size < 1:
+        raise ValueError(f"world_size must be a positive int, got {world_size!r}")
+    if isinstance(rank, bool) or not isinstance(rank, Integral) or not 0 <= rank < world_size:
+        raise ValueError(f"rank must be an int in [0, {world_size}), got {rank!r}")
+    dim = _axis_index(dim, len(global_shape), "shard")   # as torch.chunk: -ndim <= dim < ndim
     n = global_shape[dim]
     size = -(-n // world_size) if n else 0
     start = min(rank * size, n)

@@ -55,3 +55,15 @@ def test_shard_follows_torch_chunk():
             assert offset == (sum(p.shape[0] for p in pieces[:rank]), 0)
     with pytest.raises(ValueError):
         ft.shard((4, 4), 0, 2, 2)
+
+
+def test_shard_checks_its_dimension_and_ranks():
+    assert ft.shard((6, 4), -1, 1, 2) == ft.shard((6, 4), 1, 1, 2) == ((6, 2), (0, 2))
+    for dim in (2, -3):
+        with pytest.raises(np.exceptions.AxisError):
+            ft.shard((6, 4), dim, 0, 2)
+    with pytest.raises(TypeError):
+        ft.shard((6, 4), True, 0, 2)
+    for rank, world in [(0, 0), (-1, 2), (1.0, 2), (0, 2.0)]:
+        with pytest.raises(ValueError):
+            ft.shard((6, 4), 0, rank, world)

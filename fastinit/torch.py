@@ -182,6 +182,7 @@ def shard(global_shape, dim, rank, world_size):
         raise ValueError(f"world_size must be a positive int, got {world_size!r}")
     if isinstance(rank, bool) or not isinstance(rank, Integral) or not 0 <= rank < world_size:
         raise ValueError(f"rank must be an int in [0, {world_size}), got {rank!r}")
+    rank, world_size = int(rank), int(world_size)
     dim = _axis_index(dim, len(global_shape), "shard")   # as torch.chunk: -ndim <= dim < ndim
     n = global_shape[dim]
     size = -(-n // world_size) if n else 0

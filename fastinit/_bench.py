@@ -13,7 +13,7 @@ import time
 import numpy as np
 
 import fastinit
-from fastinit import _executor
+from fastinit import _runtime
 from fastinit._shapes import gpt2_small
 
 LIMIT = "stream-store limit (C, OpenMP)"
@@ -69,7 +69,7 @@ def bench_sizes(sizes, thread_counts, repeat):
             label = (f"{size:.3g} float32 elements ({a.nbytes / 2**20:.1f} MiB), "
                      f"{threads} thread{'s' * (threads > 1)}")
             uniform = {
-                LIMIT: lambda: _executor.stream_yardstick(a, threads),
+                LIMIT: lambda: _runtime.stream_yardstick(a, threads),
                 "fastinit constant fill": lambda: fastinit.constant_(a, 0.5),
                 FI_UNIFORM: lambda: gen.uniform_(a),
                 NP_FILL: lambda: a.fill(0.5),

@@ -11,7 +11,6 @@ import struct
 from fastinit import _runtime
 from fastinit._plan import PIECE_LEN
 
-cimport numpy as cnp
 from cython.parallel cimport parallel, prange, threadid
 from libc.stdint cimport int64_t, uint64_t
 from libc.stdlib cimport calloc, free, malloc
@@ -20,15 +19,12 @@ from libc.string cimport memcpy
 from fastinit._kernels cimport (
     fi_cursor, fi_cursor_bind, fi_cursor_free, fi_cursor_new, fi_kernel_formats, fi_nkernels,
     fi_kernel_names, fi_kernel_param_sizes, fi_path_table, fi_piece_fn, fi_plan, fi_store_fence,
-    fi_stream_yardstick,
 )
 from fastinit._plan cimport Target
 
 
 cdef extern from "Python.h":
     int PyErr_CheckSignals() except -1
-
-cnp.import_array()
 
 # Fills smaller than this many elements run on the calling thread only.
 cdef int64_t PARALLEL_MIN = 4 * PIECE_LEN
@@ -256,15 +252,3 @@ cdef void _run_pieces(const fi_piece_fn *fns, const fi_plan **plans,
         for q in prange(first, last, schedule="dynamic"):
             _run_piece(fns, plans, params, starts, n, cursors[threadid()], q)
         fi_store_fence()
-
-
-def stream_yardstick(cnp.ndarray[cnp.float32_t, ndim=1, mode="c"] out, int nthreads):
-    """Write 1.0 into a contiguous float32 array with the plainest OpenMP loop of
-    non-temporal stores: the bench's measure of the machine's write bandwidth."""
-    if not out.flags.writeable:
-        raise ValueError("output array is read-only")
-    cdef float *data = <float *>cnp.PyArray_DATA(out)
-    cdef int64_t n = out.shape[0]
-    cdef int threads = 1 if _runtime.forked() or nthreads < 1 else nthreads
-    with nogil:
-        fi_stream_yardstick(data, n, threads)

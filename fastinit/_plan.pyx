@@ -19,6 +19,10 @@ cdef int64_t _PIECE_LEN = 16 * fi_block_elements
 PIECE_LEN = _PIECE_LEN
 # Fills of at least this many bytes bypass the caches with non-temporal stores.
 cdef int64_t STREAM_MIN_BYTES = 8 << 20
+# _dtypes' kind numbers, as C ints for the hot path.
+cdef int KIND_FLOAT32 = _dtypes.FLOAT32.kind
+cdef int KIND_FLOAT64 = _dtypes.FLOAT64.kind
+cdef int KIND_UINT64 = _dtypes.UINT64.kind
 
 
 def _as_index_tuple(value, name, ndim):
@@ -182,15 +186,15 @@ cdef class Target:
         cdef uint16_t[::1] u16
         cdef uint64_t[::1] u64
         flat = out if cnp.PyArray_NDIM(<cnp.ndarray>out) == 1 else out.reshape(-1)
-        if self.kind == _dtypes.FLOAT32.kind:
+        if self.kind == KIND_FLOAT32:
             f32 = flat
             self.view = f32
             return <char *>&f32[0]
-        if self.kind == _dtypes.FLOAT64.kind:
+        if self.kind == KIND_FLOAT64:
             f64 = flat
             self.view = f64
             return <char *>&f64[0]
-        if self.kind == _dtypes.UINT64.kind:
+        if self.kind == KIND_UINT64:
             u64 = flat
             self.view = u64
             return <char *>&u64[0]

@@ -1,17 +1,24 @@
 # cython: language_level=3
 """Where fills run: how many threads (OpenMP's default capped at the CPUs this process
 may use, or the user's number; one in a child made by fork()), which instruction-set
-path of the kernels, and what the kernel library was built with."""
+path of the kernels, what the kernel library was built with, and how fast this
+machine writes memory at all (the bench's yardstick)."""
 
 import os
 import warnings
 
 import numpy as np
 
+cimport numpy as cnp
+from libc.stdint cimport int64_t
+
 from fastinit._kernels cimport (
     FI_NPATHS, FI_PATH_BASELINE, fi_block_elements, fi_build_flags, fi_compiler,
     fi_omp_max_threads, fi_openmp_enabled, fi_path_names, fi_path_supported,
+    fi_stream_yardstick,
 )
+
+cnp.import_array()
 
 cdef int _requested_threads = 0     # 0: the default (see get_num_threads)
 cdef bint _forked = False           # in a child made by fork(): OpenMP is off limits
@@ -134,3 +141,15 @@ def forked():
     """Whether this process was made by fork() after fastinit was imported (its fills
     then run on one thread: GNU OpenMP's pool does not survive fork)."""
     return bool(_forked)
+
+
+def stream_yardstick(cnp.ndarray[cnp.float32_t, ndim=1, mode="c"] out, int nthreads):
+    """Write 1.0 into a contiguous float32 array with the plainest OpenMP loop of
+    non-temporal stores: the bench's measure of the machine's write bandwidth."""
+    if not out.flags.writeable:
+        raise ValueError("output array is read-only")
+    cdef float *data = <float *>cnp.PyArray_DATA(out)
+    cdef int64_t n = out.shape[0]
+    cdef int threads = 1 if _forked or nthreads < 1 else nthreads
+    with nogil:
+        fi_stream_yardstick(data, n, threads)

@@ -68,10 +68,13 @@ def as_array(x):
 
 
 def target(x, global_shape=None, global_offset=None):
-    """A validated _fill.Target for ``x`` (nothing is written yet). A meta tensor is
+    """A validated _plan.Target for ``x`` (nothing is written yet). A meta tensor is
     validated as a CPU tensor would be, and gives a target of no elements."""
-    array, bits_as = as_array(x)
-    return _plan.Target(array, global_shape, global_offset, bits_as, no_memory=is_meta(x))
+    if not is_tensor(x):
+        return _plan.Target(x, global_shape, global_offset)
+    array, bits_as = _tensor_view(x)
+    return _plan.Target(array, global_shape, global_offset, bits_as,
+                        no_memory=x.device.type == "meta")
 
 
 def written(x):

@@ -178,7 +178,8 @@ if __name__ == "__main__":      # (setuptools' build backend runs this file as _
                                          "include_dirs": ["fastinit/src"],
                                          "obj_deps": {"": KERNEL_HEADERS}})],
         ext_modules=cythonize(
-            [extension(name) for name in ("_engine", "_runtime", "_plan", "_requests", "_executor")],
+            [extension(name)
+             for name in ("_engine", "_runtime", "_plan", "_requests", "_executor")],
             compiler_directives={"language_level": "3"},
         ),
         cmdclass={"build_clib": BuildClib, "build_ext": BuildExt},

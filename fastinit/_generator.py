@@ -186,7 +186,8 @@ class Generator:
         of the mass, uniform proposals otherwise), so it stays correct for small
         std and narrow intervals in every dtype; values never leave [a, b].
         """
-        return self._fill(_requests.trunc_normal_request, out, global_shape, global_offset, mean, std, a, b)
+        return self._fill(_requests.trunc_normal_request, out, global_shape, global_offset, mean,
+                          std, a, b)
 
     def random_raw_(self, out, *, global_shape=None, global_offset=None):
         """Fill a uint64 array with the stream's raw 64-bit outputs; returns ``out``.

@@ -13,7 +13,8 @@ typedef struct {
 /* Constant fill of one piece, for any item size: the value's bit pattern is
  * written into a small buffer once and emitted repeatedly, through the same store
  * paths as the random fills. */
-FI_INLINE void fi_constant_body(fi_cursor *c, const fi_plan *pl, const fi_constant_params *pr, int64_t p)
+FI_INLINE void fi_constant_body(fi_cursor *c, const fi_plan *pl, const fi_constant_params *pr,
+                                int64_t p)
 {
     (void)c;
     uint64_t vals[FI_BLOCK] FI_ALIGN64;               /* FI_BLOCK items of up to 8 bytes */

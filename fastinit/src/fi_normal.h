@@ -171,14 +171,16 @@ FI_DEFINE_ADVANCE(fi_normal_f32_advance, fi_normal_f32_step, 4 * 2 * FI_LANES, 1
 FI_DEFINE_ADVANCE(fi_normal_f64_advance, fi_normal_f64_step, 8 * FI_LANES, 1)
 
 /* mean + std * z over the cursor's values. */
-FI_INLINE void fi_normal_f32_map(const uint64_t *raw, int64_t j0, int64_t n, const fi_normal_params *pr, float *out)
+FI_INLINE void fi_normal_f32_map(const uint64_t *raw, int64_t j0, int64_t n,
+                                 const fi_normal_params *pr, float *out)
 {
     const float *z = (const float *)raw + j0;
     const float mean = pr->mean_f, std = pr->std_f;
     for (int64_t k = 0; k < n; k++) out[k] = mean + std * z[k];
 }
 
-FI_INLINE void fi_normal_f64_map(const uint64_t *raw, int64_t j0, int64_t n, const fi_normal_params *pr, double *out)
+FI_INLINE void fi_normal_f64_map(const uint64_t *raw, int64_t j0, int64_t n,
+                                 const fi_normal_params *pr, double *out)
 {
     const double *z = (const double *)raw + j0;
     const double mean = pr->mean, std = pr->std;

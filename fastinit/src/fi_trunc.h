@@ -77,7 +77,8 @@ FI_DEFINE_ADVANCE(fi_trunc_advance, fi_trunc_step, 8 * FI_LANES, 1)
 
 /* Values: v = mean + std z in binary64, rounded to the target, then clipped to
  * [lo_clip, hi_clip] (the interval's ends rounded inward to the target). */
-FI_INLINE void fi_trunc_f64_map(const uint64_t *raw, int64_t j0, int64_t n, const fi_trunc_params *pr, double *out)
+FI_INLINE void fi_trunc_f64_map(const uint64_t *raw, int64_t j0, int64_t n,
+                                const fi_trunc_params *pr, double *out)
 {
     const double *z = (const double *)raw + j0;
     for (int64_t k = 0; k < n; k++) {
@@ -87,7 +88,8 @@ FI_INLINE void fi_trunc_f64_map(const uint64_t *raw, int64_t j0, int64_t n, cons
     }
 }
 
-FI_INLINE void fi_trunc_f32_map(const uint64_t *raw, int64_t j0, int64_t n, const fi_trunc_params *pr, float *out)
+FI_INLINE void fi_trunc_f32_map(const uint64_t *raw, int64_t j0, int64_t n,
+                                const fi_trunc_params *pr, float *out)
 {
     const double *z = (const double *)raw + j0;
     const float lo = (float)pr->lo_clip, hi = (float)pr->hi_clip;

@@ -24,7 +24,8 @@ typedef struct {
 /* Uniform float32: element j of a block is the 32-bit half j of the block's raw
  * outputs read as little-endian uint32 (even j: low half, odd j: high half);
  * u = (half >> 8) * 2^-24 and the value is min(low + range*u, cap). */
-FI_INLINE void fi_uniform_f32_map(const uint64_t *raw, int64_t j0, int64_t n, const fi_uniform_params *pr, float *out)
+FI_INLINE void fi_uniform_f32_map(const uint64_t *raw, int64_t j0, int64_t n,
+                                  const fi_uniform_params *pr, float *out)
 {
     const fi_u32_alias *h = (const fi_u32_alias *)raw + j0;
     const float lo = pr->low_f, r = pr->range_f, cap = pr->cap_f;
@@ -36,7 +37,8 @@ FI_INLINE void fi_uniform_f32_map(const uint64_t *raw, int64_t j0, int64_t n, co
 }
 
 /* Uniform float64: element j is raw output j; u = (x >> 11) * 2^-53. */
-FI_INLINE void fi_uniform_f64_map(const uint64_t *raw, int64_t j0, int64_t n, const fi_uniform_params *pr, double *out)
+FI_INLINE void fi_uniform_f64_map(const uint64_t *raw, int64_t j0, int64_t n,
+                                  const fi_uniform_params *pr, double *out)
 {
     const uint64_t *x = raw + j0;
     const double lo = pr->low, r = pr->range, cap = pr->cap;
@@ -103,7 +105,8 @@ FI_DEFINE_PIECE16(fi_uniform_bf16_body, fi_uniform_params, fi_uniform_advance,
                   fi_uniform_f32_map, fi_uniform_f32_whole, 1, 2 * FI_LANES)
 
 /* Raw outputs: element j of a block is raw[j] itself (uint64, the float64 layout). */
-FI_INLINE void fi_raw_map(const uint64_t *raw, int64_t j0, int64_t n, const fi_raw_params *pr, uint64_t *out)
+FI_INLINE void fi_raw_map(const uint64_t *raw, int64_t j0, int64_t n, const fi_raw_params *pr,
+                          uint64_t *out)
 {
     (void)pr;
     memcpy(out, raw + j0, (size_t)n * sizeof *out);

@@ -10,6 +10,7 @@ import numpy as np
 
 from fastinit import _dtypes, _plan
 
+
 def is_tensor(x):
     torch = sys.modules.get("torch")
     return torch is not None and isinstance(x, torch.Tensor)
@@ -61,7 +62,7 @@ def _tensor_view(x):
 
 def as_array(x):
     """A numpy view of ``x``'s memory (16-bit floats of a tensor as int16), and the
-    kind override _fill.Target needs for it (None when the dtype says it)."""
+    kind override _plan.Target needs for it (None when the dtype says it)."""
     if not is_tensor(x):
         return x, None
     return _tensor_view(x)
@@ -86,20 +87,10 @@ def written(x):
 
 
 def memory_range(x):
-    """The bytes [lo, hi) that ``x``'s elements occupy, or None when it has none (an
-    empty or meta tensor) or is no target (its initializer will say why)."""
+    """The bytes [lo, hi) a fill of ``x`` may write (its Target's), or None when it has
+    none (an empty or meta tensor) or is no target (its initializer will say why)."""
     try:
-        array, _ = as_array(x)
-        if not isinstance(array, np.ndarray):
-            array = np.asarray(memoryview(array))
+        t = target(x)
     except (TypeError, ValueError, RuntimeError):
         return None
-    if array.size == 0 or is_meta(x):
-        return None
-    return _byte_bounds(array)
-
-
-try:                                            # numpy >= 2.0
-    from numpy.lib.array_utils import byte_bounds as _byte_bounds
-except ImportError:                             # numpy 1.x
-    _byte_bounds = np.byte_bounds
+    return (t.mem_lo, t.mem_hi) if t.size else None

@@ -171,9 +171,8 @@ def _write_values(tensor, values):
 
 def _submit_values(tensor, target, values):
     """Write ``values`` (computed in Python) into the validated ``target`` of
-    ``tensor``: now, or in order with the fills of an ``init_all`` plan."""
-    if not _targets.is_meta(tensor):
-        _executor.submit_write(target, lambda: _write_values(tensor, values))
+    ``tensor`` (not a meta tensor): now, or in order with an ``init_all`` plan."""
+    _executor.submit_write(target, lambda: _write_values(tensor, values))
     return _targets.written(tensor)
 
 
@@ -348,7 +347,7 @@ def sparse_(tensor, sparsity, std=0.01, generator=None, *, global_shape=None,
     mask = mask[r0:r0 + local[0]]
     array, _ = _targets.as_array(tensor)
     _executor.submit_write(_targets.target(tensor, global_shape, global_offset),
-                       lambda: array.__setitem__(mask, 0))
+                           lambda: array.__setitem__(mask, 0))
     return tensor
 
 

@@ -3,9 +3,11 @@ order, each with the message torch (or numpy) gives when it fails. ``check`` rai
 the first failure as an ArgumentError, before anything is written or any call taken.
 
 Conditions see the arguments as doubles (``lo``, ``hi``, ``m``, ``sd``...) and the
-target's DType (``dtype``); messages show them as the caller passed them."""
+target's DType (``dtype``); messages show numbers as torch's C++ prints a double
+(``%g``: ``from=1``, ``std -0.5``, ``1e+06``)."""
 
 import math
+from numbers import Real
 
 
 class ArgumentError(ValueError, RuntimeError):
@@ -56,4 +58,6 @@ def check(fill, **args):
     """Raise ArgumentError for the first of ``fill``'s conditions that ``args`` fail."""
     for holds, message in CHECKS[fill]:
         if not holds(args):
-            raise ArgumentError(message.format(**args))
+            shown = {k: format(float(v), "g") if isinstance(v, Real) and not isinstance(v, bool)
+                     else v for k, v in args.items()}
+            raise ArgumentError(message.format(**shown))

@@ -13,7 +13,8 @@ def build_info():
     """A dict of facts about this build and this machine's fill settings.
 
     Keys: version, openmp, num_threads, simd_path, simd_paths, compiler, flags,
-    block_elements, python, numpy, machine.
+    block_elements, huge_pages (whether fresh memory is advised to use transparent
+    huge pages, and why), python, numpy, machine.
     """
     facts = _runtime.build_facts()
     return {
@@ -25,6 +26,7 @@ def build_info():
         "compiler": facts["compiler"],
         "flags": facts["flags"],
         "block_elements": facts["block_elements"],
+        "huge_pages": facts["huge_pages"],
         "python": sys.version.split()[0],
         "numpy": np.__version__,
         "machine": platform.machine(),

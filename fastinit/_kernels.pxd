@@ -1,6 +1,6 @@
 # Cython declarations of the C kernel library (fastinit/src/fi_api.h) and of the
 # header-only engine (fastinit/src/fi_engine.h).
-from libc.stdint cimport int64_t, uint64_t
+from libc.stdint cimport int64_t, uint64_t, uintptr_t
 
 
 cdef extern from "fi_engine.h" nogil:
@@ -57,6 +57,7 @@ cdef extern from "fi_api.h" nogil:
     void fi_store_fence()
 
     void fi_stream_yardstick(float *a, int64_t n, int nthreads)
+    int64_t fi_advise_huge_pages(uintptr_t addr, int64_t nbytes)
     int fi_openmp_enabled()
     int fi_omp_max_threads()
     const char *fi_build_flags

@@ -1,8 +1,9 @@
 # cython: language_level=3
 """Where fills run: how many threads (OpenMP's default capped at the CPUs this process
 may use, or the user's number; one in a child made by fork()), which instruction-set
-path of the kernels, what the kernel library was built with, and how fast this
-machine writes memory at all (the bench's yardstick)."""
+path of the kernels, whether fresh memory is backed by huge pages, what the kernel
+library was built with, and how fast this machine writes memory at all (the bench's
+yardstick)."""
 
 import os
 import warnings
@@ -10,11 +11,11 @@ import warnings
 import numpy as np
 
 cimport numpy as cnp
-from libc.stdint cimport int64_t
+from libc.stdint cimport int64_t, uintptr_t
 
 from fastinit._kernels cimport (
     FI_NPATHS, FI_PATH_BASELINE, fi_block_elements, fi_build_flags, fi_compiler,
-    fi_omp_max_threads, fi_openmp_enabled, fi_path_names, fi_path_supported,
+    fi_advise_huge_pages, fi_omp_max_threads, fi_openmp_enabled, fi_path_names, fi_path_supported,
     fi_stream_yardstick,
 )
 
@@ -120,6 +121,77 @@ def _select_default_path():
 _select_default_path()
 
 
+# Fresh memory (a materialized model, fastinit.empty) at least this large is advised
+# to be backed by transparent huge pages before its first write.
+HUGE_PAGE_MIN_BYTES = 4 << 20
+
+
+def _thp_mode():
+    try:
+        with open("/sys/kernel/mm/transparent_hugepage/enabled") as f:
+            text = f.read()
+    except OSError:
+        return None
+    return text[text.find("[") + 1:text.find("]")] if "[" in text else None
+
+
+def _returns_free_memory_to_host():
+    """A virtio balloon with free page reporting (feature bit 5): the guest hands
+    freed 2 MiB blocks back to its host, so the next huge page of such memory is
+    faulted in again on the host, slower than 512 small pages (measured)."""
+    base = "/sys/bus/virtio/devices"
+    try:
+        devices = os.listdir(base)
+    except OSError:
+        return False
+    for d in devices:
+        try:
+            with open(f"{base}/{d}/device") as f:
+                if int(f.read(), 16) != 5:
+                    continue
+            with open(f"{base}/{d}/features") as f:
+                features = f.read().strip()
+        except (OSError, ValueError):
+            continue
+        if len(features) > 5 and features[5] == "1":
+            return True
+    return False
+
+
+def _huge_page_decision():
+    """(advise, reason): FASTINIT_HUGEPAGES=1 or 0 decides; otherwise ("auto") advise
+    where the kernel takes madvise advice and freed memory stays with this machine."""
+    setting = os.environ.get("FASTINIT_HUGEPAGES", "auto").strip().lower()
+    if setting in ("0", "off", "no", "false"):
+        return False, "off: FASTINIT_HUGEPAGES=0"
+    if setting in ("1", "on", "yes", "true"):
+        return True, "on: FASTINIT_HUGEPAGES=1"
+    if setting != "auto":
+        warnings.warn(f"FASTINIT_HUGEPAGES={setting!r} ignored: use 1, 0 or auto",
+                      RuntimeWarning, stacklevel=2)
+    mode = _thp_mode()
+    if mode not in ("madvise", "always"):
+        return False, f"off: transparent huge pages are {mode or 'not available'} here"
+    if _returns_free_memory_to_host():
+        return False, ("off: this virtual machine returns freed memory to its host "
+                       "(free page reporting), so huge pages fault slower here; "
+                       "FASTINIT_HUGEPAGES=1 forces them")
+    return True, f"on: transparent huge pages in {mode} mode"
+
+
+_advise_huge_pages, huge_pages_reason = _huge_page_decision()
+
+
+def advise_huge_pages(address, nbytes):
+    """Advise the OS to back fresh memory [address, address + nbytes) with huge pages
+    before its first write (when the policy above says so and it is large enough).
+    Returns the bytes advised."""
+    if not _advise_huge_pages or nbytes < HUGE_PAGE_MIN_BYTES:
+        return 0
+    cdef int64_t done = fi_advise_huge_pages(<uintptr_t>address, <int64_t>nbytes)
+    return max(int(done), 0)         # advice the OS refuses costs nothing but speed
+
+
 def build_facts():
     """What the extension was built with: OpenMP, compiler and flags."""
     return {
@@ -127,6 +199,7 @@ def build_facts():
         "compiler": fi_compiler.decode(),
         "flags": fi_build_flags.decode(),
         "block_elements": fi_block_elements,
+        "huge_pages": huge_pages_reason,
     }
 
 

@@ -21,7 +21,7 @@ import warnings
 
 import numpy as np
 
-from fastinit import _dtypes, _executor, _requests, _targets
+from fastinit import _dtypes, _executor, _requests, _runtime, _targets
 from fastinit._generator import Generator, default_generator
 
 __all__ = [
@@ -451,14 +451,20 @@ def lecun_normal_(tensor, layout="torch", generator=None, *, global_shape=None,
 def empty(shape, dtype="float32"):
     """A new uninitialized numpy array to fill in place: no zeroing pass, and its
     pages are first touched by the fill's threads. ``dtype`` may be "bfloat16"
-    (needs ml_dtypes)."""
+    (needs ml_dtypes).
+
+    A large one is advised to use transparent huge pages as ``materialize``'s
+    tensors are (``fastinit.build_info()["huge_pages"]``; numpy gives the same advice
+    on its own unless ``NUMPY_MADVISE_HUGEPAGE=0``)."""
     if dtype == "bfloat16" or getattr(dtype, "__name__", None) == "bfloat16":
         try:
             import ml_dtypes
         except ImportError:
             raise TypeError("bfloat16 arrays need the ml_dtypes package") from None
         dtype = ml_dtypes.bfloat16
-    return np.empty(shape, dtype)
+    out = np.empty(shape, dtype)
+    _runtime.advise_huge_pages(out.ctypes.data, out.nbytes)
+    return out
 
 
 # --------------------------------------------------------------------------------------

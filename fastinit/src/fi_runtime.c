@@ -1,11 +1,16 @@
 /*
  * The run-time environment the executor asks about: OpenMP (guarded, so that a
- * serial build compiles and imports), the write-bandwidth yardstick of the bench,
- * and what the library was built with.
+ * serial build compiles and imports), huge-page advice for fresh memory, the
+ * write-bandwidth yardstick of the bench, and what the library was built with.
  */
 #include "fi_runtime.h"
 
 #include "fi_common.h"
+
+#if defined(__linux__)
+#include <errno.h>
+#include <sys/mman.h>
+#endif
 
 #ifdef _OPENMP
 #include <omp.h>
@@ -16,6 +21,24 @@ int fi_openmp_enabled(void)
 #ifdef _OPENMP
     return 1;
 #else
+    return 0;
+#endif
+}
+
+int64_t fi_advise_huge_pages(uintptr_t addr, int64_t nbytes)
+{
+#if defined(__linux__) && defined(MADV_HUGEPAGE)
+    const uintptr_t huge = (uintptr_t)1 << 21;
+    uintptr_t lo = (addr + huge - 1) & ~(huge - 1);
+    uintptr_t hi = (addr + (uintptr_t)nbytes) & ~(huge - 1);
+    if (nbytes <= 0 || hi <= lo)
+        return 0;
+    if (madvise((void *)lo, hi - lo, MADV_HUGEPAGE) != 0)
+        return -(int64_t)errno;
+    return (int64_t)(hi - lo);
+#else
+    (void)addr;
+    (void)nbytes;
     return 0;
 #endif
 }

@@ -1,4 +1,10 @@
-"""PyTorch modules: their default initialization, as one parallel pass.
+"""PyTorch modules: their own initialization through fastinit, and their default one
+as one parallel pass.
+
+``patch_init()`` makes torch.nn.init's functions fill through fastinit inside a
+block, so any model's own initialization code runs at fastinit's speed;
+``materialize(model)`` allocates a meta-device model and runs its own
+initialization that way (Hugging Face models included).
 
 ``reset_parameters(module)`` gives every parameter of a model the distribution torch's
 own ``reset_parameters`` gives it (checked against torch's source for each layer
@@ -16,9 +22,11 @@ from torch.nn.modules.batchnorm import _NormBase
 from torch.nn.modules.conv import _ConvNd
 from torch.nn.modules.rnn import RNNBase
 
+from fastinit._materialize import materialize
+from fastinit._torch_patch import patch_init
 from fastinit.init import _axis_index, _fans, init_all
 
-__all__ = ["reset_parameters", "default_plan", "shard"]
+__all__ = ["patch_init", "materialize", "reset_parameters", "default_plan", "shard"]
 
 
 def _fan_in_bound(weight):

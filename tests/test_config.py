@@ -198,3 +198,20 @@ def test_bench_names_the_cpu():
     if sys.platform.startswith("linux") and os.path.exists("/proc/cpuinfo"):
         flags = open("/proc/cpuinfo").read().split("flags", 1)[1].split("\n", 1)[0].split()
         assert ("avx2" in text.split("(")[-1]) == ("avx2" in flags)
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="madvise is Linux's")
+def test_huge_page_policy_and_advice():
+    code = ("import numpy as np, fastinit; from fastinit import _runtime\n"
+            "a = np.empty(16 << 20, np.uint8)\n"
+            "print(_runtime.advise_huge_pages(a.ctypes.data, a.nbytes), "
+            "_runtime.advise_huge_pages(a.ctypes.data, 1 << 20), "
+            "fastinit.build_info()['huge_pages'].split(':')[0])")
+    off, _ = run_python(code, {"FASTINIT_HUGEPAGES": "0"})
+    assert off == "0 0 off"
+    on, _ = run_python(code, {"FASTINIT_HUGEPAGES": "1"})
+    advised, small, state = on.split()
+    # 16 MiB from numpy: at least 14 MiB of whole 2 MiB pages inside it; 1 MiB: none.
+    assert state == "on" and small == "0" and (14 << 20) <= int(advised) <= (16 << 20)
+    auto, _ = run_python(code, {"FASTINIT_HUGEPAGES": "auto"})
+    assert auto.split()[2] == fastinit.build_info()["huge_pages"].split(":")[0]

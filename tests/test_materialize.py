@@ -1,0 +1,250 @@
+"""Models built three ways: plainly on the CPU, under fastinit.torch.patch_init, and
+on the meta device then fastinit.torch.materialize; each checked against the
+initialization scheme its own code declares.
+
+Tolerances, set from the sampling error before looking at the results: a sample of
+n normal draws has a mean within 6 std/sqrt(n) of 0 and a standard deviation within
+6 std/sqrt(2n) of std except with probability about 2e-9 each; uniform draws are
+checked by their bound, their extreme and a Kolmogorov-Smirnov test at 1e-4.
+"""
+
+import math
+import re
+
+import numpy as np
+import pytest
+from scipy import stats
+
+torch = pytest.importorskip("torch")
+from torch import nn  # noqa: E402
+
+import fastinit as fi  # noqa: E402
+import fastinit.torch as ft  # noqa: E402
+
+
+def assert_normal_std(t, std):
+    x = t.detach().double().flatten()
+    n = x.numel()
+    assert n >= 64
+    assert abs(x.mean().item()) <= 6 * std / math.sqrt(n)
+    assert abs(x.std().item() - std) <= 6 * std / math.sqrt(2 * n)
+
+
+def assert_uniform(t, bound):
+    x = t.detach().double().flatten().numpy()
+    n = x.size
+    assert np.abs(x).max() <= bound and np.abs(x).max() >= bound * (1 - 10 / n)
+    assert stats.kstest(x, stats.uniform(-bound, 2 * bound).cdf).pvalue > 1e-4
+
+
+def three_ways(build, seed=0):
+    torch.manual_seed(seed)
+    plain = build()
+    with ft.patch_init(fi.Generator(seed)):
+        patched = build()
+    with torch.device("meta"):
+        meta = build()
+    assert all(p.device.type == "meta" for p in meta.parameters())
+    materialized = ft.materialize(meta, fi.Generator(seed))
+    assert materialized is meta
+    return plain, patched, materialized
+
+
+def assert_same_buffers(plain, other):
+    ours = dict(other.named_buffers())
+    for name, buf in plain.named_buffers():
+        assert ours[name].dtype == buf.dtype and torch.equal(ours[name], buf), name
+
+
+# --------------------------------------------------------------------------------------
+# Hugging Face models
+# --------------------------------------------------------------------------------------
+
+VOCAB = 1000
+
+
+def hf_models():
+    transformers = pytest.importorskip("transformers")
+    transformers.logging.set_verbosity_error()
+    small = dict(vocab_size=VOCAB)
+    return {
+        "gpt2": (transformers.GPT2LMHeadModel,
+                 transformers.GPT2Config(n_embd=64, n_layer=3, n_head=4, n_positions=64, **small)),
+        "llama": (transformers.LlamaForCausalLM,
+                  transformers.LlamaConfig(hidden_size=64, intermediate_size=128,
+                                           num_hidden_layers=2, num_attention_heads=4,
+                                           num_key_value_heads=2, **small)),
+        "bert": (transformers.BertForMaskedLM,
+                 transformers.BertConfig(hidden_size=64, intermediate_size=128,
+                                         num_hidden_layers=2, num_attention_heads=4,
+                                         pad_token_id=0, **small)),
+    }
+
+
+def hf_scheme(kind, config, name, p):
+    """What the model's own _init_weights gives parameter ``name``: ("normal", std),
+    ("zeros",) or ("ones",)."""
+    std = config.initializer_range
+    if name.endswith("bias"):
+        return ("zeros",)
+    if "norm" in name.lower() or "ln_" in name:
+        return ("ones",)
+    if kind == "gpt2" and name.endswith("c_proj.weight"):
+        return ("normal", std / math.sqrt(2 * config.n_layer))
+    return ("normal", std)
+
+
+@pytest.mark.parametrize("kind", ["gpt2", "llama", "bert"])
+def test_hugging_face_models_three_ways(kind):
+    cls, config = hf_models()[kind]
+    models = three_ways(lambda: cls(config))
+    plain = models[0]
+    for model in models:
+        params = dict(model.named_parameters(remove_duplicate=False))
+        for name, p in params.items():
+            scheme = hf_scheme(kind, config, name, p)
+            if scheme[0] == "normal":
+                w = p.detach()
+                if kind == "bert" and name.endswith("word_embeddings.weight"):
+                    assert (w[config.pad_token_id] == 0).all()          # padding row
+                    w = torch.cat([w[:config.pad_token_id], w[config.pad_token_id + 1:]])
+                assert_normal_std(w, scheme[1])
+            else:
+                assert (p == (1 if scheme[0] == "ones" else 0)).all(), name
+        assert_same_buffers(plain, model)
+        if getattr(config, "tie_word_embeddings", False):
+            assert model.get_output_embeddings().weight is model.get_input_embeddings().weight
+        ids = torch.randint(0, VOCAB, (2, 16), generator=torch.Generator().manual_seed(0))
+        with torch.no_grad():
+            loss = model(input_ids=ids, labels=ids).loss.item()
+        assert math.isfinite(loss) and abs(loss - math.log(VOCAB)) <= 0.02 * math.log(VOCAB)
+
+
+def test_hugging_face_materialize_is_reproducible_and_fast_path_only():
+    cls, config = hf_models()["llama"]
+    out = []
+    for _ in range(2):
+        with torch.device("meta"):
+            model = cls(config)
+        out.append(ft.materialize(model, fi.Generator(42)).state_dict())
+    assert all(torch.equal(out[0][k], out[1][k]) for k in out[0])
+    # The fills came from the generator: one more materialize on Generator(43) differs.
+    with torch.device("meta"):
+        model = cls(config)
+    other = ft.materialize(model, fi.Generator(43)).state_dict()
+    assert not torch.equal(other["model.embed_tokens.weight"], out[0]["model.embed_tokens.weight"])
+
+
+# --------------------------------------------------------------------------------------
+# Plain torch modules
+# --------------------------------------------------------------------------------------
+
+def _fan_in(w):
+    return nn.init._calculate_fan_in_and_fan_out(w)[0]
+
+
+def check_linear(m):
+    gain = nn.init.calculate_gain("leaky_relu", math.sqrt(5))
+    assert_uniform(m.weight, math.sqrt(3.0) * gain / math.sqrt(_fan_in(m.weight)))
+    if m.bias is not None:
+        assert_uniform(m.bias, 1 / math.sqrt(_fan_in(m.weight)))
+
+
+def test_linear_and_conv_three_ways():
+    for build in (lambda: nn.Linear(300, 200), lambda: nn.Conv2d(16, 32, 3)):
+        for m in three_ways(build):
+            check_linear(m)
+
+
+def test_attention_three_ways():
+    for m in three_ways(lambda: nn.MultiheadAttention(64, 4, add_bias_kv=True)):
+        assert_uniform(m.in_proj_weight, math.sqrt(6 / (64 + 192)))
+        assert (m.in_proj_bias == 0).all() and (m.out_proj.bias == 0).all()
+        gain = nn.init.calculate_gain("leaky_relu", math.sqrt(5))
+        assert_uniform(m.out_proj.weight, math.sqrt(3.0) * gain / 8)
+        for b in (m.bias_k, m.bias_v):                      # xavier_normal_ of (1, 1, 64)
+            assert b.abs().max() > 0 and torch.isfinite(b).all()
+
+
+def test_lstm_three_ways():
+    for m in three_ways(lambda: nn.LSTM(32, 48, num_layers=2)):
+        for name, p in m.named_parameters():
+            assert_uniform(p, 1 / math.sqrt(48))
+
+
+def test_transformer_three_ways():
+    def build():
+        return nn.Transformer(d_model=32, nhead=4, num_encoder_layers=2, num_decoder_layers=1,
+                              dim_feedforward=64)
+
+    for m in three_ways(build):
+        for name, p in m.named_parameters():
+            if p.dim() > 1:                    # nn.Transformer's own xavier_uniform_ pass
+                assert_uniform(p, math.sqrt(6 / sum(p.shape[:2]))), name
+            elif "norm" in name and name.endswith("weight"):
+                assert (p == 1).all(), name
+            elif name.endswith("in_proj_bias") or "norm" in name or \
+                    name.endswith("out_proj.bias"):
+                assert (p == 0).all(), name
+            else:                              # Linear biases
+                assert p.abs().max() > 0, name
+        x = torch.randn(5, 2, 32, generator=torch.Generator().manual_seed(0))
+        assert torch.isfinite(m(x, x)).all()
+
+
+def test_batchnorm_buffers_restored():
+    plain, patched, materialized = three_ways(lambda: nn.Sequential(nn.Conv2d(3, 8, 3),
+                                                                    nn.BatchNorm2d(8)))
+    for m in (patched, materialized):
+        assert_same_buffers(plain, m)
+        assert (m[1].weight == 1).all() and (m[1].bias == 0).all()
+
+
+# --------------------------------------------------------------------------------------
+# What materialize refuses
+# --------------------------------------------------------------------------------------
+
+class WithBuffer(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.lin = nn.Linear(4, 4)
+        self.register_buffer("table", torch.arange(10.0))
+
+
+class WithParameter(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.scale = nn.Parameter(torch.ones(3))
+
+
+def test_unrestorable_tensors_are_named():
+    for cls, what in ((WithBuffer, "buffer 'table' (WithBuffer)"),
+                      (WithParameter, "parameter 'scale' (WithParameter)")):
+        with torch.device("meta"):
+            m = cls()
+        with pytest.raises(RuntimeError, match=re.escape(f"nothing initialized {what}")):
+            ft.materialize(m)
+
+
+def test_reset_parameters_through_materialize():
+    # The README's meta recipe for fastinit's one-pass default scheme: buffers it
+    # cannot restore are named, not left as garbage.
+    with torch.device("meta"):
+        ok = nn.Sequential(nn.Linear(20, 30), nn.BatchNorm1d(30), nn.Embedding(50, 8))
+        bad = WithBuffer()
+    ft.materialize(ok, fi.Generator(0), init=ft.reset_parameters)
+    expected = nn.Sequential(nn.Linear(20, 30), nn.BatchNorm1d(30), nn.Embedding(50, 8))
+    ft.reset_parameters(expected, fi.Generator(0))
+    assert all(torch.equal(a, b) for a, b in zip(ok.state_dict().values(),
+                                                 expected.state_dict().values()))
+    with pytest.raises(RuntimeError, match="buffer 'table'"):
+        ft.materialize(bad, init=ft.reset_parameters)
+
+
+def test_materialize_needs_a_meta_model():
+    with pytest.raises(ValueError, match="parameter 'weight' is on cpu"):
+        ft.materialize(nn.Linear(2, 2))
+    with pytest.raises(TypeError, match="fastinit.Generator"):
+        with torch.device("meta"):
+            m = nn.Linear(2, 2)
+        ft.materialize(m, torch.Generator())

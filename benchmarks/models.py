@@ -66,3 +66,38 @@ class GPT2SmallReset(_Contender):
         else:
             layers = [m for m in model.modules() if hasattr(m, "reset_parameters")]
             self.run = lambda: [m.reset_parameters() for m in layers]
+
+
+class LlamaFromConfig(_Contender):
+    """A 29M-parameter Hugging Face Llama (hidden 512, 4 layers, vocab 16000) from its
+    config, allocation and first touch included: transformers' from_config on the CPU
+    (torch's default initialization, then the model's own) against building it on the
+    meta device and fastinit.torch.materialize (the model's own initialization through
+    fastinit). The bench command runs the same at 953M parameters."""
+
+    params = (["fastinit materialize", "transformers"], THREADS)
+    param_names = ["contender", "threads"]
+
+    def setup(self, contender, threads):
+        torch = import_torch(threads)
+        try:
+            from transformers import AutoModelForCausalLM, logging
+        except ImportError:
+            skip("transformers is not installed")
+        logging.set_verbosity_error()
+        from fastinit import _bench
+        config = _bench.llama_config("29M")
+        self.nbytes = _bench._llama_params(config) * 4
+        if contender == "transformers":
+            self.run = lambda: AutoModelForCausalLM.from_config(config)
+            return
+        import fastinit.torch as ft
+        use_fastinit_threads(threads)
+        gen = fastinit.Generator(0)
+
+        def materialize():
+            with torch.device("meta"):
+                model = AutoModelForCausalLM.from_config(config)
+            return ft.materialize(model, gen)
+
+        self.run = materialize

@@ -33,15 +33,15 @@ def main(argv=None):
     from fastinit import _bench
     sizes = [int(float(s)) for s in args.sizes.split(",")]
     repeat = args.repeat
-    init_shape = (16384, 16384)
+    init_shape, models_size = (16384, 16384), "953M"
     if args.quick:
-        sizes, repeat, init_shape = [10**5, 10**6], 3, (1024, 1024)
+        sizes, repeat, init_shape, models_size = [10**5, 10**6], 3, (1024, 1024), "29M"
     all_threads = fastinit.get_num_threads()
     if args.threads:
         threads = [int(t) for t in args.threads.split(",")]
     else:
         threads = sorted({1, all_threads})
-    _bench.run(sizes, threads, repeat, init_shape)
+    _bench.run(sizes, threads, repeat, init_shape, models_size=models_size)
 
 
 def write_raw(seed, control=None, chunk=1 << 20):

@@ -246,7 +246,8 @@ def cpu_description():
     return f"{model} ({' '.join(f for f in SIMD_FLAGS if f in flags) or 'no AVX'})"
 
 
-def run(sizes, thread_counts, repeat, init_shape=(16384, 16384)):
+def run(sizes, thread_counts, repeat, init_shape=(16384, 16384), models_repeat=3,
+        models_size="953M"):
     info = fastinit.build_info()
     print(f"fastinit {info['version']} bench: float32, medians of {repeat} interleaved rounds.")
     print("Ratios are speed relative to the column's contender (> 1: faster). 'limit' is")
@@ -258,3 +259,87 @@ def run(sizes, thread_counts, repeat, init_shape=(16384, 16384)):
     bench_initializers(init_shape, max(thread_counts), repeat)
     bench_dtypes(max(sizes), max(thread_counts), repeat)
     bench_gpt2(max(thread_counts), repeat)
+    bench_models(max(thread_counts), models_repeat, models_size)
+
+
+def llama_config(size="953M"):
+    """The Llama of the models section (transformers' LlamaConfig): "953M" parameters
+    (hidden 2048, 16 layers, vocab 32000), or "29M" (hidden 512, 4 layers, vocab 16000)
+    for quick runs and the asv suite."""
+    from transformers import LlamaConfig
+    if size not in ("953M", "29M"):
+        raise ValueError(f"size must be '953M' or '29M', got {size!r}")
+    if size == "953M":
+        return LlamaConfig(hidden_size=2048, intermediate_size=5632, num_hidden_layers=16,
+                           num_attention_heads=16, num_key_value_heads=16, vocab_size=32000)
+    return LlamaConfig(hidden_size=512, intermediate_size=1408, num_hidden_layers=4,
+                       num_attention_heads=8, num_key_value_heads=8, vocab_size=16000)
+
+
+def _clear_hf_flags(model):
+    """Forget which tensors a Hugging Face model has initialized, so that its
+    init_weights() runs again (on memory already touched)."""
+    for obj in [*model.modules(), *model.parameters(), *model.buffers()]:
+        obj.__dict__.pop("_is_hf_initialized", None)
+
+
+def bench_models(threads, repeat, size="953M"):
+    """A Hugging Face Llama from its config: plain (built on the CPU, torch's default
+    initialization, then the model's own), against built on the meta device and
+    fastinit.torch.materialize (the model's own initialization through fastinit,
+    first touch included), against the same fills again on touched memory."""
+    if importlib.util.find_spec("transformers") is None:
+        print("\nmodels: skipped (transformers is not installed: pip install 'fastinit[hf]')")
+        return
+    torch = _torch(threads)
+    import fastinit.torch as ft
+    from transformers import AutoModelForCausalLM, logging
+    logging.set_verbosity_error()
+    fastinit.set_num_threads(threads)
+    config = llama_config(size)
+    gen = fastinit.Generator(0)
+    kept = {}
+
+    def plain():
+        kept.pop("model", None)
+        kept["model"] = AutoModelForCausalLM.from_config(config)
+
+    def meta_materialize():
+        kept.pop("model", None)
+        with torch.device("meta"):
+            model = AutoModelForCausalLM.from_config(config)
+        kept["model"] = ft.materialize(model, gen)
+
+    def touched():
+        model = kept["model"]
+        _clear_hf_flags(model)
+        with ft.patch_init(gen):
+            model.init_weights()
+
+    times = {name: [] for name in ("plain", "materialize", "touched")}
+    for _ in range(repeat):                     # interleaved; no warm-up (first touch is the point)
+        for name, fn in (("plain", plain), ("materialize", meta_materialize),
+                         ("touched", touched)):
+            t0 = time.perf_counter()
+            fn()
+            times[name].append(time.perf_counter() - t0)
+    kept.clear()
+    seconds = {name: statistics.median(ts) for name, ts in times.items()}
+    params = _llama_params(config)
+    labels = {"plain": "transformers from_config (plain)",
+              "materialize": "fastinit: meta, materialize",
+              "touched": "fastinit: own init again, touched memory"}
+    _print_table(f"models: Llama from config, {params / 1e6:.0f}M float32 parameters, "
+                 f"model's own initialization, {threads} threads "
+                 f"(huge pages {_runtime.huge_pages_reason.split(':')[0]})",
+                 params * 4, {labels[k]: v for k, v in seconds.items()},
+                 {"vs plain": labels["plain"], "vs touched": labels["touched"]})
+    fastinit.set_num_threads(None)
+
+
+def _llama_params(config):
+    h, i, v, n = (config.hidden_size, config.intermediate_size, config.vocab_size,
+                  config.num_hidden_layers)
+    kv = h // config.num_attention_heads * config.num_key_value_heads
+    per_layer = 2 * h * h + 2 * h * kv + 3 * h * i + 2 * h
+    return 2 * v * h + n * per_layer + h

@@ -26,7 +26,7 @@ FILLS = [fills.Uniform, fills.Normal, fills.TruncNormal]
 INITIALIZERS = [initializers.KaimingUniform, initializers.KaimingNormal,
                 initializers.XavierUniform, initializers.XavierNormal,
                 initializers.LecunNormal, initializers.Orthogonal]
-MODELS = [models.GPT2SmallUniform, models.GPT2SmallReset]
+MODELS = [models.GPT2SmallUniform, models.GPT2SmallReset, models.LlamaFromConfig]
 
 
 @pytest.fixture(autouse=True)
@@ -141,6 +141,21 @@ def test_gpt2_benchmarks_cover_the_whole_set():
     bench, gbps = run_once(models.GPT2SmallReset, ("fastinit", "1"))
     assert bench.nbytes == 124_439_808 * 4
     assert run_once(models.GPT2SmallUniform, ("numpy", "all")) is None
+
+
+def test_llama_benchmark_materializes_the_whole_model(capsys):
+    pytest.importorskip("transformers")
+    from fastinit import _bench
+    bench = models.LlamaFromConfig()
+    bench.setup("fastinit materialize", "1")
+    model = bench.run()
+    bench.teardown()
+    assert sum(p.numel() for p in model.parameters()) * 4 == bench.nbytes == 29_233_664 * 4
+    assert all(p.device.type == "cpu" for p in model.parameters())
+    _bench.bench_models(1, 1, "29M")
+    rows = capsys.readouterr().out.splitlines()
+    assert rows[1].startswith("models: Llama from config, 29M float32 parameters")
+    assert [r.split()[0] for r in rows[3:6]] == ["transformers", "fastinit:", "fastinit:"]
 
 
 def _threads_in_forked_child(queue):

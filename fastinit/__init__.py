@@ -5,6 +5,7 @@ stream whose values depend only on (seed, call, element index): the same for any
 thread count, instruction set or sharding. See docs/stream.md.
 """
 
+from fastinit import _openmp_runtime  # noqa: F401  (first: before any extension module)
 from fastinit._checks import ArgumentError
 from fastinit._config import build_info, show_config
 from fastinit._engine import Xoshiro256StarStar

@@ -1,12 +1,15 @@
-"""The GPT-2 small set (148 tensors, 124M float32 parameters): a whole model's
-initialization at once, by thread count."""
+"""Whole models by thread count: the GPT-2 small set (148 tensors, 124M float32
+parameters) initialized at once, and a small Hugging Face Llama built from its config
+(allocation and first touch included)."""
 
 import numpy as np
 
 import fastinit
 from fastinit._shapes import gpt2_small
 
-from .common import THREADS, _Contender, import_torch, single_threaded, use_fastinit_threads
+from .common import (
+    THREADS, _Contender, import_torch, single_threaded, skip, use_fastinit_threads,
+)
 
 
 class GPT2SmallUniform(_Contender):

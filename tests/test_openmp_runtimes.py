@@ -69,7 +69,9 @@ print(json.dumps(out))
 
 def run_child(order):
     pytest.importorskip("threadpoolctl")
-    env = {k: v for k, v in os.environ.items() if k != "OMP_NUM_THREADS"}
+    # Thread-count variables (OMP_NUM_THREADS, MKL_NUM_THREADS, which dask's workers
+    # set in this process, ...) would set the one runtime's default through torch.
+    env = {k: v for k, v in os.environ.items() if not k.endswith("_NUM_THREADS")}
     proc = subprocess.run([sys.executable, "-c", CHILD, order], capture_output=True,
                           text=True, timeout=300, env=env)
     assert proc.returncode == 0, proc.stderr[-3000:]

@@ -209,7 +209,7 @@ def _bench_gpt2_model(torch, threads, repeat, nbytes):
     def build_meta_then_reset():
         with torch.device("meta"):
             m = _gpt2_model(torch)
-        ft.reset_parameters(m.to_empty(device="cpu"), gen)
+        ft.materialize(m, gen, init=ft.reset_parameters)
 
     contenders = {
         "torch reset_parameters()": lambda: [m.reset_parameters() for m in layers],
@@ -221,7 +221,7 @@ def _bench_gpt2_model(torch, threads, repeat, nbytes):
                  seconds, {"vs torch": "torch reset_parameters()"})
     contenders = {
         "torch builds on CPU": lambda: _gpt2_model(torch),
-        "fastinit: meta, to_empty, reset": build_meta_then_reset,
+        "fastinit: meta, materialize, reset": build_meta_then_reset,
     }
     seconds = _median_seconds(contenders, max(2, repeat // 2))
     _print_table("GPT-2 small model, allocation included", nbytes, seconds,

@@ -10,6 +10,7 @@ import pytest
 def test_readme_examples_run():
     pytest.importorskip("torch")
     pytest.importorskip("ml_dtypes")
+    pytest.importorskip("transformers")
     text = (pathlib.Path(__file__).parent.parent / "README.md").read_text()
     blocks = re.findall(r"```python\n(.*?)```", text, re.S)
     assert len(blocks) >= 2

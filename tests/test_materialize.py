@@ -248,3 +248,45 @@ def test_materialize_needs_a_meta_model():
         with torch.device("meta"):
             m = nn.Linear(2, 2)
         ft.materialize(m, torch.Generator())
+
+
+def test_hugging_face_parameters_its_init_leaves_get_their_modules_reset():
+    transformers = pytest.importorskip("transformers")
+
+    class Scale(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.w = nn.Parameter(torch.empty(64))
+            self.reset_parameters()
+
+        def reset_parameters(self):
+            nn.init.uniform_(self.w, -3.0, 3.0)
+
+    class Bare(nn.Module):                      # no reset_parameters: nothing restores it
+        def __init__(self):
+            super().__init__()
+            self.v = nn.Parameter(torch.zeros(4))
+
+    class Tiny(transformers.PreTrainedModel):
+        config_class = transformers.PretrainedConfig
+
+        def __init__(self, config, bare=False):
+            super().__init__(config)
+            self.lin = nn.Linear(16, 16)
+            self.scale = Scale()
+            if bare:
+                self.bare = Bare()
+            self.post_init()
+
+    config = transformers.PretrainedConfig(initializer_range=0.02)
+    with torch.device("meta"):
+        model = Tiny(config)
+    ft.materialize(model, fi.Generator(3))
+    assert_normal_std(model.lin.weight, 0.02)
+    assert (model.lin.bias == 0).all()
+    w = model.scale.w.detach()
+    assert w.abs().max() <= 3.0 and w.abs().max() > 1.0      # its own U(-3, 3), not garbage
+    with torch.device("meta"):
+        model = Tiny(config, bare=True)
+    with pytest.raises(RuntimeError, match=re.escape("parameter 'bare.v' (Bare)")):
+        ft.materialize(model)

@@ -34,7 +34,7 @@ static double fi_zig_tail(fi_lanes *aux, int lane, int negative)
 static int fi_zig_wedge(fi_lanes *aux, int lane, int idx, double x)
 {
     const double u = fi_u53(fi_lane_next(aux, lane));
-    return FI_ZIG_F[idx] + u * (FI_ZIG_F[idx - 1] - FI_ZIG_F[idx]) < fi_exp(-0.5 * x * x);
+    return fi_less_than_exp(FI_ZIG_F[idx] + u * (FI_ZIG_F[idx - 1] - FI_ZIG_F[idx]), -0.5 * x * x);
 }
 
 /* Exact-to-bits helper: the magnitude m (< 2^52) as a double. */

@@ -41,7 +41,7 @@ static double fi_trunc_one(fi_lanes *aux, int lane, double z, uint64_t x0, const
         double x = pr->alpha + width * fi_u53(x0);
         for (;;) {
             if (x > pr->beta) x = pr->beta;
-            if (fi_u53(fi_lane_next(aux, lane)) < fi_exp(c - 0.5 * x * x)) return x;
+            if (fi_less_than_exp(fi_u53(fi_lane_next(aux, lane)), c - 0.5 * x * x)) return x;
             x = pr->alpha + width * fi_u53(fi_lane_next(aux, lane));
         }
     }
@@ -51,7 +51,7 @@ static double fi_trunc_one(fi_lanes *aux, int lane, double z, uint64_t x0, const
     for (;;) {
         const double x = lo - fi_log(fi_u53_open(first)) / pr->rate;
         const double d = x - pr->rate;
-        if (x <= hi && fi_u53(fi_lane_next(aux, lane)) < fi_exp(-0.5 * d * d))
+        if (x <= hi && fi_less_than_exp(fi_u53(fi_lane_next(aux, lane)), -0.5 * d * d))
             return mirror ? -x : x;
         first = fi_lane_next(aux, lane);
     }

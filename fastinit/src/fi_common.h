@@ -16,7 +16,7 @@
 #include <string.h>
 
 #if (defined(__x86_64__) || defined(_M_X64)) && defined(__GNUC__)
-#include <emmintrin.h>
+#include <immintrin.h>
 #define FI_X86 1
 #endif
 

@@ -1,7 +1,7 @@
 /*
- * The one translation unit that holds the fill kernels: every kernel registered in
- * fi_kernels.h, compiled into each instruction-set path (fi_path.inc), and the
- * tables the executor picks from at run time.
+ * What the executor picks kernels by: the registered kernels' names, parameter
+ * formats and sizes (fi_kernels.h), which instruction-set paths this CPU runs, and
+ * each path's table (compiled in fi_path_<path>.c).
  */
 #include "fi_dispatch.h"
 
@@ -22,20 +22,6 @@ const size_t fi_kernel_param_sizes[] = {FI_KERNELS(FI_SIZE)};
 const int fi_nkernels = (int)(sizeof fi_kernel_names / sizeof fi_kernel_names[0]);
 
 const char *const fi_path_names[FI_NPATHS] = {"baseline", "avx2", "avx512"};
-
-#define FI_PATH_SUFFIX baseline
-#define FI_PATH_ATTR
-#include "fi_path.inc"
-
-#ifdef FI_X86
-#define FI_PATH_SUFFIX avx2
-#define FI_PATH_ATTR __attribute__((target("avx2,f16c")))
-#include "fi_path.inc"
-
-#define FI_PATH_SUFFIX avx512
-#define FI_PATH_ATTR __attribute__((target("avx512f,avx512dq,avx512bw,avx512vl,f16c")))
-#include "fi_path.inc"
-#endif
 
 int fi_path_supported(int path)
 {

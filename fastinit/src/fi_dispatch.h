@@ -1,7 +1,7 @@
 /*
  * Runtime dispatch: the fill kernels of fi_kernels.h, compiled once per instruction
- * set (baseline x86-64, AVX2, AVX-512), and which of those this CPU runs. Every
- * path writes the same bits.
+ * set (baseline x86-64, AVX2, AVX-512: one translation unit each), and which of
+ * those this CPU runs. Every path writes the same bits.
  */
 #ifndef FI_DISPATCH_H
 #define FI_DISPATCH_H
@@ -24,6 +24,9 @@ extern const size_t fi_kernel_param_sizes[];
 
 enum { FI_PATH_BASELINE, FI_PATH_AVX2, FI_PATH_AVX512, FI_NPATHS };
 extern const char *const fi_path_names[FI_NPATHS];
+
+/* Each path's kernels, by number (fi_path_<path>.c; the AVX tables on x86-64 only). */
+extern const fi_piece_fn fi_table_baseline[], fi_table_avx2[], fi_table_avx512[];
 
 /* The kernels compiled for a path, by number. */
 const fi_piece_fn *fi_path_table(int path);

@@ -1,6 +1,6 @@
 # Cython declarations of the C kernel library (fastinit/src/fi_api.h) and of the
 # header-only engine (fastinit/src/fi_engine.h).
-from libc.stdint cimport int64_t, uint64_t, uintptr_t
+from libc.stdint cimport int64_t, uint16_t, uint64_t, uintptr_t
 
 
 cdef extern from "fi_engine.h" nogil:
@@ -54,6 +54,8 @@ cdef extern from "fi_api.h" nogil:
     const char *const fi_path_names[]
     const fi_piece_fn *fi_path_table(int path)
     int fi_path_supported(int path)
+    ctypedef void (*fi_round16_fn)(const float *, uint16_t *, int64_t, int)
+    fi_round16_fn fi_path_round16(int path)
     void fi_store_fence()
 
     void fi_stream_yardstick(float *a, int64_t n, int nthreads)

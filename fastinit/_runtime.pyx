@@ -11,12 +11,12 @@ import warnings
 import numpy as np
 
 cimport numpy as cnp
-from libc.stdint cimport int64_t, uintptr_t
+from libc.stdint cimport int64_t, uint16_t, uintptr_t
 
 from fastinit._kernels cimport (
     FI_NPATHS, FI_PATH_BASELINE, fi_block_elements, fi_build_flags, fi_compiler,
-    fi_advise_huge_pages, fi_omp_max_threads, fi_openmp_enabled, fi_path_names, fi_path_supported,
-    fi_stream_yardstick,
+    fi_advise_huge_pages, fi_omp_max_threads, fi_openmp_enabled, fi_path_names, fi_path_round16,
+    fi_path_supported, fi_stream_yardstick,
 )
 
 cnp.import_array()
@@ -208,6 +208,19 @@ def build_facts():
 def path_index():
     """The number of the instruction-set path in use (for the kernel tables)."""
     return _path
+
+
+def round_to_16bit(cnp.ndarray[cnp.float32_t, ndim=1, mode="c"] src,
+                   cnp.ndarray[cnp.uint16_t, ndim=1, mode="c"] out, bint bfloat16):
+    """Round float32 values to float16 or bfloat16 bits (docs/stream.md, section 7)
+    with the conversion the current path's 16-bit fills use (for the tests, which
+    hold every path to the specification on every float32)."""
+    if out.shape[0] != src.shape[0] or src.shape[0] % 8:
+        raise ValueError("src and out need the same length, a multiple of 8")
+    cdef int64_t n = src.shape[0]
+    with nogil:
+        fi_path_round16(_path)(<const float *>cnp.PyArray_DATA(src),
+                               <uint16_t *>cnp.PyArray_DATA(out), n, bfloat16)
 
 
 def forked():

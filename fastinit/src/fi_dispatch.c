@@ -46,3 +46,13 @@ const fi_piece_fn *fi_path_table(int path)
     (void)path;
     return fi_table_baseline;
 }
+
+fi_round16_fn fi_path_round16(int path)
+{
+#ifdef FI_X86
+    if (path == FI_PATH_AVX512) return fi_round16_avx512;
+    if (path == FI_PATH_AVX2) return fi_round16_avx2;
+#endif
+    (void)path;
+    return fi_round16_baseline;
+}

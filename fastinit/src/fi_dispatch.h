@@ -30,6 +30,13 @@ extern const fi_piece_fn fi_table_baseline[], fi_table_avx2[], fi_table_avx512[]
 
 /* The kernels compiled for a path, by number. */
 const fi_piece_fn *fi_path_table(int path);
+/* A path's rounding of float32 values to 16 bits (bf16: bfloat16, else float16),
+ * n a multiple of 8: what its 16-bit fills write, exposed for the tests. */
+typedef void (*fi_round16_fn)(const float *, uint16_t *, int64_t, int);
+void fi_round16_baseline(const float *src, uint16_t *dst, int64_t n, int bf16);
+void fi_round16_avx2(const float *src, uint16_t *dst, int64_t n, int bf16);
+void fi_round16_avx512(const float *src, uint16_t *dst, int64_t n, int bf16);
+fi_round16_fn fi_path_round16(int path);
 /* Whether this CPU (and OS) can run a path. */
 int fi_path_supported(int path);
 

@@ -25,6 +25,14 @@ FI_INLINE fi_u16x8 fi_to_bf16x8(fi_f32x8 v)
  * exponent gives the next binade or infinity). */
 FI_INLINE fi_u16x8 fi_to_f16x8(fi_f32x8 v)
 {
+#ifdef __F16C__
+    /* vcvtps2ph rounds to nearest even as below, subnormals included; only its NaN
+     * differs (it keeps payload bits): a NaN becomes sign | 0x7E00 as below. */
+    const fi_u16x8 h =
+        (fi_u16x8)_mm256_cvtps_ph((__m256)v, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    const fi_u16x8 nan = (fi_u16x8)((h & 0x7FFFu) > 0x7C00u);
+    return (h & ~nan) | (((h & 0x8000u) | 0x7E00u) & nan);
+#else
     const fi_u32x8 b = (fi_u32x8)v;
     const fi_u32x8 sign = (b >> 16) & 0x8000u;
     const fi_u32x8 a = b & 0x7FFFFFFFu;
@@ -37,6 +45,7 @@ FI_INLINE fi_u16x8 fi_to_f16x8(fi_f32x8 v)
     const fi_u32x8 norm = (a - 0x38000000u + 0xFFFu + ((a >> 13) & 1u)) >> 13;
     const fi_u32x8 mag = (big & over) | (~big & ((tiny & sub) | (~tiny & norm)));
     return __builtin_convertvector(sign | mag, fi_u16x8);
+#endif
 }
 
 /* Stores 8 float32 values rounded to 16 bits (bfloat16 or float16) at dst:

@@ -78,7 +78,7 @@ static float fi_zig32_slow(fi_lanes *aux, int lane, uint32_t w)
 
 /* The fast path of one float32 step: each lane's next main output gives two
  * candidates (low half, then high half) for elements 2l and 2l+1 of the step's
- * 32, computed 8 at a time; only the table look-ups are per element. Accepted
+ * 32, computed 8 at a time (table look-ups by gathers where the path has them). Accepted
  * values go to z; a rejected candidate leaves its raw bits in z and its bit in
  * the returned mask. */
 FI_INLINE uint32_t fi_normal_f32_fast(fi_lanes *ln, fi_f32x8 *z)
@@ -87,21 +87,13 @@ FI_INLINE uint32_t fi_normal_f32_fast(fi_lanes *ln, fi_f32x8 *z)
     for (int v = 0; v < FI_VECS; v++) {
         const fi_u32x8 h = (fi_u32x8)fi_step4(&ln->s0[v], &ln->s1[v], &ln->s2[v], &ln->s3[v]);
         const fi_u32x8 idx = h & 255, m = h >> 9;
-        const fi_f32x8 w = {FI_ZIG32_W[idx[0]], FI_ZIG32_W[idx[1]], FI_ZIG32_W[idx[2]],
-                            FI_ZIG32_W[idx[3]], FI_ZIG32_W[idx[4]], FI_ZIG32_W[idx[5]],
-                            FI_ZIG32_W[idx[6]], FI_ZIG32_W[idx[7]]};
-        const fi_i32x8 k = {(int32_t)FI_ZIG32_K[idx[0]], (int32_t)FI_ZIG32_K[idx[1]],
-                            (int32_t)FI_ZIG32_K[idx[2]], (int32_t)FI_ZIG32_K[idx[3]],
-                            (int32_t)FI_ZIG32_K[idx[4]], (int32_t)FI_ZIG32_K[idx[5]],
-                            (int32_t)FI_ZIG32_K[idx[6]], (int32_t)FI_ZIG32_K[idx[7]]};
+        const fi_f32x8 w = fi_lookup_f32x8(FI_ZIG32_W, idx);
+        const fi_i32x8 k = (fi_i32x8)fi_lookup_u32x8(FI_ZIG32_K, idx);
         const fi_f32x8 x = __builtin_convertvector((fi_i32x8)m, fi_f32x8) * w;
         const fi_u32x8 signed_x = (fi_u32x8)x ^ ((h & 256) << 23);
         const fi_u32x8 reject = (fi_u32x8)((fi_i32x8)m >= k);
         z[v] = (fi_f32x8)((signed_x & ~reject) | (h & reject));
-        uint64_t any[4];
-        memcpy(any, &reject, sizeof any);
-        if (any[0] | any[1] | any[2] | any[3])
-            for (int i = 0; i < 8; i++) rejected |= (reject[i] & 1u) << (8 * v + i);
+        rejected |= fi_mask_bits_u32x8(reject) << (8 * v);
     }
     return rejected;
 }
@@ -113,18 +105,13 @@ FI_INLINE uint32_t fi_normal_f64_fast(fi_lanes *ln, fi_f64x4 *z)
     for (int v = 0; v < FI_VECS; v++) {
         const fi_u64x4 x = fi_step4(&ln->s0[v], &ln->s1[v], &ln->s2[v], &ln->s3[v]);
         const fi_u64x4 idx = x & 255, m = x >> 12;
-        const fi_f64x4 w = {FI_ZIG64_W[idx[0]], FI_ZIG64_W[idx[1]], FI_ZIG64_W[idx[2]],
-                            FI_ZIG64_W[idx[3]]};
-        const fi_i64x4 k = {(int64_t)FI_ZIG64_K[idx[0]], (int64_t)FI_ZIG64_K[idx[1]],
-                            (int64_t)FI_ZIG64_K[idx[2]], (int64_t)FI_ZIG64_K[idx[3]]};
+        const fi_f64x4 w = fi_lookup_f64x4(FI_ZIG64_W, idx);
+        const fi_i64x4 k = (fi_i64x4)fi_lookup_u64x4(FI_ZIG64_K, idx);
         const fi_f64x4 md = (fi_f64x4)(m | 0x4330000000000000ULL) - 0x1p52;  /* exact */
         const fi_u64x4 signed_d = (fi_u64x4)(md * w) ^ ((x & 256) << 55);
         const fi_u64x4 reject = (fi_u64x4)((fi_i64x4)m >= k);
         z[v] = (fi_f64x4)((signed_d & ~reject) | (x & reject));
-        uint64_t any[4];
-        memcpy(any, &reject, sizeof any);
-        if (any[0] | any[1] | any[2] | any[3])
-            for (int i = 0; i < 4; i++) rejected |= (uint32_t)(reject[i] & 1u) << (4 * v + i);
+        rejected |= fi_mask_bits_u64x4(reject) << (4 * v);
     }
     return rejected;
 }

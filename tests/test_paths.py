@@ -1,0 +1,141 @@
+"""Every instruction-set path against the specification (docs/stream.md).
+
+The kernels are compiled once per path (baseline, AVX2, AVX-512: fastinit/src/
+fi_path_*.c) and the faster paths compute differently (gathers, F16C), so each path is
+held to the pure-Python reference on its own, whole blocks and partial ones. A path
+this CPU cannot run is skipped, and the skip says so.
+"""
+
+import numpy as np
+import pytest
+
+import reference as ref
+import fastinit
+from fastinit import _runtime
+
+PATHS = ("baseline", "avx2", "avx512")
+
+
+@pytest.fixture(params=PATHS)
+def path(request, simd_path):
+    name = request.param
+    if name not in _runtime.simd_paths():
+        pytest.skip(f"this CPU cannot run the {name} path (it runs {_runtime.simd_paths()})")
+    simd_path(name)
+    return name
+
+
+def _bf16():
+    return pytest.importorskip("ml_dtypes").bfloat16
+
+
+# Shapes cut so that each fill has whole blocks (2048 elements) and partial ones: a
+# sharded fill starting mid-block, and a strided view.
+GSHAPE, OFFSET, SHAPE = (3, 4100), (1, 700), (2, 3000)
+
+
+def _key(seed):
+    return fastinit.Generator(seed).state["key"]
+
+
+CASES = {
+    "whole": dict(shape=(5000,), shard={}),
+    "shard": dict(shape=SHAPE, shard=dict(global_shape=GSHAPE, global_offset=OFFSET)),
+}
+
+
+@pytest.mark.parametrize("case", ["whole", "shard"])
+@pytest.mark.parametrize("dtype", ["float32", "float64", "float16", "bfloat16"])
+def test_uniform_matches_reference(path, dtype, case):
+    dt = _bf16() if dtype == "bfloat16" else np.dtype(dtype)
+    c = CASES[case]
+    out = np.empty(c["shape"], dt)
+    fastinit.Generator(5).uniform_(out, -0.5, 2.0, **c["shard"])
+    if dtype in ("float32", "float64"):
+        want = ref.uniform_fill(_key(5), 0, c["shape"], dt, -0.5, 2.0, **c["shard"])
+    else:
+        want = ref.uniform_fill_16(_key(5), 0, c["shape"], dt, -0.5, 2.0, **c["shard"])
+    np.testing.assert_array_equal(out.view(np.uint8), np.asarray(want, dt).view(np.uint8))
+
+
+@pytest.mark.parametrize("case", ["whole", "shard"])
+@pytest.mark.parametrize("dtype", ["float32", "float64", "float16", "bfloat16"])
+def test_normal_matches_reference(path, dtype, case):
+    dt = _bf16() if dtype == "bfloat16" else np.dtype(dtype)
+    c = CASES[case]
+    out = np.empty(c["shape"], dt)
+    fastinit.Generator(6).normal_(out, 0.25, 1.5, **c["shard"])
+    if dtype in ("float32", "float64"):
+        want = ref.normal_fill(_key(6), 0, c["shape"], dt, 0.25, 1.5, **c["shard"])
+    else:
+        want = ref.normal_fill_16(_key(6), 0, c["shape"], dt, 0.25, 1.5, **c["shard"])
+    np.testing.assert_array_equal(out.view(np.uint8), np.asarray(want, dt).view(np.uint8))
+
+
+@pytest.mark.parametrize("a, b", [(-2.0, 2.0),      # mode 0: normal proposals
+                                  (0.5, 0.6),       # mode 1: uniform proposals
+                                  (2.5, 9.0)])      # mode 2: exponential proposals
+@pytest.mark.parametrize("dtype", ["float32", "float64", "float16"])
+def test_trunc_normal_matches_reference(path, dtype, a, b):
+    out = np.empty(SHAPE, dtype)
+    shard = dict(global_shape=GSHAPE, global_offset=OFFSET)
+    fastinit.Generator(7).trunc_normal_(out, 0.0, 1.0, a, b, **shard)
+    want = ref.trunc_normal_fill(_key(7), 0, SHAPE, np.dtype(dtype), 0.0, 1.0, a, b, **shard)
+    np.testing.assert_array_equal(out.view(np.uint8), np.asarray(want, dtype).view(np.uint8))
+
+
+# --------------------------------------------------------------------------------------
+# Rounding to 16 bits (docs/stream.md, section 7), on float32 bit patterns
+# --------------------------------------------------------------------------------------
+
+def _expected_16(bits, bfloat16):
+    """The specification's rounding of the float32 patterns ``bits`` to 16 bits:
+    bfloat16 by its formula, float16 by numpy's IEEE conversion; a NaN becomes the
+    quiet NaN sign | 0x7E00 (float16) or its top half with the quiet bit (bfloat16)."""
+    x = bits.view(np.float32)
+    nan = np.isnan(x)
+    if bfloat16:
+        rounded = (bits + np.uint32(0x7FFF) + ((bits >> np.uint32(16)) & np.uint32(1)))
+        want = (rounded >> np.uint32(16)).astype(np.uint16)
+        quiet = ((bits >> np.uint32(16)) | np.uint32(0x40)).astype(np.uint16)
+    else:
+        with np.errstate(over="ignore"):
+            want = x.astype(np.float16).view(np.uint16)
+        quiet = (((bits >> np.uint32(16)) & np.uint32(0x8000)) | np.uint32(0x7E00)).astype(np.uint16)
+    return np.where(nan, quiet, want)
+
+
+def _check_patterns(bits, bfloat16):
+    out = np.empty(bits.shape, np.uint16)
+    _runtime.round_to_16bit(bits.view(np.float32), out, bfloat16)
+    want = _expected_16(bits, bfloat16)
+    bad = np.flatnonzero(out != want)
+    assert bad.size == 0, [(hex(bits[i]), hex(out[i]), hex(want[i])) for i in bad[:5]]
+
+
+SPECIAL = np.array([0x00000000, 0x80000000, 0x00000001, 0x807FFFFF, 0x7F800000, 0xFF800000,
+                    0x7FC00000, 0xFFFFFFFF, 0x7F800001, 0x7FBFFFFF, 0x477FE000, 0x477FEFFF,
+                    0x477FF000, 0x47800000, 0x387FC000, 0x38800000, 0x33000000, 0x33000001,
+                    0x337FFFFF, 0x3F801000, 0x3F803000, 0x3F808000, 0x3F818000],
+                   np.uint32)
+
+
+@pytest.mark.parametrize("bfloat16", [False, True], ids=["float16", "bfloat16"])
+def test_round16_special_and_sampled_patterns(path, bfloat16):
+    """Zeros, subnormals, ties, the overflow threshold, infinities and NaNs, every
+    pattern whose low 12 bits are zero (all exponents, both signs, the ties of both
+    formats among them) and 2^22 random patterns."""
+    rng = np.random.default_rng(16)
+    grid = np.arange(2**20, dtype=np.uint32) << np.uint32(12)
+    sampled = rng.integers(0, 2**32, 2**22, dtype=np.uint32)
+    bits = np.concatenate([SPECIAL, grid, sampled])
+    _check_patterns(bits[: bits.size // 8 * 8], bfloat16)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("bfloat16", [False, True], ids=["float16", "bfloat16"])
+def test_round16_every_float32(path, bfloat16):
+    """All 2^32 float32 bit patterns, in chunks of 2^24."""
+    chunk = np.arange(2**24, dtype=np.uint32)
+    for top in range(256):
+        _check_patterns(chunk | np.uint32(top << 24), bfloat16)

@@ -17,6 +17,7 @@ initializers as one parallel pass.
 
 import inspect
 import math
+import sys
 import warnings
 
 import numpy as np
@@ -278,10 +279,12 @@ def kaiming_normal_(tensor, a=0, mode="fan_in", nonlinearity="leaky_relu", gener
 def orthogonal_(tensor, gain=1, generator=None, *, global_shape=None, global_offset=None):
     """Saxe et al. (2013): a (semi-)orthogonal matrix, trailing dimensions flattened.
 
-    Q of the QR factorization (numpy.linalg.qr) of a rows x cols standard normal
-    matrix (float64, transposed when rows < cols), its columns' signs set by the
-    signs of R's diagonal, times ``gain``. A shard computes the whole matrix and
-    writes its block.
+    Q of the QR factorization of a rows x cols standard normal matrix (drawn in
+    float64, transposed when rows < cols), its columns' signs set by the signs of R's
+    diagonal, times ``gain``. The QR is taken in the target's precision (float64 for
+    float64, float32 for the others, as torch does) by the target's library: torch's
+    ``linalg.qr`` for a tensor, numpy's for an array. A shard computes the whole matrix
+    and writes its block.
     """
     shape = _global_shape(tensor, global_shape)
     if len(shape) < 2:
@@ -291,19 +294,17 @@ def orthogonal_(tensor, gain=1, generator=None, *, global_shape=None, global_off
     if _targets.is_meta(tensor) or math.prod(shape) == 0:
         gen.advance()
         return tensor
-    values = _orthogonal(tensor, gain, gen, shape, global_shape, global_offset)
+    values = _orthogonal(tensor, target.kind == _dtypes.FLOAT64.kind, gain, gen, shape,
+                         global_shape, global_offset)
     return _submit_values(tensor, target, values)
 
 
-def _orthogonal(tensor, gain, gen, shape, global_shape, global_offset):
+def _orthogonal(tensor, double, gain, gen, shape, global_shape, global_offset):
     """The values orthogonal_ writes into ``tensor`` (its block of the whole matrix)."""
     rows = shape[0]
     cols = math.prod(shape) // rows
-    flat = gen.normal_(np.empty((rows, cols)))
-    if rows < cols:
-        flat = flat.T
-    q, r = np.linalg.qr(flat)
-    q *= np.sign(np.diag(r))
+    normals = gen.normal_(np.empty((rows, cols)))
+    q = _sign_fixed_q(normals if rows >= cols else normals.T, double, _targets.is_tensor(tensor))
     if rows < cols:
         q = q.T
     values = (q * gain).reshape(shape)
@@ -312,6 +313,21 @@ def _orthogonal(tensor, gain, gen, shape, global_shape, global_offset):
         local = _targets.shape_of(tensor)
         values = values[tuple(slice(o, o + s) for o, s in zip(offset, local))]
     return values
+
+
+def _sign_fixed_q(m, double, with_torch):
+    """Q of m = QR (m tall) in float64 or float32, by torch or numpy, its columns
+    multiplied by the signs of R's diagonal; as a numpy array."""
+    if with_torch:
+        torch = sys.modules["torch"]
+        work = torch.empty(m.shape[::-1], dtype=torch.float64 if double else torch.float32).T
+        work.copy_(torch.from_numpy(m))             # column-major, as LAPACK takes it
+        q, r = torch.linalg.qr(work)
+        q *= torch.sign(torch.diagonal(r))
+        return q.numpy()
+    q, r = np.linalg.qr(m if double else m.astype(np.float32))
+    q *= np.sign(np.diag(r))
+    return q
 
 
 def sparse_(tensor, sparsity, std=0.01, generator=None, *, global_shape=None,

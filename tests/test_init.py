@@ -462,3 +462,24 @@ def test_trunc_normal_matches_reference(dtype, mean, std, a, b, mode):
     fi.trunc_normal_(part, mean, std, a, b, fi.Generator(9), global_shape=(n,),
                      global_offset=(1500,))
     np.testing.assert_array_equal(part.astype(np.float64), want[1500:2200].astype(np.float64))
+
+
+@pytest.mark.parametrize("shape", [(40, 60), (60, 40), (16, 4, 3, 3)])
+def test_orthogonal_takes_the_qr_in_the_targets_precision(shape):
+    """float32 (and 16-bit) targets: Q of numpy's float32 QR of the float64 draws;
+    float64: of the float64 QR (docs/stream.md, section 7)."""
+    rows, cols = shape[0], math.prod(shape) // shape[0]
+    draws = fi.Generator(4).normal_(np.empty((rows, cols)))
+    for dtype in (np.float32, np.float64):
+        m = (draws if rows >= cols else draws.T).astype(dtype)
+        q, r = np.linalg.qr(m)
+        q = q * np.sign(np.diag(r))
+        want = (1.5 * (q if rows >= cols else q.T)).reshape(shape)
+        w = np.empty(shape, dtype)
+        fi.orthogonal_(w, 1.5, fi.Generator(4))
+        np.testing.assert_array_equal(w, want.astype(dtype))
+        small = min(rows, cols)
+        m = w.reshape(rows, -1).astype(np.float64)
+        gram = m @ m.T if rows == small else m.T @ m
+        np.testing.assert_allclose(gram, 2.25 * np.eye(small),
+                                   atol=1e-5 if dtype == np.float32 else 1e-12)

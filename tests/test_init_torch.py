@@ -323,3 +323,19 @@ def test_tensors_on_other_devices_are_refused_untouched():
         with pytest.raises(TypeError, match="expected a CPU tensor, got a tensor on cuda:0"):
             init(t) if init is fi.zeros_ else init(t, generator=g)
     assert (t.as_subclass(torch.Tensor) == 0).all() and g.state["counter"] == 0
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.bfloat16])
+def test_orthogonal_on_a_tensor_takes_torchs_qr_in_its_precision(dtype):
+    """A tensor's QR is torch.linalg.qr's, in float32 for float32 and 16-bit tensors
+    and float64 for float64, of the same float64 draws an array gets."""
+    shape = (30, 50)
+    draws = torch.from_numpy(fi.Generator(9).normal_(np.empty(shape)))
+    work = torch.float64 if dtype == torch.float64 else torch.float32
+    q, r = torch.linalg.qr(draws.T.to(work))
+    want = (0.5 * (q * torch.sign(torch.diagonal(r))).T).to(dtype)
+    got = fi.orthogonal_(torch.empty(shape, dtype=dtype), 0.5, fi.Generator(9))
+    assert torch.equal(got, want)
+    gram = got.double() @ got.double().T
+    tol = {torch.float64: 1e-12, torch.float32: 1e-5, torch.bfloat16: 2e-2}[dtype]
+    torch.testing.assert_close(gram, 0.25 * torch.eye(30, dtype=torch.float64), atol=tol, rtol=0)

@@ -30,6 +30,9 @@ FAN_IN = 1000
 
 
 def elements(size):
+    """Elements of a size parameter: a count ("1e6") or a matrix shape ("4096x4096")."""
+    if "x" in size:
+        return math.prod(int(n) for n in size.split("x"))
     return int(float(size))
 
 

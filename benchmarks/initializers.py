@@ -22,8 +22,12 @@ class _Initializer(_Contender):
         """torch.nn.init's function and arguments for a weight of that shape."""
         return self.name, self.kwargs
 
+    def weight_shape(self, size):
+        """The weight's shape for a size parameter: FAN_IN columns."""
+        return (elements(size) // FAN_IN, FAN_IN)
+
     def setup(self, contender, size, dtype, threads):
-        shape = (elements(size) // FAN_IN, FAN_IN)
+        shape = self.weight_shape(size)
         if contender == "fastinit":
             use_fastinit_threads(threads)
             fn = getattr(fastinit, self.name)
@@ -69,6 +73,13 @@ class LecunNormal(_Initializer):
 
 
 class Orthogonal(_Initializer):
-    """orthogonal_ on moderate sizes (both take a QR of the whole weight)."""
+    """orthogonal_ on moderate sizes (both take a QR of the whole weight), and on the
+    square 1000 x 1000 and 4096 x 4096 weights that the bench reports."""
     name = "orthogonal_"
-    params = (["fastinit", "torch"], ["1e3", "1e4", "1e5", "1e6"], DTYPES, THREADS)
+    params = (["fastinit", "torch"], ["1e3", "1e4", "1e5", "1e6", "1000x1000", "4096x4096"],
+              DTYPES, THREADS)
+
+    def weight_shape(self, size):
+        if "x" in size:
+            return tuple(int(n) for n in size.split("x"))
+        return super().weight_shape(size)

@@ -36,12 +36,16 @@ def main(argv=None):
     init_shape, models_size = (16384, 16384), "953M"
     if args.quick:
         sizes, repeat, init_shape, models_size = [10**5, 10**6], 3, (1024, 1024), "29M"
+        orthogonal_sizes = (256, 1000)
+    else:
+        orthogonal_sizes = (1000, 4096)
     all_threads = fastinit.get_num_threads()
     if args.threads:
         threads = [int(t) for t in args.threads.split(",")]
     else:
         threads = sorted({1, all_threads})
-    _bench.run(sizes, threads, repeat, init_shape, models_size=models_size)
+    _bench.run(sizes, threads, repeat, init_shape, models_size=models_size,
+               orthogonal_sizes=orthogonal_sizes)
 
 
 def write_raw(seed, control=None, chunk=1 << 20):

@@ -22,6 +22,19 @@ NP_NORMAL = "numpy PCG64 standard_normal"
 NP_FILL = "numpy ndarray.fill (1 thread)"
 TORCH_NORMAL = "torch normal_"
 FI_UNIFORM = "fastinit uniform_"
+F64_ALLOC = "(f64, allocates)"   # rows that allocate and write float64: twice the bytes
+MKL_NORMAL = f"mkl_random ICDF {F64_ALLOC}"
+
+
+def _mkl_random():
+    """mkl_random's generator on SFMT19937 (its fastest engine in our runs), or None
+    where mkl_random is not installed. It returns new float64 arrays only (no ``out``,
+    no float32): its rows include that allocation, and fastinit's f64 rows beside
+    them allocate the same way, for a like-for-like comparison."""
+    if importlib.util.find_spec("mkl_random") is None:
+        return None
+    import mkl_random
+    return mkl_random.RandomState(0, brng="SFMT19937")
 
 
 def _median_seconds(contenders, repeat):
@@ -54,12 +67,14 @@ def _print_table(title, nbytes, seconds, references):
     print(f"  {'contender':<42}{'GB/s':>7}{'ms':>9}" + "".join(f"{lab:>11}" for lab in refs))
     for name, s in seconds.items():
         ratios = "".join(f"{seconds[ref] / s:>11.2f}" for ref in refs.values())
-        print(f"  {name:<42}{nbytes / s / 1e9:>7.2f}{s * 1e3:>9.2f}{ratios}")
+        written = 2 * nbytes if name.endswith(F64_ALLOC) else nbytes
+        print(f"  {name:<42}{written / s / 1e9:>7.2f}{s * 1e3:>9.2f}{ratios}")
 
 
 def bench_sizes(sizes, thread_counts, repeat):
     gen = fastinit.Generator(0)
     pcg = np.random.Generator(np.random.PCG64(0))
+    mkl = _mkl_random()
     for size in sizes:
         a = np.ones(size, np.float32)                       # pre-touched
         for threads in thread_counts:
@@ -83,11 +98,17 @@ def bench_sizes(sizes, thread_counts, repeat):
             if t is not None:
                 uniform["torch uniform_"] = lambda: t.uniform_()
                 normal[TORCH_NORMAL] = lambda: t.normal_()
+            if mkl is not None and threads == 1:            # mkl_random runs on one thread
+                uniform[f"mkl_random uniform {F64_ALLOC}"] = lambda: mkl.random_sample(size)
+                uniform[f"fastinit uniform_ {F64_ALLOC}"] = lambda: gen.uniform_(np.empty(size))
+                normal[MKL_NORMAL] = lambda: mkl.standard_normal(size, method="ICDF")
+                normal[f"fastinit normal_ {F64_ALLOC}"] = lambda: gen.normal_(np.empty(size))
+                normal[f"np.ones, allocation alone {F64_ALLOC}"] = lambda: np.ones(size)
             _print_table("uniform: " + label, a.nbytes, _median_seconds(uniform, repeat),
                          {"vs limit": LIMIT, "vs numpy": NP_RANDOM})
             _print_table("normal: " + label, a.nbytes, _median_seconds(normal, repeat),
                          {"vs numpy": NP_NORMAL, "vs torch": TORCH_NORMAL,
-                          "vs uniform": FI_UNIFORM})
+                          "vs uniform": FI_UNIFORM, "vs mkl": MKL_NORMAL})
         del a
     fastinit.set_num_threads(None)
 
@@ -122,6 +143,27 @@ def bench_initializers(shape, threads, repeat):
         peer = seconds.get(name.replace("fastinit ", "torch.nn.init "))
         ratio = f"{peer / sec:>11.2f}" if peer is not None and name.startswith("fastinit") else ""
         print(f"  {name:<42}{w.nbytes / sec / 1e9:>7.2f}{sec * 1e3:>9.2f}{ratio}")
+    fastinit.set_num_threads(None)
+
+
+def bench_orthogonal(sizes, threads, repeat):
+    """orthogonal_ on square float32 weights: torch.nn.init's against fastinit's on the
+    same tensor (both then take torch's QR) and on a numpy array (numpy's QR)."""
+    fastinit.set_num_threads(threads)
+    torch = _torch(threads)
+    gen = fastinit.Generator(0)
+    for n in sizes:
+        w = np.ones((n, n), np.float32)
+        contenders = {"fastinit orthogonal_ (numpy array)": lambda: fastinit.orthogonal_(
+            w, generator=gen)}
+        if torch is not None:
+            t = torch.ones(n, n)
+            contenders["fastinit orthogonal_ (torch tensor)"] = lambda: fastinit.orthogonal_(
+                t, generator=gen)
+            contenders["torch.nn.init orthogonal_"] = lambda: torch.nn.init.orthogonal_(t)
+        _print_table(f"orthogonal_: {n} x {n} float32, {threads} threads", w.nbytes,
+                     _median_seconds(contenders, repeat),
+                     {"vs torch": "torch.nn.init orthogonal_"})
     fastinit.set_num_threads(None)
 
 
@@ -247,16 +289,19 @@ def cpu_description():
 
 
 def run(sizes, thread_counts, repeat, init_shape=(16384, 16384), models_repeat=3,
-        models_size="953M"):
+        models_size="953M", orthogonal_sizes=(1000, 4096)):
     info = fastinit.build_info()
     print(f"fastinit {info['version']} bench: float32, medians of {repeat} interleaved rounds.")
     print("Ratios are speed relative to the column's contender (> 1: faster). 'limit' is")
     print("the machine's write bandwidth: a bare OpenMP loop of non-temporal stores.")
+    print(f"Rows marked {F64_ALLOC} return a new float64 array, as mkl_random must (GB/s")
+    print("counts their 8-byte elements; ratios compare times for the same element count).")
     print(f"machine: {info['machine']}, {os.cpu_count()} CPUs: {cpu_description()}")
     print(f"fastinit: SIMD path {info['simd_path']}, OpenMP {'on' if info['openmp'] else 'off'}, "
           f"numpy {info['numpy']}")
     bench_sizes(sizes, thread_counts, repeat)
     bench_initializers(init_shape, max(thread_counts), repeat)
+    bench_orthogonal(orthogonal_sizes, max(thread_counts), min(repeat, 3))
     bench_dtypes(max(sizes), max(thread_counts), repeat)
     bench_gpt2(max(thread_counts), repeat)
     bench_models(max(thread_counts), models_repeat, models_size)

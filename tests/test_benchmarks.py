@@ -74,7 +74,7 @@ def test_grid_spans_the_promised_sizes_dtypes_and_peers(cls):
     assert names["dtype"] == ["float16", "bfloat16", "float32", "float64"]
     sizes = [common.elements(s) for s in names["size"]]
     assert sizes == sorted(sizes) and sizes[0] == 1000
-    assert sizes[-1] == (10**6 if cls is initializers.Orthogonal else 250_000_000)
+    assert sizes[-1] == (4096 * 4096 if cls is initializers.Orthogonal else 250_000_000)
     assert "torch" in names["contender"]
     if cls in FILLS:
         assert names["contender"] == ["fastinit", "numpy", "torch", "ndarray.fill"]
@@ -124,6 +124,28 @@ def test_initializer_benchmarks_fill_the_weight_they_time(cls):
         bench, gbps = run_once(cls, ("fastinit", "1e3", dtype, threads))
         assert bench.nbytes == 1000 * np.dtype(fastinit.empty(0, dtype).dtype).itemsize
         assert gbps > 0
+
+
+def test_allocating_fills_return_new_float64_draws():
+    for fill in ("uniform", "normal"):
+        for threads in common.THREADS:
+            bench, gbps = run_once(fills.Allocating, ("fastinit", fill, "1e3", threads))
+            assert bench.out.dtype == np.float64 and bench.out.shape == (1000,)
+            assert bench.nbytes == 8000 and gbps > 0
+            assert len(np.unique(bench.out)) == 1000
+        outcome = run_once(fills.Allocating, ("mkl_random", fill, "1e3", "1"))
+        assert run_once(fills.Allocating, ("mkl_random", fill, "1e3", "all")) is None
+        if importlib.util.find_spec("mkl_random") is None:
+            assert outcome is None
+        else:
+            bench, gbps = outcome
+            assert bench.out.dtype == np.float64 and len(np.unique(bench.out)) == 1000
+            assert (bench.out.min() >= 0) if fill == "uniform" else (bench.out.min() < 0)
+
+
+def test_orthogonal_benchmark_takes_square_weights():
+    bench, _ = run_once(initializers.Orthogonal, ("fastinit", "1000x1000", "float32", "1"))
+    assert bench.nbytes == 4 * 10**6
 
 
 def test_torch_peers_write_the_same_memory():

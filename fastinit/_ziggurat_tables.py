@@ -111,6 +111,16 @@ def header_text():
     lines += [f"    {k}u," for k in t["K32"]]
     lines += ["};", "", "static const double FI_ZIG_F[256] = {"]
     lines += [f"    {f.hex()}," for f in t["F"]]
+    lines += ["};", "",
+              "/* The same W and K packed by layer, for the vector kernels' look-ups (one load",
+              " * per candidate): float32 as K_23[i] << 32 | the bits of W_23[i]; float64 as",
+              " * {W_52[i], K_52[i]}. */",
+              "static const uint64_t FI_ZIG32_WK[256] __attribute__((aligned(64))) = {"]
+    lines += [f"    0x{(k << 32) | int(np.float32(w).view(np.uint32)):016x}u,"
+              for w, k in zip(t["W32"], t["K32"])]
+    lines += ["};", "", "typedef struct { double w; uint64_t k; } fi_zig64_layer;",
+              "static const fi_zig64_layer FI_ZIG64_WK[256] __attribute__((aligned(64))) = {"]
+    lines += [f"    {{{w.hex()}, {k}u}}," for w, k in zip(t["W64"], t["K64"])]
     lines += ["};", "", "#endif /* FI_ZIGGURAT_TABLES_H */", ""]
     return "\n".join(lines)
 

@@ -48,46 +48,6 @@ FI_INLINE fi_f32x8 fi_splat_f32(float x) { return (fi_f32x8){x, x, x, x, x, x, x
 FI_INLINE fi_f64x4 fi_splat_f64(double x) { return (fi_f64x4){x, x, x, x}; }
 FI_INLINE fi_u64x4 fi_splat_u64(uint64_t x) { return (fi_u64x4){x, x, x, x}; }
 
-/* Table look-ups, table[idx[i]] in each lane: a gather on AVX2 (and AVX-512), one
- * load per lane elsewhere. The indices are below 2^31. */
-FI_INLINE fi_f32x8 fi_lookup_f32x8(const float *table, fi_u32x8 idx)
-{
-#ifdef __AVX2__
-    return (fi_f32x8)_mm256_i32gather_ps(table, (__m256i)idx, 4);
-#else
-    return (fi_f32x8){table[idx[0]], table[idx[1]], table[idx[2]], table[idx[3]],
-                      table[idx[4]], table[idx[5]], table[idx[6]], table[idx[7]]};
-#endif
-}
-
-FI_INLINE fi_u32x8 fi_lookup_u32x8(const uint32_t *table, fi_u32x8 idx)
-{
-#ifdef __AVX2__
-    return (fi_u32x8)_mm256_i32gather_epi32((const int *)table, (__m256i)idx, 4);
-#else
-    return (fi_u32x8){table[idx[0]], table[idx[1]], table[idx[2]], table[idx[3]],
-                      table[idx[4]], table[idx[5]], table[idx[6]], table[idx[7]]};
-#endif
-}
-
-FI_INLINE fi_f64x4 fi_lookup_f64x4(const double *table, fi_u64x4 idx)
-{
-#ifdef __AVX2__
-    return (fi_f64x4)_mm256_i64gather_pd(table, (__m256i)idx, 8);
-#else
-    return (fi_f64x4){table[idx[0]], table[idx[1]], table[idx[2]], table[idx[3]]};
-#endif
-}
-
-FI_INLINE fi_u64x4 fi_lookup_u64x4(const uint64_t *table, fi_u64x4 idx)
-{
-#ifdef __AVX2__
-    return (fi_u64x4)_mm256_i64gather_epi64((const long long *)table, (__m256i)idx, 8);
-#else
-    return (fi_u64x4){table[idx[0]], table[idx[1]], table[idx[2]], table[idx[3]]};
-#endif
-}
-
 /* A lane mask (each lane all ones or zero) as bits: bit i for lane i. */
 FI_INLINE uint32_t fi_mask_bits_u32x8(fi_u32x8 mask)
 {

@@ -72,15 +72,18 @@ def test_normal_matches_reference(path, dtype, case):
     np.testing.assert_array_equal(out.view(np.uint8), np.asarray(want, dt).view(np.uint8))
 
 
+@pytest.mark.parametrize("case", ["whole", "shard"])
 @pytest.mark.parametrize("a, b", [(-2.0, 2.0),      # mode 0: normal proposals
+                                  (-0.3, 1.5),      # mode 0 with range rejections
                                   (0.5, 0.6),       # mode 1: uniform proposals
                                   (2.5, 9.0)])      # mode 2: exponential proposals
 @pytest.mark.parametrize("dtype", ["float32", "float64", "float16"])
-def test_trunc_normal_matches_reference(path, dtype, a, b):
-    out = np.empty(SHAPE, dtype)
-    shard = dict(global_shape=GSHAPE, global_offset=OFFSET)
-    fastinit.Generator(7).trunc_normal_(out, 0.0, 1.0, a, b, **shard)
-    want = ref.trunc_normal_fill(_key(7), 0, SHAPE, np.dtype(dtype), 0.0, 1.0, a, b, **shard)
+def test_trunc_normal_matches_reference(path, dtype, a, b, case):
+    c = CASES[case]
+    out = np.empty(c["shape"], dtype)
+    fastinit.Generator(7).trunc_normal_(out, 0.0, 1.0, a, b, **c["shard"])
+    want = ref.trunc_normal_fill(_key(7), 0, c["shape"], np.dtype(dtype), 0.0, 1.0, a, b,
+                                 **c["shard"])
     np.testing.assert_array_equal(out.view(np.uint8), np.asarray(want, dtype).view(np.uint8))
 
 

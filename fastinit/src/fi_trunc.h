@@ -100,16 +100,64 @@ FI_INLINE void fi_trunc_f32_map(const uint64_t *raw, int64_t j0, int64_t n,
     }
 }
 
+/* A whole block's standardized values z (binary64, element j at z[j]) without a
+ * cursor. Mode 0: the float64 normal fast path over every step with the main lanes
+ * in registers, then step by step the Ziggurat fix-ups and the range rejections, so
+ * each lane's auxiliary stream is consumed in its elements' order as in
+ * fi_trunc_step. Modes 1 and 2: the main outputs, then each element in order. */
+FI_INLINE void fi_trunc_whole(uint64_t block, const fi_trunc_params *pr, uint64_t *zbits)
+{
+    enum { STEPS = FI_BLOCK / FI_LANES };
+    fi_lanes ln, aux;
+    fi_lanes_seed(&ln, pr->sigma, block, 0);
+    if (pr->mode == 0) {
+        fi_f64x4 z[STEPS][FI_VECS];
+        uint32_t rejected[STEPS];
+        for (int t = 0; t < STEPS; t++) rejected[t] = fi_normal_f64_fast(&ln, z[t]);
+        fi_lanes_seed(&aux, pr->sigma, block, 1);
+        const fi_f64x4 alpha = fi_splat_f64(pr->alpha), beta = fi_splat_f64(pr->beta);
+        for (int t = 0; t < STEPS; t++) {
+            fi_normal_f64_fix(&aux, rejected[t], z[t]);
+            uint32_t outside = 0;
+            for (int v = 0; v < FI_VECS; v++)
+                outside |= fi_mask_bits_u64x4((fi_u64x4)((z[t][v] < alpha) | (z[t][v] > beta)))
+                           << (4 * v);
+            double *zt = (double *)z[t];
+            for (; outside; outside &= outside - 1) {
+                const int k = __builtin_ctz(outside);
+                zt[k] = fi_trunc_one(&aux, k, zt[k], 0, pr);
+            }
+        }
+        memcpy(zbits, z, sizeof z);
+        return;
+    }
+    for (int t = 0; t < STEPS; t++) fi_uniform_step(&ln, &aux, pr, zbits + t * FI_LANES);
+    fi_lanes_seed(&aux, pr->sigma, block, 1);
+    double *z = (double *)zbits;
+    for (int j = 0; j < FI_BLOCK; j++)
+        z[j] = fi_trunc_one(&aux, j % FI_LANES, 0.0, zbits[j], pr);
+}
+
+/* A piece: whole blocks through fi_trunc_whole, partial ones through the cursor; the
+ * values mapped (MAP) into contiguous memory directly, otherwise into vals, then
+ * CONVERT (which writes vals, m of them from local flat index flat). */
 #define FI_DEFINE_TRUNC_PIECE(NAME, CTYPE, MAP, CONVERT)                                   \
 FI_INLINE void NAME(fi_cursor *c, const fi_plan *pl, const fi_trunc_params *pr, int64_t p) \
 {                                                                                          \
     CTYPE vals[FI_BLOCK] FI_ALIGN64;                                                       \
+    uint64_t zbits[FI_BLOCK] FI_ALIGN64;                                                   \
     fi_segment s;                                                                          \
     for (int ok = fi_segment_first(&s, pl, p); ok; ok = fi_segment_next(&s)) {             \
         const uint64_t block = s.block;                                                    \
         const int64_t j0 = s.j0, m = s.m, flat = s.flat;                                   \
-        fi_trunc_advance(c, pr, pr->sigma, block, (j0 + m + FI_LANES - 1) / FI_LANES);     \
-        MAP(c->raw, j0, m, pr, vals);                                                      \
+        const uint64_t *z = zbits;                                                         \
+        if (m == FI_BLOCK) {                                                               \
+            fi_trunc_whole(block, pr, zbits);                                              \
+        } else {                                                                           \
+            fi_trunc_advance(c, pr, pr->sigma, block, (j0 + m + FI_LANES - 1) / FI_LANES); \
+            z = c->raw;                                                                    \
+        }                                                                                  \
+        MAP(z, m == FI_BLOCK ? 0 : j0, m, pr, vals);                                       \
         CONVERT                                                                            \
     }                                                                                      \
 }

@@ -7,14 +7,26 @@
 
 #include "fi_common.h"
 
+/* 8 values below 2^16 to 16 bits. */
+FI_INLINE fi_u16x8 fi_narrow_u32x8(fi_u32x8 x)
+{
+#ifdef __AVX2__
+    return (fi_u16x8)_mm_packus_epi32(_mm256_castsi256_si128((__m256i)x),
+                                      _mm256_extracti128_si256((__m256i)x, 1));
+#else
+    return __builtin_convertvector(x, fi_u16x8);
+#endif
+}
+
 /* 8 float32 values to bfloat16 bits: the top half, rounded to nearest even (a NaN
  * stays a quiet NaN). */
 FI_INLINE fi_u16x8 fi_to_bf16x8(fi_f32x8 v)
 {
     const fi_u32x8 b = (fi_u32x8)v;
     const fi_u32x8 rounded = (b + 0x7FFFu + ((b >> 16) & 1u)) >> 16;
-    const fi_u32x8 nan = (fi_u32x8)((b & 0x7FFFFFFFu) > 0x7F800000u);
-    return __builtin_convertvector((rounded & ~nan) | (((b >> 16) | 0x40u) & nan), fi_u16x8);
+    const fi_u32x8 nan = (fi_u32x8)(v != v);
+    if (__builtin_expect(fi_mask_bits_u32x8(nan) == 0, 1)) return fi_narrow_u32x8(rounded);
+    return fi_narrow_u32x8((rounded & ~nan) | (((b >> 16) | 0x40u) & nan));
 }
 
 /* 8 float32 values to float16 bits, IEEE round to nearest even, branch-free:
@@ -27,9 +39,11 @@ FI_INLINE fi_u16x8 fi_to_f16x8(fi_f32x8 v)
 {
 #ifdef __F16C__
     /* vcvtps2ph rounds to nearest even as below, subnormals included; only its NaN
-     * differs (it keeps payload bits): a NaN becomes sign | 0x7E00 as below. */
+     * differs (it keeps payload bits): a NaN becomes sign | 0x7E00 as below, off the
+     * fast path (one compare tells that no lane is a NaN). */
     const fi_u16x8 h =
         (fi_u16x8)_mm256_cvtps_ph((__m256)v, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    if (__builtin_expect(fi_mask_bits_u32x8((fi_u32x8)(v != v)) == 0, 1)) return h;
     const fi_u16x8 nan = (fi_u16x8)((h & 0x7FFFu) > 0x7C00u);
     return (h & ~nan) | (((h & 0x8000u) | 0x7E00u) & nan);
 #else

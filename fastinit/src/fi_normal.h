@@ -224,8 +224,8 @@ FI_INLINE void fi_normal_f64_map(const uint64_t *raw, int64_t j0, int64_t n,
  * registers, then the fix-ups in element order (each lane's auxiliary stream
  * is consumed in its candidates' order either way), then mean + std * z stored. */
 #define FI_DEFINE_NORMAL_WHOLE(NAME, CTYPE, VEC, FAST, FIX, SPLAT, MEAN, STD, PER_STEP)    \
-FI_INLINE void NAME(uint64_t sigma, uint64_t block, const fi_normal_params *pr, CTYPE *dst,      \
-                    int stream)                                                            \
+FI_INLINE void NAME(uint64_t sigma, uint64_t block, const fi_normal_params *pr, void *dst,       \
+                    int stream, int fmt)                                                   \
 {                                                                                          \
     enum { STEPS = FI_BLOCK / (PER_STEP), PER_VEC = 32 / sizeof(CTYPE) };                  \
     VEC z[STEPS][FI_VECS];                                                                 \
@@ -238,8 +238,8 @@ FI_INLINE void NAME(uint64_t sigma, uint64_t block, const fi_normal_params *pr, 
     const VEC mean = SPLAT(pr->MEAN), std = SPLAT(pr->STD);                                \
     for (int t = 0; t < STEPS; t++)                                                        \
         for (int v = 0; v < FI_VECS; v++)                                                  \
-            fi_store32(dst + t * (PER_STEP) + PER_VEC * v, (fi_f32x8)(mean + std * z[t][v]), \
-                       stream);                                                            \
+            fi_store_vec(dst, t * (PER_STEP) + PER_VEC * v, (fi_f32x8)(mean + std * z[t][v]), \
+                         fmt, stream);                                                     \
 }
 
 FI_DEFINE_NORMAL_WHOLE(fi_normal_f32_whole, float, fi_f32x8, fi_normal_f32_fast,
@@ -247,9 +247,9 @@ FI_DEFINE_NORMAL_WHOLE(fi_normal_f32_whole, float, fi_f32x8, fi_normal_f32_fast,
 FI_DEFINE_NORMAL_WHOLE(fi_normal_f64_whole, double, fi_f64x4, fi_normal_f64_fast,
                        fi_normal_f64_fix, fi_splat_f64, mean, std, FI_LANES)
 
-FI_DEFINE_PIECE(fi_normal_f32_body, float, fi_normal_params, fi_normal_f32_advance,
+FI_DEFINE_PIECE(fi_normal_f32_body, float, FI_OUT_F32, fi_normal_params, fi_normal_f32_advance,
                 fi_normal_f32_map, fi_normal_f32_whole, 2 * FI_LANES)
-FI_DEFINE_PIECE(fi_normal_f64_body, double, fi_normal_params, fi_normal_f64_advance,
+FI_DEFINE_PIECE(fi_normal_f64_body, double, FI_OUT_F64, fi_normal_params, fi_normal_f64_advance,
                 fi_normal_f64_map, fi_normal_f64_whole, FI_LANES)
 FI_DEFINE_PIECE16(fi_normal_f16_body, fi_normal_params, fi_normal_f32_advance,
                   fi_normal_f32_map, fi_normal_f32_whole, 0, 2 * FI_LANES)

@@ -11,11 +11,25 @@
 #include "fi_layout.h"
 #include "fi_stream.h"
 
+/* What a whole-block kernel stores: float64 (4 values per 32-byte vector), or float32
+ * values as float32, float16 or bfloat16 (8 per vector). */
+enum { FI_OUT_F64, FI_OUT_F32, FI_OUT_F16, FI_OUT_BF16 };
+
+/* Stores one vector of values as elements k.. of dst in format fmt (a constant at
+ * every call, so each kernel is compiled for its format): non-temporal when stream
+ * is set (dst + k is then 16-byte aligned). */
+FI_INLINE void fi_store_vec(void *dst, int64_t k, fi_f32x8 v, int fmt, int stream)
+{
+    if (fmt == FI_OUT_F64) fi_store32((double *)dst + k, v, stream);
+    else if (fmt == FI_OUT_F32) fi_store32((float *)dst + k, v, stream);
+    else fi_put_half8((uint16_t *)dst + k, v, stream, fmt == FI_OUT_BF16);
+}
+
 /* A random fill of one piece; PER_STEP elements per lane step (32 for float32,
  * 16 for float64). A whole block bound for aligned contiguous memory is written
  * straight from registers (WHOLE); a partial block goes through the cursor
  * (ADVANCE), then MAP turns the cursor's contents into values. */
-#define FI_DEFINE_PIECE(NAME, CTYPE, PARAMS, ADVANCE, MAP, WHOLE, PER_STEP)                \
+#define FI_DEFINE_PIECE(NAME, CTYPE, FMT, PARAMS, ADVANCE, MAP, WHOLE, PER_STEP)           \
 FI_INLINE void NAME(fi_cursor *c, const fi_plan *pl, const PARAMS *pr, int64_t p)         \
 {                                                                                          \
     CTYPE vals[FI_BLOCK] FI_ALIGN64;                                                       \
@@ -26,7 +40,7 @@ FI_INLINE void NAME(fi_cursor *c, const fi_plan *pl, const PARAMS *pr, int64_t p
         const int64_t j0 = s.j0, m = s.m, flat = s.flat;                                   \
         CTYPE *dst = (CTYPE *)pl->data + flat;                                             \
         if (direct && m == FI_BLOCK && !(pl->stream && ((uintptr_t)dst & 15))) {           \
-            WHOLE(pr->sigma, block, pr, dst, pl->stream);                                  \
+            WHOLE(pr->sigma, block, pr, dst, pl->stream, FMT);                             \
         } else {                                                                           \
             ADVANCE(c, pr, pr->sigma, block, (j0 + m + (PER_STEP) - 1) / (PER_STEP));      \
             if (direct && !pl->stream) {                                                   \
@@ -39,10 +53,10 @@ FI_INLINE void NAME(fi_cursor *c, const fi_plan *pl, const PARAMS *pr, int64_t p
     }                                                                                      \
 }
 
-/* A 16-bit fill of one piece (BF16: bfloat16, else float16): the block's float32
- * values (WHOLE, or the cursor) are computed into a cache-resident buffer, then
- * converted, straight into contiguous memory or through fi_emit. (Converting in
- * the generation loop is slower with AVX2's 16 registers, all taken by the lanes.) */
+/* A 16-bit fill of one piece (BF16: bfloat16, else float16): a whole block bound for
+ * contiguous memory is rounded and stored straight from the kernel's registers
+ * (WHOLE in the 16-bit format); other pieces get their float32 values (WHOLE into a
+ * buffer, or the cursor and MAP), rounded into a buffer, then fi_emit. */
 #define FI_DEFINE_PIECE16(NAME, PARAMS, ADVANCE, MAP, WHOLE, BF16, PER_STEP)               \
 FI_INLINE void NAME(fi_cursor *c, const fi_plan *pl, const PARAMS *pr, int64_t p)         \
 {                                                                                          \
@@ -53,18 +67,19 @@ FI_INLINE void NAME(fi_cursor *c, const fi_plan *pl, const PARAMS *pr, int64_t p
         const uint64_t block = s.block;                                                    \
         const int64_t j0 = s.j0, m = s.m, flat = s.flat;                                   \
         uint16_t *dst = (uint16_t *)pl->data + flat;                                       \
+        if (m == FI_BLOCK && pl->contiguous) {                                             \
+            WHOLE(pr->sigma, block, pr, dst, pl->stream && !((uintptr_t)dst & 15),         \
+                  (BF16) ? FI_OUT_BF16 : FI_OUT_F16);                                      \
+            continue;                                                                      \
+        }                                                                                  \
         if (m == FI_BLOCK) {                                                               \
-            WHOLE(pr->sigma, block, pr, vals, 0);                                          \
+            WHOLE(pr->sigma, block, pr, vals, 0, FI_OUT_F32);                              \
         } else {                                                                           \
             ADVANCE(c, pr, pr->sigma, block, (j0 + m + (PER_STEP) - 1) / (PER_STEP));      \
             MAP(c->raw, j0, m, pr, vals);                                                  \
         }                                                                                  \
-        if (m == FI_BLOCK && pl->contiguous) {                                             \
-            fi_store_half(dst, vals, m, BF16, pl->stream && !((uintptr_t)dst & 15));       \
-        } else {                                                                           \
-            fi_store_half(half, vals, (m + 7) & ~(int64_t)7, BF16, 0);                     \
-            fi_emit(pl, flat, half, m);                                                    \
-        }                                                                                  \
+        fi_store_half(half, vals, (m + 7) & ~(int64_t)7, BF16, 0);                         \
+        fi_emit(pl, flat, half, m);                                                        \
     }                                                                                      \
 }
 

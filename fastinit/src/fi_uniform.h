@@ -53,7 +53,7 @@ FI_INLINE void fi_uniform_f64_map(const uint64_t *raw, int64_t j0, int64_t n,
  * the 4 outputs of a vector step, read as 8 uint32 halves, are 8 consecutive
  * elements (section 5 of docs/stream.md). Same values as fi_uniform_f32_map. */
 FI_INLINE void fi_uniform_f32_whole(uint64_t sigma, uint64_t block, const fi_uniform_params *pr,
-                                    float *dst, int stream)
+                                    void *dst, int stream, int fmt)
 {
     fi_lanes ln;
     fi_lanes_seed(&ln, sigma, block, 0);
@@ -66,7 +66,7 @@ FI_INLINE void fi_uniform_f32_whole(uint64_t sigma, uint64_t block, const fi_uni
             const fi_f32x8 val = lo + r * u;
             const fi_i32x8 below = val < cap;
             const fi_i32x8 bits = ((fi_i32x8)val & below) | ((fi_i32x8)cap & ~below);
-            fi_store32(dst + t * 2 * FI_LANES + 8 * v, (fi_f32x8)bits, stream);
+            fi_store_vec(dst, t * 2 * FI_LANES + 8 * v, (fi_f32x8)bits, fmt, stream);
         }
 }
 
@@ -74,7 +74,7 @@ FI_INLINE void fi_uniform_f32_whole(uint64_t sigma, uint64_t block, const fi_uni
  * exactly without a 64-bit integer conversion (which AVX2 lacks): the double
  * 1 + (x >> 12) * 2^-52, minus 1, plus 2^-53 when bit 11 of x is set. */
 FI_INLINE void fi_uniform_f64_whole(uint64_t sigma, uint64_t block, const fi_uniform_params *pr,
-                                    double *dst, int stream)
+                                    void *dst, int stream, int fmt)
 {
     fi_lanes ln;
     fi_lanes_seed(&ln, sigma, block, 0);
@@ -91,13 +91,13 @@ FI_INLINE void fi_uniform_f64_whole(uint64_t sigma, uint64_t block, const fi_uni
             const fi_f64x4 val = lo + r * u;
             const fi_i64x4 below = val < cap;
             const fi_i64x4 bits = ((fi_i64x4)val & below) | ((fi_i64x4)cap & ~below);
-            fi_store32(dst + t * FI_LANES + 4 * v, (fi_f32x8)bits, stream);
+            fi_store_vec(dst, t * FI_LANES + 4 * v, (fi_f32x8)bits, fmt, stream);
         }
 }
 
-FI_DEFINE_PIECE(fi_uniform_f32_body, float, fi_uniform_params, fi_uniform_advance,
+FI_DEFINE_PIECE(fi_uniform_f32_body, float, FI_OUT_F32, fi_uniform_params, fi_uniform_advance,
                 fi_uniform_f32_map, fi_uniform_f32_whole, 2 * FI_LANES)
-FI_DEFINE_PIECE(fi_uniform_f64_body, double, fi_uniform_params, fi_uniform_advance,
+FI_DEFINE_PIECE(fi_uniform_f64_body, double, FI_OUT_F64, fi_uniform_params, fi_uniform_advance,
                 fi_uniform_f64_map, fi_uniform_f64_whole, FI_LANES)
 FI_DEFINE_PIECE16(fi_uniform_f16_body, fi_uniform_params, fi_uniform_advance,
                   fi_uniform_f32_map, fi_uniform_f32_whole, 0, 2 * FI_LANES)

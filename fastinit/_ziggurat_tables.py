@@ -54,6 +54,12 @@ def boundaries():
     return x, v
 
 
+def _round_up(d):
+    """The smallest binary64 value >= Decimal d."""
+    up = float(d)
+    return up if Fraction(up) >= Fraction(d) else float(np.nextafter(up, np.inf))
+
+
 def _to_float32(d):
     """The binary32 value nearest to Decimal d (ties to even), without double rounding."""
     exact = Fraction(d)
@@ -83,6 +89,53 @@ def tables():
         "K32": [ratio(i, 23) for i in range(LAYERS)],
         "F": [1.0] + [float((-x[i] * x[i] / 2).exp()) for i in range(1, LAYERS)],
     }
+
+
+# How far a wedge candidate's x may stray outside its layer's [x[i-1], x[i]]: below
+# by one step of the magnitude (x[i] 2^-23 for float32), above by float32 rounding
+# (x[i] 2^-24); bounded by 2^-20 (x <= r < 4). And the slack for the rounding of
+# the run-time chord, of y, of -x*x/2 and of exp_d (each below 1e-14 here).
+_STRAY = Decimal(2) ** -20
+_SLACK = Decimal("1e-13")
+
+
+def chord_gaps():
+    """The wedge's squeeze, for layer i >= 1: the chord of f over the layer's wedge
+    [xl, x[i]] (xl = x[i-1], or 0 for layer 1) from (xl, F[i-1]) with slope
+    (F[i] - F[i-1]) / (x[i] - xl), and GAP[i] >= |f(x) - chord(x)| for every x the
+    layer's wedge can test, with room for run-time rounding: the maximum over the
+    stationary points of f - chord (f' is monotone on [0, 1] and on [1, r], so at
+    most one each), plus the stray of x times a bound of |f' - slope| (<= 1), plus
+    _SLACK. Returns (XL, SLOPE, GAP) as lists of 256 Decimals (layer 0 unused)."""
+    x, _ = boundaries()
+    getcontext().prec = 60
+
+    def f(t):
+        return (-t * t / 2).exp()
+
+    xl_list, slope_list, gap_list = [Decimal(0)], [Decimal(0)], [Decimal(0)]
+    for i in range(1, LAYERS):
+        xl, xr = (Decimal(0) if i == 1 else x[i - 1]), x[i]
+        slope = (f(xr) - f(xl)) / (xr - xl)
+
+        def dev(t, xl=xl, slope=slope):
+            return f(t) - (f(xl) + slope * (t - xl))
+
+        def ddev(t, slope=slope):
+            return -t * f(t) - slope
+
+        worst = Decimal(0)
+        for lo, hi in ((xl, min(xr, Decimal(1))), (max(xl, Decimal(1)), xr)):
+            if lo >= hi or (ddev(lo) > 0) == (ddev(hi) > 0):
+                continue                      # no stationary point inside
+            for _ in range(200):              # bisection to 60 digits
+                mid = (lo + hi) / 2
+                lo, hi = (mid, hi) if (ddev(mid) > 0) == (ddev(lo) > 0) else (lo, mid)
+            worst = max(worst, abs(dev(lo)))
+        xl_list.append(xl)
+        slope_list.append(slope)
+        gap_list.append(worst * Decimal("1.000001") + _STRAY + _SLACK)
+    return xl_list, slope_list, gap_list
 
 
 def header_text():
@@ -121,6 +174,15 @@ def header_text():
     lines += ["};", "", "typedef struct { double w; uint64_t k; } fi_zig64_layer;",
               "static const fi_zig64_layer FI_ZIG64_WK[256] __attribute__((aligned(64))) = {"]
     lines += [f"    {{{w.hex()}, {k}u}}," for w, k in zip(t["W64"], t["K64"])]
+    xl, slope, gap = chord_gaps()
+    lines += ["};", "",
+              "/* The wedge's squeeze (chord_gaps in the generator): for layer i >= 1, every",
+              " * x its wedge tests has |f(x) - (F[i-1] + SLOPE[i] (x - XL[i]))| <= GAP[i],",
+              " * run-time rounding included. */",
+              "typedef struct { double xl, slope, gap; } fi_zig_chord;",
+              "static const fi_zig_chord FI_ZIG_CHORD[256] = {"]
+    lines += [f"    {{{float(a).hex()}, {float(b).hex()}, {_round_up(c).hex()}}},"
+              for a, b, c in zip(xl, slope, gap)]
     lines += ["};", "", "#endif /* FI_ZIGGURAT_TABLES_H */", ""]
     return "\n".join(lines)
 

@@ -245,3 +245,21 @@ def test_billion_samples(dtype):
     i = np.arange(1, m + 1)
     a2 = -m - np.mean((2 * i - 1) * (np.log(cdf) + np.log1p(-cdf[::-1])))
     assert a2 < 6.0
+
+
+def test_wedge_chord_gaps_bound_the_density():
+    """The squeeze of the wedge test (docs/architecture.md): on a dense grid of every
+    layer's wedge, stray candidates beyond its ends included, f stays within GAP of
+    the chord the kernels evaluate (from the tables as rounded for C)."""
+    from fastinit._ziggurat_tables import LAYERS, chord_gaps, tables
+    xl, slope, gap = (np.array([float(v) for v in col]) for col in chord_gaps())
+    x, _ = boundaries()
+    f_tab = np.array(tables()["F"])
+    for i in range(1, LAYERS):
+        lo, hi = xl[i], float(x[i])
+        t = np.concatenate([np.linspace(lo, hi, 4001), [lo - 2.0**-21, hi + 2.0**-22]])
+        chord = f_tab[i - 1] + slope[i] * (t - xl[i])
+        dev = np.abs(np.exp(-0.5 * t * t) - chord)
+        assert dev.max() <= gap[i] - 5e-14, (i, dev.max(), gap[i])
+        # and the squeeze is tight enough to decide most wedge candidates
+        assert gap[i] < 0.3 * (f_tab[i - 1] - f_tab[i]), i

@@ -30,11 +30,18 @@ static double fi_zig_tail(fi_lanes *aux, int lane, int negative)
     }
 }
 
-/* Whether the wedge of layer idx accepts x (given as a double), from one more output. */
+/* Whether the wedge of layer idx accepts x (given as a double), from one more output:
+ * y < exp_d(-x^2/2). The chord of the layer's wedge decides first, when y is farther
+ * from it than f can be (FI_ZIG_CHORD), then fi_less_than_exp: the answer is exp_d's. */
 static int fi_zig_wedge(fi_lanes *aux, int lane, int idx, double x)
 {
     const double u = fi_u53(fi_lane_next(aux, lane));
-    return fi_less_than_exp(FI_ZIG_F[idx] + u * (FI_ZIG_F[idx - 1] - FI_ZIG_F[idx]), -0.5 * x * x);
+    const double y = FI_ZIG_F[idx] + u * (FI_ZIG_F[idx - 1] - FI_ZIG_F[idx]);
+    const fi_zig_chord ch = FI_ZIG_CHORD[idx];
+    const double chord = FI_ZIG_F[idx - 1] + ch.slope * (x - ch.xl);
+    if (y < chord - ch.gap) return 1;
+    if (y > chord + ch.gap) return 0;
+    return fi_less_than_exp(y, -0.5 * x * x);
 }
 
 /* Exact-to-bits helper: the magnitude m (< 2^52) as a double. */

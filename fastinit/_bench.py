@@ -148,21 +148,26 @@ def bench_initializers(shape, threads, repeat):
 
 def bench_orthogonal(sizes, threads, repeat):
     """orthogonal_ on square float32 weights: torch.nn.init's against fastinit's on the
-    same tensor (both then take torch's QR) and on a numpy array (numpy's QR)."""
+    same tensor (both then take torch's QR), interleaved; then fastinit's on a numpy
+    array (numpy's QR), timed apart, because OpenBLAS's threads keep spinning after a
+    QR and would slow whichever torch contender ran next."""
     fastinit.set_num_threads(threads)
     torch = _torch(threads)
     gen = fastinit.Generator(0)
     for n in sizes:
         w = np.ones((n, n), np.float32)
-        contenders = {"fastinit orthogonal_ (numpy array)": lambda: fastinit.orthogonal_(
-            w, generator=gen)}
+        seconds = {}
         if torch is not None:
             t = torch.ones(n, n)
-            contenders["fastinit orthogonal_ (torch tensor)"] = lambda: fastinit.orthogonal_(
-                t, generator=gen)
-            contenders["torch.nn.init orthogonal_"] = lambda: torch.nn.init.orthogonal_(t)
-        _print_table(f"orthogonal_: {n} x {n} float32, {threads} threads", w.nbytes,
-                     _median_seconds(contenders, repeat),
+            seconds = _median_seconds({
+                "fastinit orthogonal_ (torch tensor)":
+                    lambda: fastinit.orthogonal_(t, generator=gen),
+                "torch.nn.init orthogonal_": lambda: torch.nn.init.orthogonal_(t),
+            }, repeat)
+        seconds.update(_median_seconds({
+            "fastinit orthogonal_ (numpy array)": lambda: fastinit.orthogonal_(w, generator=gen),
+        }, repeat))
+        _print_table(f"orthogonal_: {n} x {n} float32, {threads} threads", w.nbytes, seconds,
                      {"vs torch": "torch.nn.init orthogonal_"})
     fastinit.set_num_threads(None)
 
@@ -301,7 +306,7 @@ def run(sizes, thread_counts, repeat, init_shape=(16384, 16384), models_repeat=3
           f"numpy {info['numpy']}")
     bench_sizes(sizes, thread_counts, repeat)
     bench_initializers(init_shape, max(thread_counts), repeat)
-    bench_orthogonal(orthogonal_sizes, max(thread_counts), min(repeat, 3))
+    bench_orthogonal(orthogonal_sizes, max(thread_counts), repeat)
     bench_dtypes(max(sizes), max(thread_counts), repeat)
     bench_gpt2(max(thread_counts), repeat)
     bench_models(max(thread_counts), models_repeat, models_size)

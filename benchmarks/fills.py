@@ -120,7 +120,9 @@ class Allocating(_Contender):
             use_fastinit_threads(threads)
             gen = fastinit.Generator(0)
             method = gen.uniform_ if fill == "uniform" else gen.normal_
-            draw = lambda: method(np.empty(n))          # noqa: E731
+
+            def draw():
+                return method(np.empty(n))
         self.nbytes = 8 * n
 
         def run():

@@ -44,31 +44,25 @@ CASES = {
 }
 
 
-@pytest.mark.parametrize("case", ["whole", "shard"])
-@pytest.mark.parametrize("dtype", ["float32", "float64", "float16", "bfloat16"])
-def test_uniform_matches_reference(path, dtype, case):
-    dt = _bf16() if dtype == "bfloat16" else np.dtype(dtype)
-    c = CASES[case]
-    out = np.empty(c["shape"], dt)
-    fastinit.Generator(5).uniform_(out, -0.5, 2.0, **c["shard"])
-    if dtype in ("float32", "float64"):
-        want = ref.uniform_fill(_key(5), 0, c["shape"], dt, -0.5, 2.0, **c["shard"])
-    else:
-        want = ref.uniform_fill_16(_key(5), 0, c["shape"], dt, -0.5, 2.0, **c["shard"])
-    np.testing.assert_array_equal(out.view(np.uint8), np.asarray(want, dt).view(np.uint8))
+# Each fill: (Generator method, its arguments, the reference for 32/64-bit targets,
+# the reference for 16-bit targets).
+FILLS = {
+    "uniform": ("uniform_", (-0.5, 2.0), ref.uniform_fill, ref.uniform_fill_16),
+    "normal": ("normal_", (0.25, 1.5), ref.normal_fill, ref.normal_fill_16),
+}
 
 
 @pytest.mark.parametrize("case", ["whole", "shard"])
 @pytest.mark.parametrize("dtype", ["float32", "float64", "float16", "bfloat16"])
-def test_normal_matches_reference(path, dtype, case):
+@pytest.mark.parametrize("fill", list(FILLS))
+def test_fill_matches_reference(path, fill, dtype, case):
+    method, args, reference, reference_16 = FILLS[fill]
     dt = _bf16() if dtype == "bfloat16" else np.dtype(dtype)
     c = CASES[case]
     out = np.empty(c["shape"], dt)
-    fastinit.Generator(6).normal_(out, 0.25, 1.5, **c["shard"])
-    if dtype in ("float32", "float64"):
-        want = ref.normal_fill(_key(6), 0, c["shape"], dt, 0.25, 1.5, **c["shard"])
-    else:
-        want = ref.normal_fill_16(_key(6), 0, c["shape"], dt, 0.25, 1.5, **c["shard"])
+    getattr(fastinit.Generator(5), method)(out, *args, **c["shard"])
+    make = reference if dtype in ("float32", "float64") else reference_16
+    want = make(_key(5), 0, c["shape"], dt, *args, **c["shard"])
     np.testing.assert_array_equal(out.view(np.uint8), np.asarray(want, dt).view(np.uint8))
 
 

@@ -37,22 +37,16 @@ int fi_path_supported(int path)
     return 0;
 }
 
-const fi_piece_fn *fi_path_table(int path)
+static const fi_path *fi_path_of(int path)
 {
 #ifdef FI_X86
-    if (path == FI_PATH_AVX512) return fi_table_avx512;
-    if (path == FI_PATH_AVX2) return fi_table_avx2;
+    if (path == FI_PATH_AVX512) return &fi_path_avx512;
+    if (path == FI_PATH_AVX2) return &fi_path_avx2;
 #endif
     (void)path;
-    return fi_table_baseline;
+    return &fi_path_baseline;
 }
 
-fi_round16_fn fi_path_round16(int path)
-{
-#ifdef FI_X86
-    if (path == FI_PATH_AVX512) return fi_round16_avx512;
-    if (path == FI_PATH_AVX2) return fi_round16_avx2;
-#endif
-    (void)path;
-    return fi_round16_baseline;
-}
+const fi_piece_fn *fi_path_table(int path) { return fi_path_of(path)->table; }
+
+fi_round16_fn fi_path_round16(int path) { return fi_path_of(path)->round16; }

@@ -25,17 +25,20 @@ extern const size_t fi_kernel_param_sizes[];
 enum { FI_PATH_BASELINE, FI_PATH_AVX2, FI_PATH_AVX512, FI_NPATHS };
 extern const char *const fi_path_names[FI_NPATHS];
 
-/* Each path's kernels, by number (fi_path_<path>.c; the AVX tables on x86-64 only). */
-extern const fi_piece_fn fi_table_baseline[], fi_table_avx2[], fi_table_avx512[];
-
-/* The kernels compiled for a path, by number. */
-const fi_piece_fn *fi_path_table(int path);
 /* A path's rounding of float32 values to 16 bits (bf16: bfloat16, else float16),
  * n a multiple of 8: what its 16-bit fills write, exposed for the tests. */
 typedef void (*fi_round16_fn)(const float *, uint16_t *, int64_t, int);
-void fi_round16_baseline(const float *src, uint16_t *dst, int64_t n, int bf16);
-void fi_round16_avx2(const float *src, uint16_t *dst, int64_t n, int bf16);
-void fi_round16_avx512(const float *src, uint16_t *dst, int64_t n, int bf16);
+
+/* What each path's translation unit (fi_path_<path>.c) exports: its kernels by
+ * number and its 16-bit rounding. The AVX paths exist on x86-64 only. */
+typedef struct {
+    const fi_piece_fn *table;
+    fi_round16_fn round16;
+} fi_path;
+extern const fi_path fi_path_baseline, fi_path_avx2, fi_path_avx512;
+
+/* The kernels compiled for a path, by number, and its 16-bit rounding. */
+const fi_piece_fn *fi_path_table(int path);
 fi_round16_fn fi_path_round16(int path);
 /* Whether this CPU (and OS) can run a path. */
 int fi_path_supported(int path);

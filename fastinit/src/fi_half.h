@@ -29,8 +29,8 @@ FI_INLINE fi_u16x8 fi_to_bf16x8(fi_f32x8 v)
     return fi_narrow_u32x8((rounded & ~nan) | (((b >> 16) | 0x40u) & nan));
 }
 
-/* 8 float32 values to float16 bits, IEEE round to nearest even, branch-free:
- * |x| >= 2^16 or NaN: infinity or a quiet NaN; |x| < 2^-14 (float16 subnormals):
+/* 8 float32 values to float16 bits, IEEE round to nearest even. Without F16C,
+ * branch-free: |x| >= 2^16 or NaN: infinity or a quiet NaN; |x| < 2^-14 (float16 subnormals):
  * one IEEE addition of 2^-1 (whose unit in the last place is float16's 2^-24)
  * rounds the magnitude, and its low bits are the result; otherwise the exponent
  * is rebased and the 13 dropped bits rounded half to even (a carry into the

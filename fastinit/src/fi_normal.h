@@ -129,9 +129,8 @@ FI_INLINE void fi_zig64_layers(fi_u64x4 idx, fi_f64x4 *w, fi_i64x4 *k)
 
 /* The fast path of one float32 step: each lane's next main output gives two
  * candidates (low half, then high half) for elements 2l and 2l+1 of the step's
- * 32, computed 8 at a time. Accepted
- * values go to z; a rejected candidate leaves its raw bits in z and its bit in
- * the returned mask. */
+ * 32, computed 8 at a time. Accepted values go to z; a rejected candidate leaves
+ * its raw bits in z and its bit in the returned mask. */
 FI_INLINE uint32_t fi_normal_f32_fast(fi_lanes *ln, fi_f32x8 *z)
 {
     uint32_t rejected = 0;

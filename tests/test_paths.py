@@ -136,3 +136,10 @@ def test_round16_every_float32(path, bfloat16):
     chunk = np.arange(2**24, dtype=np.uint32)
     for top in range(256):
         _check_patterns(chunk | np.uint32(top << 24), bfloat16)
+
+
+def test_round16_refuses_mismatched_or_ragged_lengths():
+    with pytest.raises(ValueError, match="multiple of 8"):
+        _runtime.round_to_16bit(np.zeros(12, np.float32), np.zeros(12, np.uint16), False)
+    with pytest.raises(ValueError, match="same length"):
+        _runtime.round_to_16bit(np.zeros(16, np.float32), np.zeros(8, np.uint16), True)

@@ -22,17 +22,10 @@ double fi_exp(double a)
     if (a < -708.0) return 0.0;                           /* below the normal range */
     if (a > 709.0) return (double)INFINITY;               /* above the double range */
     if (a != a) return a;                                 /* NaN: no integer conversion */
-    const double inv_ln2 = 0x1.71547652b82fep+0;
-    const double ln2_hi = 0x1.62e42fee00000p-1, ln2_lo = 0x1.a39ef35793c76p-33;
-    const double y = a * inv_ln2 + 0.5;
-    double n = (double)(int64_t)y;                        /* floor(y), for |y| < 2^62 */
-    if (n > y) n -= 1.0;
-    const double r = (a - n * ln2_hi) - n * ln2_lo;
+    double scale;
+    const double r = fi_exp_reduce(a, &scale);
     double p = FI_EXP_COEF[13];
     for (int k = 12; k >= 0; k--) p = p * r + FI_EXP_COEF[k];
-    const uint64_t scale_bits = (uint64_t)((int64_t)n + 1023) << 52;   /* 2^n, n >= -1022 */
-    double scale;
-    memcpy(&scale, &scale_bits, sizeof scale);
     return p * scale;
 }
 

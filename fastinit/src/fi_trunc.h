@@ -138,9 +138,9 @@ FI_INLINE void fi_trunc_whole(uint64_t block, const fi_trunc_params *pr, uint64_
         z[j] = fi_trunc_one(&aux, j % FI_LANES, 0.0, zbits[j], pr);
 }
 
-/* A piece: whole blocks through fi_trunc_whole, partial ones through the cursor; the
- * values mapped (MAP) into contiguous memory directly, otherwise into vals, then
- * CONVERT (which writes vals, m of them from local flat index flat). */
+/* A piece: the standardized values of whole blocks from fi_trunc_whole, of partial
+ * ones from the cursor; MAP turns them into the target's values in vals, and CONVERT
+ * writes vals (m of them, from local flat index flat). */
 #define FI_DEFINE_TRUNC_PIECE(NAME, CTYPE, MAP, CONVERT)                                   \
 FI_INLINE void NAME(fi_cursor *c, const fi_plan *pl, const fi_trunc_params *pr, int64_t p) \
 {                                                                                          \

@@ -113,7 +113,7 @@ class Allocating(_Contender):
                 import mkl_random
             except ImportError:
                 skip("mkl_random is not installed")
-            rs = mkl_random.RandomState(0, brng="SFMT19937")
+            rs = mkl_random.MKLRandomState(0, brng="SFMT19937")
             draw = (lambda: rs.random_sample(n)) if fill == "uniform" else \
                 (lambda: rs.standard_normal(n, method="ICDF"))
         else:

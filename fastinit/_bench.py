@@ -34,7 +34,7 @@ def _mkl_random():
     if importlib.util.find_spec("mkl_random") is None:
         return None
     import mkl_random
-    return mkl_random.RandomState(0, brng="SFMT19937")
+    return mkl_random.MKLRandomState(0, brng="SFMT19937")
 
 
 def _median_seconds(contenders, repeat):

@@ -223,3 +223,23 @@ def test_dashboard_page_is_rewritten_to_load_only_local_libraries():
     assert set(used) == set(pinned["dependencies"])
     with pytest.raises(SystemExit, match="no local copy"):
         make_images.offline_index('<script src="https://cdn.example/new-lib.js"></script>')
+
+
+def test_bench_tables_name_their_contenders(capsys):
+    """The bench command's size tables (with the MKL rows where mkl_random is
+    installed, and without them elsewhere) and its orthogonal_ table."""
+    from fastinit import _bench
+    _bench.bench_sizes([100_000], [1], 1)
+    out = capsys.readouterr().out
+    has_mkl = importlib.util.find_spec("mkl_random") is not None
+    for row in ("fastinit uniform_", "fastinit normal_", "numpy PCG64 standard_normal"):
+        assert row in out
+    for row in (_bench.MKL_NORMAL, f"fastinit normal_ {_bench.F64_ALLOC}",
+                f"np.ones, allocation alone {_bench.F64_ALLOC}"):
+        assert (row in out) == has_mkl, row
+    assert ("vs mkl" in out) == has_mkl
+    _bench.bench_orthogonal((64,), 1, 1)
+    rows = [r.split("  ")[1] for r in capsys.readouterr().out.splitlines()[3:]]
+    torch_rows = ["fastinit orthogonal_ (torch tensor)", "torch.nn.init orthogonal_"]
+    assert rows == (torch_rows if importlib.util.find_spec("torch") else []) + [
+        "fastinit orthogonal_ (numpy array)"]

@@ -38,6 +38,12 @@ _INFERENCE_MESSAGE = (
     "https://github.com/pytorch/rfcs/pull/17 for more details.")
 
 
+# torch's message for an in-place write to a tensor whose elements share memory.
+_OVERLAP_MESSAGE = (
+    "unsupported operation: more than one element of the written-to tensor refers to a "
+    "single memory location. Please clone() the tensor before performing the operation.")
+
+
 def _tensor_view(x):
     """The numpy view of a CPU tensor's memory and its kind override (None when the
     numpy dtype says it; 2 and 3 for float16 and bfloat16 seen as int16); for a meta
@@ -52,6 +58,12 @@ def _tensor_view(x):
         raise TypeError(f"unsupported dtype {x.dtype}; {_dtypes.UNSUPPORTED}")
     if x.is_inference() and not torch.is_inference_mode_enabled():
         raise RuntimeError(_INFERENCE_MESSAGE)
+    if x.device.type == "cpu" and torch._debug_has_internal_overlap(x) == 1:
+        raise RuntimeError(_OVERLAP_MESSAGE)
+    if x.is_neg():
+        raise TypeError("expected a tensor without the negative bit (this is a view such as "
+                        ".imag of a conjugate); torch.nn.init's functions under "
+                        "fastinit.torch.patch_init fill it")
     bits_as = dtype.kind if dtype.itemsize == 2 else None       # 16-bit: seen as int16
     np_dtype = np.int16 if bits_as is not None else np.dtype(dtype.name)
     if x.device.type == "meta":

@@ -1,185 +1,258 @@
-"""torch.nn.init's functions filling through fastinit, for code that calls them itself.
+"""``patch_init``: inside a block, torch's random draws come from a fastinit.Generator.
 
-While a ``patch_init`` block is active, every place torch.nn.init's functions are
-bound (torch.nn.init, the torch.nn.modules that imported them by name, any other
-loaded module that did the same, and the table transformers' ``initialization``
-module captured at its import) holds a stand-in with torch's signature. A stand-in
-fills through fastinit with the block's generator when the call comes from the
-thread (the context) that entered the block and the tensor is one fastinit fills;
-otherwise it calls torch's own function with the same arguments. So the patch is
-visible to other threads only as the same torch behaviour they had.
+Three pieces, none of which looks at other modules or imports anything:
 
-The stand-ins are installed when the first block is entered (in any thread) and
-removed when the last one exits, under a lock.
+- **Blocks.** A context variable holds the blocks this context (thread, or asyncio
+  task) has entered and not exited, innermost last; the innermost one's generator
+  draws. A block may be exited out of order (it is removed wherever it stands); one
+  entered elsewhere cannot be exited here (RuntimeError, nothing changed).
+- **The mode.** While any block of a thread is open, a torch function mode
+  (``_DrawMode``) sits on that thread's mode stack. It hands the calls listed in
+  ``_torch_draws.HANDLERS`` (``Tensor.uniform_``/``normal_``/..., ``torch.rand``/
+  ``randn``/``randint``/``randperm``/``normal``/..., and the ``torch.nn.init``
+  functions torch passes to modes whole) to their handler with the innermost
+  block's generator, and passes everything else on. Modes are per thread, so other
+  threads never see it; in a context without an open block it passes everything on.
+- **trunc_normal_.** torch.nn.init.trunc_normal_ draws through a private helper it
+  looks up in its own module; while any block is open that one name holds a
+  stand-in that gives fastinit's trunc_normal_ to a tensor fastinit fills in a
+  context with an open block, and torch's helper to anything else.
+
+So every ``torch.nn.init`` function, however it was reached (``from torch.nn.init
+import ...``, ``functools.partial``, a registry dict, a default argument,
+transformers' table), draws from the block's generator.
 """
 
-import contextlib
 import contextvars
 import functools
 import inspect
-import sys
 import threading
 
 import torch
+from torch.overrides import TorchFunctionMode
 
+from fastinit import _torch_draws
 from fastinit import init as _fast
+from fastinit._torch_draws import fastinit_fills
 
-# torch.nn.init's functions that fastinit fills, by name.
-NAMES = ("uniform_", "normal_", "trunc_normal_", "constant_", "ones_", "zeros_", "eye_",
-         "dirac_", "xavier_uniform_", "xavier_normal_", "kaiming_uniform_",
-         "kaiming_normal_", "orthogonal_", "sparse_")
+__all__ = ["patch_init", "active_generator", "fastinit_fills"]
 
-_FILLED_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
-_PLAIN_TYPES = (torch.Tensor, torch.nn.Parameter, torch.nn.Buffer)
+# The open blocks of this context, innermost last: a tuple of _Entry.
+_open = contextvars.ContextVar("fastinit_patch_blocks", default=())
 
-# The generator of the innermost block entered by this context (None: not patched here).
-_active = contextvars.ContextVar("fastinit_patch_generator", default=None)
 
+class _Entry:
+    __slots__ = ("block", "generator", "thread")
+
+    def __init__(self, block, generator):
+        self.block = block
+        self.generator = generator
+        self.thread = threading.get_ident()
+
+
+def active_generator():
+    """The generator of this context's innermost open block, or None."""
+    blocks = _open.get()
+    return blocks[-1].generator if blocks else None
+
+
+class _DrawMode(TorchFunctionMode):
+    """Hands torch's random calls to fastinit's handlers inside a block."""
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        blocks = _open.get()
+        if blocks:
+            handler = _torch_draws.HANDLERS.get(func)
+            if handler is None and getattr(func, "__name__", None) in _torch_draws.REBINDABLE:
+                handler = _torch_draws.rebound_init_handler(func)
+            if handler is not None:
+                return handler(blocks[-1].generator, func, args, kwargs)
+            if func in _torch_draws.ESCAPES:
+                _torch_draws.warn_escape(func, args, kwargs)
+        return func(*args, **kwargs)
+
+
+# Per thread: the mode on its stack and how many of the thread's blocks are open.
+_thread = threading.local()
+
+
+def _push_mode():
+    count = getattr(_thread, "count", 0)
+    if count == 0:
+        _thread.mode = _DrawMode()
+        torch._C._push_on_torch_function_stack(_thread.mode)
+    _thread.count = count + 1
+
+
+def _pop_mode():
+    _thread.count -= 1
+    if _thread.count:
+        return
+    mode, _thread.mode = _thread.mode, None
+    stack = [torch._C._get_function_stack_at(i)
+             for i in range(torch._C._len_torch_function_stack())]
+    if not any(m is mode for m in stack):
+        return                                      # someone else removed it already
+    above = []
+    while True:                                     # modes entered after ours stay, in order
+        top = torch._C._pop_torch_function_stack()
+        if top is mode:
+            break
+        above.append(top)
+    for m in reversed(above):
+        torch._C._push_on_torch_function_stack(m)
+
+
+# torch.nn.init.trunc_normal_'s helper, replaced by a stand-in while any block is open.
 _lock = threading.Lock()
-_depth = 0            # blocks entered and not yet exited, all threads
-_installed = []       # (namespace dict, name, torch's function, stand-in)
+_users = 0
+_TRUNC_HELPER = "_no_grad_trunc_normal_"
+_torch_trunc = getattr(torch.nn.init, _TRUNC_HELPER, None)
 
 
-def fastinit_fills(tensor):
-    """Whether a stand-in fills ``tensor`` through fastinit (else torch's function
-    does): a plain CPU tensor or Parameter, strided, of a floating dtype fastinit
-    writes. Meta tensors, other devices, integer and complex dtypes and tensor
-    subclasses (fake, functional, distributed tensors...) go to torch."""
-    return (type(tensor) in _PLAIN_TYPES and tensor.device.type == "cpu"
-            and tensor.layout == torch.strided and tensor.dtype in _FILLED_DTYPES)
+def _trunc_stand_in(tensor, mean, std, a, b, generator=None):
+    gen = active_generator()
+    if gen is None or generator is not None or not fastinit_fills(tensor) or \
+            _torch_draws._tracked(tensor):
+        return _torch_trunc(tensor, mean, std, a, b, generator=generator)
+    return _fast.trunc_normal_(tensor, mean, std, a, b, gen)
 
 
-def _stand_in(torch_fn, fast_fn):
-    signature = inspect.signature(torch_fn)
-    takes_generator = "generator" in signature.parameters
-
-    @functools.wraps(torch_fn)
-    def stand_in(*args, **kwargs):
-        generator = _active.get()
-        if generator is None:
-            return torch_fn(*args, **kwargs)
-        try:
-            arguments = signature.bind(*args, **kwargs).arguments
-        except TypeError:
-            return torch_fn(*args, **kwargs)        # torch's own error for a bad call
-        if arguments.get("generator") is not None or not isinstance(
-                arguments.get("tensor"), torch.Tensor) or not fastinit_fills(arguments["tensor"]):
-            return torch_fn(*args, **kwargs)
-        if takes_generator:
-            arguments["generator"] = generator
-        return fast_fn(**arguments)
-
-    stand_in.__fastinit_original__ = torch_fn
-    return stand_in
+def _install_trunc():
+    global _users
+    with _lock:
+        if _users == 0 and _torch_trunc is not None:
+            setattr(torch.nn.init, _TRUNC_HELPER, _trunc_stand_in)
+        _users += 1
 
 
-def _binding_sites(originals):
-    """Every (namespace dict, name) holding one of torch's functions ``originals``
-    ({id: function}): module globals of every loaded module, and transformers'
-    table of the torch functions it captured."""
-    for module in list(sys.modules.values()):
-        namespace = getattr(module, "__dict__", None)
-        if not isinstance(namespace, dict):
-            continue
-        for name, value in list(namespace.items()):
-            if id(value) in originals and originals[id(value)] is value:
-                yield namespace, name
-    hf = sys.modules.get("transformers.initialization")
-    table = getattr(hf, "TORCH_INIT_FUNCTIONS", None)
-    if isinstance(table, dict):
-        for name, value in table.items():
-            if id(value) in originals and originals[id(value)] is value:
-                yield table, name
-
-
-def _torch_function(name):
-    """torch's own ``torch.nn.init.<name>``, even while another library has replaced
-    it there (transformers does, inside its ``initialize_weights``)."""
-    fn = getattr(torch.nn.init, name)
-    fn = getattr(fn, "__fastinit_original__", fn)
-    if getattr(fn, "__module__", None) != "torch.nn.init":
-        hf = sys.modules.get("transformers.initialization")
-        fn = getattr(hf, "TORCH_INIT_FUNCTIONS", {}).get(name, fn)
-        fn = getattr(fn, "__fastinit_original__", fn)
-    return fn
-
-
-def _install():
-    originals, stand_ins = {}, {}
-    for name in NAMES:
-        fn = _torch_function(name)
-        originals[id(fn)] = fn
-        stand_ins[id(fn)] = _stand_in(fn, getattr(_fast, name))
-    for namespace, name in list(_binding_sites(originals)):
-        original = namespace[name]
-        stand_in = stand_ins[id(original)]
-        namespace[name] = stand_in
-        _installed.append((namespace, name, original, stand_in))
-
-
-def _uninstall():
-    # A site whose value changed since (another library's patch in place, not yet
-    # restored) keeps it: its owner will put our stand-in back, which then only
-    # passes calls on to torch.
-    while _installed:
-        namespace, name, original, stand_in = _installed.pop()
-        if namespace.get(name) is stand_in:
-            namespace[name] = original
+def _uninstall_trunc():
+    global _users
+    with _lock:
+        _users -= 1
+        if _users == 0 and getattr(torch.nn.init, _TRUNC_HELPER, None) is _trunc_stand_in:
+            setattr(torch.nn.init, _TRUNC_HELPER, _torch_trunc)
 
 
 def installed():
-    """Whether the stand-ins are in place (some patch_init block is active)."""
-    return bool(_installed)
+    """Whether any block is open in any thread (trunc_normal_'s stand-in is in place)."""
+    return _users > 0
 
 
-class patch_init(contextlib.ContextDecorator):
-    """Make ``torch.nn.init``'s functions fill through fastinit, in this block.
+class patch_init:
+    """Inside this block, torch's random draws come from a fastinit generator.
 
-    Within the block (or the decorated function), calls from this thread to
-    ``uniform_``, ``normal_``, ``trunc_normal_``, ``constant_``, ``ones_``,
-    ``zeros_``, ``eye_``, ``dirac_``, ``xavier_*``, ``kaiming_*``, ``orthogonal_``
-    and ``sparse_`` (through ``torch.nn.init``, the modules that imported them, or
-    Hugging Face transformers' ``initialization``) draw from ``generator`` (a
-    fastinit.Generator; None: the default one) with torch's distributions,
-    arguments, errors and warnings. Modules' own initialization (``Linear()``,
-    ``reset_parameters()``, a Hugging Face model's ``init_weights()``) therefore
-    runs at fastinit's speed and reproducibly.
+    ``with fastinit.torch.patch_init(g):`` (or ``@patch_init(g)`` on a function,
+    generator function or coroutine function) makes every draw this thread asks of
+    torch's global generator on a CPU tensor come from ``generator`` (a
+    fastinit.Generator; None: fastinit's default one) instead:
 
-    Calls go to torch's own function, unchanged, when fastinit does not fill the
-    tensor (meta or other devices, integer or complex dtypes, tensor subclasses)
-    or when they pass their own ``torch.Generator``. One difference: torch cannot
-    take ``orthogonal_`` of a float16 or bfloat16 tensor (NotImplementedError);
-    fastinit fills it.
+    - ``torch.nn.init``'s functions, however the code reached them, give fastinit's
+      bits for the call: ``uniform_``, ``normal_``, ``trunc_normal_``,
+      ``xavier_*``, ``kaiming_*`` fill as fastinit's functions of the same names do;
+      ``constant_``, ``ones_``, ``zeros_``, ``eye_`` and ``dirac_`` draw nothing;
+      ``orthogonal_`` and ``sparse_`` run torch's own code on fastinit's normal draws
+      (and ``randperm``): the same law, not fastinit's ``orthogonal_``/``sparse_`` bits.
+    - ``Tensor.uniform_``/``normal_``, ``torch.rand``/``randn``/``rand_like``/
+      ``randn_like`` and ``torch.normal`` are fastinit's uniform and normal fills;
+      ``random_``, ``randint``, ``randperm``, ``bernoulli``, ``exponential_``,
+      ``log_normal_``, ``cauchy_``, ``geometric_`` are computed from fastinit's draws
+      (``fastinit._torch_draws`` gives each formula).
 
-    The patch replaces process-global functions while any block is active, but a
-    replaced function fills through fastinit only for calls from the thread that
-    entered the block (threads it starts are not inside it); calls from other
-    threads reach torch's function. Blocks nest (the innermost generator is used)
-    and may be used from several threads at once; torch's functions are back in
-    place when the last block exits, also on an exception.
+    Calls that pass their own ``torch.Generator``, tensors on other devices (meta
+    draws nothing) and tensor subclasses with their own torch function or dispatch
+    go to torch. The few random functions not answered (dropout in training,
+    ``poisson``, ``multinomial``, ...) run on torch's generator with a
+    ``TorchRNGWarning``.
+
+    Scope: the block is this thread's (and, under asyncio, this task's) alone;
+    threads started inside it are outside it. Blocks nest (the innermost generator
+    draws) and may be exited in any order. A block must be exited by the thread
+    (context) that entered it: exiting it elsewhere raises RuntimeError and changes
+    nothing. As a decorator, each call is its own block; for a generator or
+    coroutine function the block is open only while its body runs, not while it is
+    suspended. Entering and exiting imports and scans nothing (a few microseconds).
     """
 
     def __init__(self, generator=None):
         self.generator = _fast._generator(generator)
-        self._tokens = []
-
-    def _recreate_cm(self):
-        return patch_init(self.generator)        # each decorated call: its own block
 
     def __enter__(self):
-        global _depth
-        with _lock:
-            if _depth == 0:
-                _install()
-            _depth += 1
-        self._tokens.append(_active.set(self.generator))
+        _install_trunc()
+        try:
+            _push_mode()
+        except BaseException:
+            _uninstall_trunc()
+            raise
+        _open.set(_open.get() + (_Entry(self, self.generator),))
         return self.generator
 
     def __exit__(self, *exc):
-        global _depth
-        _active.reset(self._tokens.pop())
-        with _lock:
-            _depth -= 1
-            if _depth == 0:
-                _uninstall()
+        blocks = _open.get()
+        here = threading.get_ident()
+        for i in range(len(blocks) - 1, -1, -1):
+            if blocks[i].block is self and blocks[i].thread == here:
+                break
+        else:
+            raise RuntimeError("patch_init: this block is not open in this thread or context; "
+                               "exit it where it was entered")
+        _open.set(blocks[:i] + blocks[i + 1:])
+        _pop_mode()
+        _uninstall_trunc()
         return False
+
+    def __call__(self, fn):
+        """Decorate ``fn``: each call runs in its own block with this generator."""
+        if inspect.isasyncgenfunction(fn):
+            raise TypeError("patch_init cannot decorate an async generator function; "
+                            "enter the block inside its body")
+        block = functools.partial(patch_init, self.generator)
+        if inspect.iscoroutinefunction(fn):
+            @functools.wraps(fn)
+            async def run_coroutine(*args, **kwargs):
+                return await _Stepped(fn(*args, **kwargs), block)
+            return run_coroutine
+        if inspect.isgeneratorfunction(fn):
+            @functools.wraps(fn)
+            def run_generator(*args, **kwargs):
+                return (yield from _steps(fn(*args, **kwargs), block))
+            return run_generator
+
+        @functools.wraps(fn)
+        def run(*args, **kwargs):
+            with block():
+                return fn(*args, **kwargs)
+        return run
+
+
+def _steps(inner, block):
+    """Drive a generator or coroutine ``inner``, each of its steps inside a fresh
+    ``block()``, nothing of the block open while it is suspended."""
+    send, throw = None, None
+    while True:
+        try:
+            with block():
+                value = inner.send(send) if throw is None else inner.throw(throw)
+        except StopIteration as stop:
+            return stop.value
+        send, throw = None, None
+        try:
+            send = yield value
+        except GeneratorExit:
+            with block():
+                inner.close()
+            raise
+        except BaseException as exc:               # thrown in: passed to the body
+            throw = exc
+
+
+class _Stepped:
+    """An awaitable running a coroutine step by step inside blocks."""
+
+    def __init__(self, coroutine, block):
+        self._coroutine = coroutine
+        self._block = block
+
+    def __await__(self):
+        return (yield from _steps(self._coroutine, self._block))

@@ -23,10 +23,12 @@ from torch.nn.modules.conv import _ConvNd
 from torch.nn.modules.rnn import RNNBase
 
 from fastinit._materialize import materialize
+from fastinit._torch_draws import TorchRNGWarning
 from fastinit._torch_patch import patch_init
 from fastinit.init import _axis_index, _fans, init_all
 
-__all__ = ["patch_init", "materialize", "reset_parameters", "default_plan", "shard"]
+__all__ = ["patch_init", "materialize", "reset_parameters", "default_plan", "shard",
+           "TorchRNGWarning"]
 
 
 def _fan_in_bound(weight):

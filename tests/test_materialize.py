@@ -290,3 +290,207 @@ def test_hugging_face_parameters_its_init_leaves_get_their_modules_reset():
         model = Tiny(config, bare=True)
     with pytest.raises(RuntimeError, match=re.escape("parameter 'bare.v' (Bare)")):
         ft.materialize(model)
+
+
+# --------------------------------------------------------------------------------------
+# All or nothing, ties, odd tensors, parametrizations
+# --------------------------------------------------------------------------------------
+
+def meta_state(model):
+    """Every registration: (module id, kind, name) -> the tensor object, and its device."""
+    return {(id(m), kind, name): t for m in model.modules()
+            for kind, tensors in (("p", m._parameters), ("b", m._buffers))
+            for name, t in tensors.items()}
+
+
+class Failing(nn.Module):
+    """A model whose own init raises partway through (after other modules wrote)."""
+
+    def __init__(self, error):
+        super().__init__()
+        self.first = nn.Linear(8, 8)
+        self.second = nn.Linear(8, 8)
+        self.error = error
+
+    def reset_parameters(self):
+        if self.error is not None:
+            raise self.error
+
+
+@pytest.mark.parametrize("error", [KeyError("boom"), KeyboardInterrupt(), ValueError("x")])
+def test_a_failing_init_leaves_the_model_as_it_was_and_retryable(error):
+    with torch.device("meta"):
+        model = Failing(error)
+    before = meta_state(model)
+    g = fi.Generator(0)
+    with pytest.raises(type(error)):
+        ft.materialize(model, g)
+    after = meta_state(model)
+    assert after.keys() == before.keys() and all(after[k] is before[k] for k in before)
+    assert all(t.device.type == "meta" for t in after.values())
+    model.error = None
+    ft.materialize(model, fi.Generator(0))                 # the retry
+    assert all(p.device.type == "cpu" for p in model.parameters())
+    check_linear(model.first)
+
+
+def test_an_unwritten_tensor_leaves_the_model_on_meta():
+    with torch.device("meta"):
+        m = WithBuffer()
+    before = meta_state(m)
+    with pytest.raises(RuntimeError, match="still on meta"):
+        ft.materialize(m)
+    assert all(meta_state(m)[k] is t for k, t in before.items())
+
+
+class NanoGPT(nn.Module):
+    """nanoGPT's tying: the head shares the embedding's Parameter."""
+
+    def __init__(self, vocab=300, d=32):
+        super().__init__()
+        self.wte = nn.Embedding(vocab, d)
+        self.h = nn.Sequential(nn.Linear(d, 4 * d), nn.GELU(), nn.Linear(4 * d, d))
+        self.lm_head = nn.Linear(d, vocab, bias=False)
+        self.lm_head.weight = self.wte.weight
+        self.apply(self._init_weights)
+
+    def _init_weights(self, module):
+        if isinstance(module, (nn.Linear, nn.Embedding)):
+            nn.init.normal_(module.weight, 0.0, 0.02)
+            if getattr(module, "bias", None) is not None:
+                nn.init.zeros_(module.bias)
+
+    def reset_parameters(self):
+        self.apply(self._init_weights)
+
+
+def test_tied_weights_stay_tied():
+    eager = NanoGPT()
+    with torch.device("meta"):
+        model = NanoGPT()
+    ft.materialize(model, fi.Generator(1))
+    assert model.lm_head.weight is model.wte.weight
+    count = sum(p.numel() for p in model.parameters())
+    assert count == sum(p.numel() for p in eager.parameters())
+    assert_normal_std(model.wte.weight, 0.02)
+
+
+def test_zero_element_and_cpu_made_tensors():
+    class Legacy(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.empty = nn.Linear(4, 0)
+            self.mask_emb = nn.Parameter(torch.FloatTensor(1, 64))    # ignores the meta device
+            self.reset_parameters()
+
+        def reset_parameters(self):
+            nn.init.uniform_(self.mask_emb, -1.0, 1.0)
+
+    with torch.device("meta"):
+        m = Legacy()
+    assert m.mask_emb.device.type == "cpu"
+    old = m.mask_emb
+    with pytest.warns(UserWarning, match="zero-element"):
+        ft.materialize(m, fi.Generator(2))
+    assert m.empty.weight.shape == (0, 4) and m.mask_emb is not old
+    g = fi.Generator(2)                 # Linear(4, 0)'s reset: two fastinit calls, no values
+    with pytest.warns(UserWarning, match="zero-element"):
+        fi.kaiming_uniform_(torch.empty(0, 4), a=math.sqrt(5), generator=g)
+    fi.uniform_(torch.empty(0), generator=g)
+    assert torch.equal(m.mask_emb.detach(), fi.uniform_(torch.empty(1, 64), -1.0, 1.0,
+                                                        generator=g))
+
+
+def test_cpu_made_tensor_nothing_writes_is_named():
+    class Stale(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.lin = nn.Linear(2, 2)
+            self.mask = nn.Parameter(torch.FloatTensor(3))
+
+    with torch.device("meta"):
+        m = Stale()
+    with pytest.raises(RuntimeError, match=re.escape("parameter 'mask' (Stale)")):
+        ft.materialize(m)
+    assert m.lin.weight.device.type == "meta"
+
+
+def test_weight_norm_and_spectral_norm_as_an_eager_build():
+    from torch.nn.utils import parametrizations, weight_norm as old_weight_norm
+
+    def build():
+        return nn.ModuleDict({
+            "wn": parametrizations.weight_norm(nn.Conv1d(16, 32, 5), dim=2),
+            "sn": parametrizations.spectral_norm(nn.Linear(40, 30)),
+            "old": old_weight_norm(nn.Linear(24, 12)),
+        })
+
+    with warnings_ignored():
+        eager = build()
+        with torch.device("meta"):
+            model = build()
+        ft.materialize(model, fi.Generator(4))
+    wn = model["wn"].parametrizations.weight
+    # original1 is the conv's own default weight; original0 its norm along dim 2.
+    check_linear(_conv_view(model["wn"], wn.original1))
+    assert torch.equal(wn.original0, torch.norm_except_dim(wn.original1, 2, 2))
+    assert torch.allclose(model["wn"].weight, wn.original1, rtol=1e-6, atol=1e-7)
+    # Spectral norm: u and v from power iterations on the original weight, as torch's
+    # constructor leaves them: unit vectors, v = normalize(W^T u), and u^T W v within
+    # 10% of W's largest singular value (15 iterations from a random start).
+    sn = model["sn"].parametrizations.weight
+    w, u, v = sn.original.detach(), sn[0]._u, sn[0]._v
+    assert abs(u.norm().item() - 1) < 1e-6 and abs(v.norm().item() - 1) < 1e-6
+    assert torch.allclose(v, nn.functional.normalize(w.T @ u, dim=0), atol=1e-6)
+    top = torch.linalg.matrix_norm(w, ord=2).item()
+    assert 0.9 * top <= (u @ w @ v).item() <= top * (1 + 1e-5)
+    assert eager["sn"].parametrizations.weight[0]._u.shape == u.shape
+    check_linear(_linear_view(sn.original))
+    # Hook-based weight_norm: weight_g = ||weight_v|| per row, weight recomputed.
+    old = model["old"]
+    assert torch.equal(old.weight_g, torch.norm_except_dim(old.weight_v, 2, 0))
+    check_linear(_linear_view(old.weight_v))
+    assert torch.allclose(old.weight, old.weight_v, rtol=1e-6, atol=1e-7)
+
+
+class warnings_ignored:
+    def __enter__(self):
+        import warnings
+        self._catch = warnings.catch_warnings()
+        self._catch.__enter__()
+        warnings.simplefilter("ignore")
+
+    def __exit__(self, *exc):
+        return self._catch.__exit__(*exc)
+
+
+def _linear_view(weight):
+    """A stand-in Linear whose weight is ``weight`` (for check_linear's bounds)."""
+    m = nn.Module()
+    m.weight, m.bias = weight, None
+    return m
+
+
+def _conv_view(conv, weight):
+    m = _linear_view(weight)
+    m.bias = conv.bias
+    return m
+
+
+def test_stateful_parametrization_is_refused_with_the_model_unchanged():
+    class Scaled(nn.Module):
+        def __init__(self, weight):
+            super().__init__()
+            self.register_buffer("scale", weight.abs().mean())
+
+        def forward(self, x):
+            return x * self.scale
+
+    from torch.nn.utils import parametrize
+    with torch.device("meta"):
+        m = nn.Sequential(nn.Linear(5, 5))
+        parametrize.register_parametrization(m[0], "weight", Scaled(m[0].weight))
+    before = meta_state(m)
+    with pytest.raises(RuntimeError, match=r"Scaled of '0\.weight'.*patch_init"):
+        ft.materialize(m)
+    assert all(meta_state(m)[k] is t for k, t in before.items())

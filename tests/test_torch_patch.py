@@ -1,10 +1,14 @@
 """fastinit.torch.patch_init: torch.nn.init's functions filling through fastinit."""
 
+import functools
 import math
+import subprocess
+import textwrap
 import sys
 import threading
 import warnings
 
+import numpy as np
 import pytest
 
 torch = pytest.importorskip("torch")
@@ -13,8 +17,6 @@ from torch import nn  # noqa: E402
 import fastinit as fi  # noqa: E402
 import fastinit.torch as ft  # noqa: E402
 from fastinit import _torch_patch  # noqa: E402
-
-NAMES = _torch_patch.NAMES
 
 # (name, positional arguments after the tensor, shape): one call of each function.
 CALLS = [
@@ -35,21 +37,18 @@ CALLS = [
 ]
 
 
-def sites():
-    """Every place torch's init functions are bound that the patch must restore."""
-    hf = sys.modules.get("transformers.initialization")
-    out = {("torch.nn.init", n): getattr(nn.init, n) for n in NAMES}
-    for mod in ("torch.nn.modules.activation", "torch.nn.modules.transformer"):
-        for n in NAMES:
-            if n in vars(sys.modules[mod]):
-                out[(mod, n)] = vars(sys.modules[mod])[n]
-    if hf is not None:
-        out.update({("hf", n): f for n, f in hf.TORCH_INIT_FUNCTIONS.items()})
-    return out
+def no_mode_left():
+    """Nothing of patch_init left: no torch function mode, torch's trunc helper back."""
+    return (torch._C._len_torch_function_stack() == 0 and not _torch_patch.installed()
+            and nn.init._no_grad_trunc_normal_ is _torch_patch._torch_trunc)
+
+
+EXACT = ("uniform_", "normal_", "trunc_normal_", "constant_", "ones_", "zeros_", "eye_",
+         "dirac_", "xavier_uniform_", "xavier_normal_", "kaiming_uniform_", "kaiming_normal_")
 
 
 def test_calls_fill_from_the_generator_with_fastinit_bits():
-    for name, args, shape in CALLS:
+    for name, args, shape in (c for c in CALLS if c[0] in EXACT):
         expected = getattr(fi, name)(torch.empty(shape), *args, generator=fi.Generator(7)) \
             if name not in ("constant_", "ones_", "zeros_", "eye_", "dirac_") else \
             getattr(fi, name)(torch.empty(shape), *args)
@@ -58,6 +57,27 @@ def test_calls_fill_from_the_generator_with_fastinit_bits():
             out = getattr(nn.init, name)(got, *args)
         assert out is got
         assert torch.equal(got, expected), name
+    assert no_mode_left()
+
+
+def test_orthogonal_and_sparse_run_torchs_code_on_fastinit_draws():
+    # orthogonal_: torch's QR of fastinit's normal fill of a new (rows, cols) tensor.
+    with ft.patch_init(fi.Generator(4)):
+        got = nn.init.orthogonal_(torch.empty(6, 10), gain=2.0)
+    normals = fi.normal_(torch.empty(6, 10), generator=fi.Generator(4)).t()
+    q, r = torch.linalg.qr(normals)
+    q *= torch.diag(r, 0).sign()
+    assert torch.equal(got, q.t() * 2.0)
+    # sparse_: fastinit's normal fill, then each column's zeros from randperm, which
+    # sorts raw 64-bit draws of the next calls.
+    with ft.patch_init(fi.Generator(5)):
+        got = nn.init.sparse_(torch.empty(10, 3), sparsity=0.3)
+    g = fi.Generator(5)
+    expected = fi.normal_(torch.empty(10, 3), 0, 0.01, generator=g)
+    for col in range(3):
+        rows = np.argsort(g.random_raw_(np.empty(10, np.uint64)), kind="stable")[:3]
+        expected[torch.from_numpy(rows), col] = 0
+    assert torch.equal(got, expected)
 
 
 def test_modules_construct_through_the_patch():
@@ -89,20 +109,21 @@ def test_hugging_face_table_is_patched():
 
 
 def test_restored_after_exit_exception_and_nesting():
-    before = sites()
     g1, g2 = fi.Generator(1), fi.Generator(2)
     with ft.patch_init(g1):
-        assert all(f is not before[k] for k, f in sites().items())
+        assert _torch_patch.installed() and torch._C._len_torch_function_stack() == 1
         with ft.patch_init(g2):
             inner = nn.init.normal_(torch.empty(100))
         outer = nn.init.normal_(torch.empty(100))
-    assert sites() == before and not _torch_patch.installed()
+    assert no_mode_left()
     assert torch.equal(inner, fi.normal_(torch.empty(100), generator=fi.Generator(2)))
     assert torch.equal(outer, fi.normal_(torch.empty(100), generator=fi.Generator(1)))
-    with pytest.raises(ZeroDivisionError):
-        with ft.patch_init(g1):
-            1 / 0
-    assert sites() == before and not _torch_patch.installed()
+    for error in (ZeroDivisionError, KeyboardInterrupt):
+        with pytest.raises(error):
+            with ft.patch_init(g1):
+                with ft.patch_init(g2):
+                    raise error()
+        assert no_mode_left()
 
     @ft.patch_init(fi.Generator(9))
     def build():
@@ -112,7 +133,118 @@ def test_restored_after_exit_exception_and_nesting():
     g = fi.Generator(9)
     assert torch.equal(first, fi.uniform_(torch.empty(10), generator=g))
     assert torch.equal(second, fi.uniform_(torch.empty(10), generator=g))
-    assert sites() == before
+    assert no_mode_left()
+
+
+def test_blocks_exited_out_of_order():
+    a, b = ft.patch_init(fi.Generator(1)), ft.patch_init(fi.Generator(2))
+    a.__enter__()
+    b.__enter__()
+    a.__exit__(None, None, None)                # the outer block first: b stays innermost
+    x = torch.randn(50)
+    with torch.device("meta"):                  # a mode entered after ours
+        b.__exit__(None, None, None)            # ours leaves from under it; it stays
+        assert torch._C._len_torch_function_stack() == 1
+        assert isinstance(torch._C._get_function_stack_at(0), torch.utils._device.DeviceContext)
+        assert torch.randn(3).device.type == "meta"
+    assert torch.equal(x, fi.normal_(torch.empty(50), generator=fi.Generator(2)))
+    assert no_mode_left()
+    with pytest.raises(RuntimeError, match="not open in this thread"):
+        b.__exit__(None, None, None)            # exited twice: refused, nothing changed
+    assert no_mode_left()
+
+
+def test_exit_from_another_thread_is_refused_and_changes_nothing():
+    block = ft.patch_init(fi.Generator(3))
+    block.__enter__()
+    errors = []
+
+    def other():
+        try:
+            block.__exit__(None, None, None)
+        except RuntimeError as exc:
+            errors.append(str(exc))
+
+    t = threading.Thread(target=other)
+    t.start()
+    t.join(10)
+    assert errors and "not open in this thread" in errors[0]
+    x = torch.rand(20)                          # still inside the block here
+    block.__exit__(None, None, None)
+    assert torch.equal(x, fi.uniform_(torch.empty(20), generator=fi.Generator(3)))
+    assert no_mode_left()
+
+
+def test_generator_function_decorated():
+    @ft.patch_init(fi.Generator(6))
+    def layers(n):
+        for _ in range(n):
+            received = yield torch.randn(8)
+            assert received == "ok"
+        return "done"
+
+    torch.manual_seed(0)
+    it = layers(3)
+    outside = []
+    values = [next(it)]
+    outside.append(torch.randn(8))              # between steps: torch's generator
+    assert no_mode_left()
+    values.append(it.send("ok"))
+    outside.append(torch.randn(8))
+    values.append(it.send("ok"))
+    with pytest.raises(StopIteration) as stop:
+        it.send("ok")
+    assert stop.value.value == "done"
+    g = fi.Generator(6)
+    for v in values:
+        assert torch.equal(v, fi.normal_(torch.empty(8), generator=g))
+    torch.manual_seed(0)
+    assert all(torch.equal(o, torch.randn(8)) for o in outside)
+    # close() and throw() reach the body inside a block and leave nothing behind.
+    it = layers(2)
+    next(it)
+    it.close()
+    it = layers(2)
+    next(it)
+    with pytest.raises(AssertionError):
+        it.send("not ok")
+    assert no_mode_left()
+
+
+def test_async_function_decorated_and_interleaved_tasks():
+    import asyncio
+
+    @ft.patch_init(fi.Generator(8))
+    async def inside():
+        out = []
+        for _ in range(3):
+            out.append(torch.randn(16))
+            await asyncio.sleep(0)
+        return out
+
+    async def outside():
+        out = []
+        for _ in range(3):
+            out.append(torch.randn(16))
+            await asyncio.sleep(0)
+        return out
+
+    async def main():
+        return await asyncio.gather(inside(), outside())
+
+    torch.manual_seed(1)
+    ours, theirs = asyncio.run(main())
+    g = fi.Generator(8)
+    assert all(torch.equal(v, fi.normal_(torch.empty(16), generator=g)) for v in ours)
+    torch.manual_seed(1)
+    assert all(torch.equal(v, torch.randn(16)) for v in theirs)
+    assert no_mode_left()
+
+    async def agen():
+        yield 1
+
+    with pytest.raises(TypeError, match="async generator"):
+        ft.patch_init(fi.Generator(0))(agen)
 
 
 def test_fallbacks_reach_torch_with_their_arguments():
@@ -126,16 +258,15 @@ def test_fallbacks_reach_torch_with_their_arguments():
             nn.init.uniform_(torch.empty(64, dtype=torch.int32), 0, 10)
         # A meta tensor: torch's no-op.
         meta = nn.init.kaiming_uniform_(torch.empty(5, 5, device="meta"))
-        # A complex tensor.
-        torch.manual_seed(12)
+        # A complex tensor: fastinit's draws, each component N(0, 1/2) as torch's.
         c = nn.init.normal_(torch.empty(8, dtype=torch.complex64))
-    assert g.state["counter"] == 0
+    assert g.state["counter"] == 1
     assert torch.equal(a, torch.empty(64).normal_(1.0, 2.0,
                                                   generator=torch.Generator().manual_seed(4)))
     assert ints.dtype == torch.int32 and (ints == 7).all()
     assert meta.device.type == "meta"
-    torch.manual_seed(12)
-    assert torch.equal(c, torch.empty(8, dtype=torch.complex64).normal_())
+    components = fi.normal_(torch.empty(8, 2), 0.0, 1 / math.sqrt(2), generator=fi.Generator(0))
+    assert torch.equal(torch.view_as_real(c), components)
 
 
 def test_errors_and_warnings_as_torch():
@@ -219,3 +350,267 @@ def test_two_threads_in_blocks_use_their_own_generators():
 def test_patch_rejects_a_torch_generator():
     with pytest.raises(TypeError, match="fastinit.Generator"):
         ft.patch_init(torch.Generator())
+
+
+# --------------------------------------------------------------------------------------
+# Nothing escapes to torch's generator, however the draw is reached
+# --------------------------------------------------------------------------------------
+
+PARTIAL = functools.partial(nn.init.trunc_normal_, std=0.02)      # made at import (timm)
+REGISTRY = {"xavier": nn.init.xavier_uniform_, "kaiming": nn.init.kaiming_normal_}
+
+
+def default_argument(t, init=nn.init.normal_):
+    return init(t, 0.0, 0.5)
+
+
+class Holder:
+    init = staticmethod(nn.init.uniform_)
+
+
+class ResearchModule(nn.Module):
+    """Initialization as research code writes it: draws of every kind."""
+
+    def __init__(self):
+        super().__init__()
+        self.a = nn.Parameter(torch.empty(20, 10))
+        self.b = nn.Parameter(torch.empty(30))
+        self.c = nn.Parameter(torch.empty(6, 7))
+        self.d = nn.Parameter(torch.empty(5, 5))
+        self.e = nn.Parameter(torch.empty(12))
+        self.reset_parameters()
+
+    def reset_parameters(self):
+        with torch.no_grad():
+            PARTIAL(self.a)
+            REGISTRY["xavier"](self.c)
+            default_argument(self.d)
+            Holder.init(self.e, -1.0, 1.0)
+            self.b.normal_(0, 0.1)
+            self.b.add_(torch.randn(30) * 0.01 + torch.rand(30) * 0.01)
+            self.b.mul_(torch.randint(1, 3, (30,)).float())
+            self.b[torch.randperm(30)[:3]] = 0
+            self.b.add_(torch.empty(30).exponential_() * 0.001)
+            self.b.add_(torch.normal(torch.zeros(30), torch.ones(30)) * 0.001)
+            self.b.add_(torch.bernoulli(torch.full((30,), 0.5)) * 0.001)
+            self.b.add_(torch.randn_like(self.b) * 0.001)
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", FutureWarning)
+                nn.init.normal(self.c)                 # the deprecated spelling
+
+
+def test_every_way_of_drawing_comes_from_fastinit():
+    results = {}
+    for torch_seed, fi_seed in ((0, 7), (1, 7), (0, 8)):
+        torch.manual_seed(torch_seed)
+        state = torch.get_rng_state()
+        with ft.patch_init(fi.Generator(fi_seed)):
+            m = ResearchModule()
+        assert torch.equal(torch.get_rng_state(), state)          # torch's RNG untouched
+        results[(torch_seed, fi_seed)] = m.state_dict()
+    same, other = results[(0, 7)], results[(1, 7)]
+    assert all(torch.equal(same[k], other[k]) for k in same)       # torch's seed: no effect
+    changed = results[(0, 8)]
+    assert all(not torch.equal(same[k], changed[k]) for k in same)  # fastinit's: all change
+    assert no_mode_left()
+
+
+def test_exact_bits_through_any_binding():
+    with ft.patch_init(fi.Generator(2)):
+        a = PARTIAL(torch.empty(40, 30))
+        c = REGISTRY["kaiming"](torch.empty(40, 30), mode="fan_out")
+        d = default_argument(torch.empty(100))
+        e = Holder.init(torch.empty(100), -1.0, 1.0)
+        r = torch.randn(3, 5, dtype=torch.float64)
+        u = torch.rand(7, dtype=torch.bfloat16)
+        n = torch.normal(2.0, 3.0, (40,))
+    g = fi.Generator(2)
+    assert torch.equal(a, fi.trunc_normal_(torch.empty(40, 30), std=0.02, generator=g))
+    assert torch.equal(c, fi.kaiming_normal_(torch.empty(40, 30), mode="fan_out", generator=g))
+    assert torch.equal(d, fi.normal_(torch.empty(100), 0.0, 0.5, generator=g))
+    assert torch.equal(e, fi.uniform_(torch.empty(100), -1.0, 1.0, generator=g))
+    assert torch.equal(r, fi.normal_(torch.empty(3, 5, dtype=torch.float64), generator=g))
+    assert torch.equal(u, fi.uniform_(torch.empty(7, dtype=torch.bfloat16), generator=g))
+    assert torch.equal(n, fi.normal_(torch.empty(40), 2.0, 3.0, generator=g))
+
+
+def test_draw_laws():
+    """Each computed draw by its law. Tolerances: a mean of n draws within 6 standard
+    errors; frequencies within 6 binomial standard errors."""
+    n = 200_000
+    with ft.patch_init(fi.Generator(11)):
+        ints = torch.randint(3, 10, (n,))
+        perm = torch.randperm(1000)
+        expo = torch.empty(n, dtype=torch.float64).exponential_(2.0)
+        geo = torch.empty(n).geometric_(0.25)
+        bern = torch.empty(n).bernoulli_(0.3)
+        cauchy = torch.empty(n, dtype=torch.float64).cauchy_(1.0, 2.0)
+        lognormal = torch.empty(n, dtype=torch.float64).log_normal_(0.0, 0.5)
+        rand_f = torch.empty(n).random_()
+        cplx = torch.randn(n, dtype=torch.complex128)
+    assert ints.dtype == torch.int64 and ints.min() == 3 and ints.max() == 9
+    counts = torch.bincount(ints - 3, minlength=7).double()
+    assert (counts - n / 7).abs().max() <= 6 * math.sqrt(n / 7)
+    assert torch.equal(perm.sort().values, torch.arange(1000))
+    assert abs(expo.mean().item() - 0.5) <= 6 * 0.5 / math.sqrt(n) and expo.min() >= 0
+    assert abs(geo.mean().item() - 4.0) <= 6 * math.sqrt(0.75) / 0.25 / math.sqrt(n)
+    assert geo.min() == 1 and torch.equal(geo, geo.round())
+    assert abs(bern.mean().item() - 0.3) <= 6 * math.sqrt(0.21 / n)
+    assert abs((cauchy - 1.0).abs().median().item() - 2.0) <= 0.05      # median |x - m| = s
+    assert abs(lognormal.log().std().item() - 0.5) <= 6 * 0.5 / math.sqrt(2 * n)
+    assert rand_f.min() >= 0 and rand_f.max() <= 2 ** 24 and torch.equal(rand_f, rand_f.round())
+    for part in (cplx.real, cplx.imag):               # each component N(0, 1/2)
+        assert abs(part.var().item() - 0.5) <= 6 * 0.5 * math.sqrt(2 / n)
+
+
+def test_explicit_torch_generator_and_other_devices_go_to_torch():
+    g = fi.Generator(0)
+    with ft.patch_init(g):
+        a = torch.randn(10, generator=torch.Generator().manual_seed(3))
+        b = torch.empty(10).uniform_(generator=torch.Generator().manual_seed(3))
+        with torch.device("meta"):
+            c = torch.randn(4, 4)
+        d = torch.randn(4, 4, device="meta")
+    assert g.state["counter"] == 0
+    assert torch.equal(a, torch.randn(10, generator=torch.Generator().manual_seed(3)))
+    assert torch.equal(b, torch.empty(10).uniform_(generator=torch.Generator().manual_seed(3)))
+    assert c.device.type == d.device.type == "meta"
+
+
+def test_torch_parity_under_the_patch():
+    # A negative-bit view (.conj().imag) is filled, as torch fills it.
+    base = torch.zeros(50, dtype=torch.complex64)
+    with ft.patch_init(fi.Generator(1)):
+        nn.init.uniform_(base.conj().imag, 2.0, 3.0)
+    assert ((-base.imag >= 2) & (-base.imag < 3)).all()
+    assert torch.equal(-base.imag, fi.uniform_(torch.empty(50), 2.0, 3.0,
+                                               generator=fi.Generator(1)))
+    # Expanded tensors: torch's RuntimeError, word for word, nothing drawn.
+    for name in ("normal_", "uniform_", "xavier_uniform_", "trunc_normal_", "kaiming_normal_"):
+        with pytest.raises(RuntimeError) as theirs:
+            getattr(nn.init, name)(torch.zeros(4, 1).expand(4, 5))
+        g = fi.Generator(0)
+        with ft.patch_init(g):
+            with pytest.raises(RuntimeError) as ours:
+                getattr(nn.init, name)(torch.zeros(4, 1).expand(4, 5))
+        assert str(ours.value) == str(theirs.value) and g.state["counter"] == 0, name
+    # sparse_ with sparsity above 1: torch zeros every row; so does the patch.
+    with ft.patch_init(fi.Generator(0)):
+        s = nn.init.sparse_(torch.ones(6, 4), sparsity=1.5)
+    assert (s == 0).all()
+    # A leaf that requires grad, outside no_grad: torch's error, nothing drawn.
+    with pytest.raises(RuntimeError) as theirs:
+        nn.Parameter(torch.empty(3)).normal_()
+    g = fi.Generator(0)
+    with ft.patch_init(g):
+        with pytest.raises(RuntimeError) as ours:
+            nn.Parameter(torch.empty(3)).normal_()
+    assert str(ours.value) == str(theirs.value) and g.state["counter"] == 0
+
+
+def test_uncovered_draws_warn():
+    with ft.patch_init(fi.Generator(0)):
+        with pytest.warns(ft.TorchRNGWarning, match="dropout"):
+            torch.nn.functional.dropout(torch.ones(10), 0.5, training=True)
+        with pytest.warns(ft.TorchRNGWarning, match="poisson"):
+            torch.poisson(torch.ones(3))
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            torch.nn.functional.dropout(torch.ones(10), 0.5, training=False)   # no draw
+
+
+def test_every_random_op_of_torch_is_answered_or_warned():
+    """torch's ops tagged nondeterministic_seeded that Python code can call by name (as
+    torch.<name> or a Tensor method) are either answered from fastinit or warned about."""
+    from fastinit import _torch_draws
+    known = set(_torch_draws.HANDLERS) | set(_torch_draws.ESCAPES)
+    missing = []
+    for name in dir(torch.ops.aten):
+        packet = getattr(torch.ops.aten, name, None)
+        try:
+            overloads = [getattr(packet, o) for o in packet.overloads()]
+        except (AttributeError, TypeError, RuntimeError):
+            continue
+        if not any(torch.Tag.nondeterministic_seeded in o.tags for o in overloads):
+            continue
+        for owner in (torch, torch._C.TensorBase):
+            func = getattr(owner, name.rstrip("_") + ("_" if name.endswith("_") else ""),
+                           None)
+            if func is not None and not name.startswith("_") and "rnn" not in name and \
+                    name not in ("lstm", "gru") and func not in known:
+                missing.append(f"{owner.__name__}.{name}")
+    assert not missing, missing
+
+
+# --------------------------------------------------------------------------------------
+# Entering a block: no imports, no scans, in any ordinary script
+# --------------------------------------------------------------------------------------
+
+def test_entering_touches_no_module():
+    class Tripwire:
+        """A sys.modules entry that fails if anything looks inside it."""
+        touched = 0
+
+        def __getattribute__(self, name):
+            Tripwire.touched += 1
+            raise ImportError("a broken optional dependency")
+
+    sys.modules["fastinit_test_tripwire"] = Tripwire()
+    try:
+        with ft.patch_init(fi.Generator(0)):
+            nn.Linear(4, 4)
+        assert Tripwire.touched == 0
+    finally:
+        del sys.modules["fastinit_test_tripwire"]
+
+
+def test_lazy_modules_stay_unloaded(tmp_path):
+    import importlib.util
+    (tmp_path / "fastinit_lazy_probe.py").write_text(
+        "raise ImportError('a broken optional dependency')\n")
+    sys.path.insert(0, str(tmp_path))
+    try:
+        spec = importlib.util.find_spec("fastinit_lazy_probe")
+        loader = importlib.util.LazyLoader(spec.loader)
+        spec.loader = loader
+        module = importlib.util.module_from_spec(spec)
+        sys.modules["fastinit_lazy_probe"] = module
+        loader.exec_module(module)
+        with ft.patch_init(fi.Generator(0)):
+            nn.init.xavier_uniform_(torch.empty(3, 3))
+        with torch.device("meta"):
+            m = nn.Linear(3, 3)
+        ft.materialize(m)
+        assert type(module).__name__ == "_LazyModule"            # never executed
+    finally:
+        sys.modules.pop("fastinit_lazy_probe", None)
+        sys.path.remove(str(tmp_path))
+
+
+SCRIPT = """
+import sys
+import torch
+from torch import nn
+from torch.nn.init import xavier_uniform_, trunc_normal_
+import fastinit, fastinit.torch
+
+sys.modules.setdefault("__mp_main__", sys.modules["__main__"])   # as multiprocessing does
+sys.modules["alias_of_init"] = sys.modules["torch.nn.init"]      # a module bound twice
+
+with fastinit.torch.patch_init(fastinit.Generator(0)):
+    w = xavier_uniform_(torch.empty(8, 8))
+with torch.device("meta"):
+    m = nn.Linear(8, 8)
+fastinit.torch.materialize(m, fastinit.Generator(0))
+expected = fastinit.xavier_uniform_(torch.empty(8, 8), generator=fastinit.Generator(0))
+print("OK", torch.equal(w, expected), m.weight.device)
+"""
+
+
+def test_an_ordinary_script(tmp_path):
+    script = tmp_path / "script.py"
+    script.write_text(textwrap.dedent(SCRIPT))
+    done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True,
+                          timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["OK", "True", "cpu"]

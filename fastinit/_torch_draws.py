@@ -1,0 +1,677 @@
+"""torch's random functions answered from a fastinit.Generator: the handlers that
+``patch_init``'s torch function mode (``_torch_patch``) calls inside a block.
+
+Each handler receives the block's generator and the call as torch received it, and
+returns what torch's function would return, its values drawn from the generator:
+
+- ``Tensor.uniform_`` and ``Tensor.normal_`` on a tensor fastinit fills (a plain CPU
+  tensor or Parameter of float16, bfloat16, float32 or float64), and ``torch.rand``,
+  ``torch.randn``, ``rand_like``, ``randn_like`` and ``torch.normal`` with float
+  arguments, are fastinit's ``uniform_``/``normal_`` fills: fastinit's exact bits.
+  ``torch.nn.init``'s ``uniform_``, ``normal_`` and ``kaiming_uniform_`` (which torch
+  hands to a mode whole) are fastinit's functions of the same names.
+- Every other draw on a CPU tensor (complex and negative-bit views, tensors that
+  autograd tracks, integer draws, ``exponential_``, ``log_normal_``, ``cauchy_``,
+  ``geometric_``, ``bernoulli``, ``random_``, ``randint``, ``randperm``,
+  ``torch.normal`` with tensor arguments) is computed from fastinit's uniform,
+  normal or raw 64-bit draws by the formula its handler names, then written with
+  torch's own ``copy_`` (so torch's autograd rules and errors apply).
+- A call that passes its own ``torch.Generator``, a tensor on another device, a meta
+  tensor and a tensor subclass with its own ``__torch_function__`` or
+  ``__torch_dispatch__`` go to torch unchanged; so do arguments torch refuses, which
+  it refuses before drawing anything.
+
+``ESCAPES`` lists torch functions that draw from torch's generator and are not
+answered here (dropout in training, ``poisson``, ``multinomial``, ...): inside a
+block they still run, with a ``TorchRNGWarning``.
+"""
+
+import inspect
+import math
+import sys
+import warnings
+
+import numpy as np
+import torch
+from torch.nn import functional as F
+
+from fastinit import init as _fast
+
+
+class TorchRNGWarning(UserWarning):
+    """A call inside ``patch_init`` drew from torch's generator, not fastinit's."""
+
+
+# torch function -> handler(generator, func, args, kwargs)
+HANDLERS = {}
+
+_FAST_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
+_PLAIN_FUNCTION = (torch._C._disabled_torch_function_impl, torch.Tensor.__torch_function__.__func__)
+
+
+def _handles(*funcs):
+    def register(handler):
+        for func in funcs:
+            HANDLERS[func] = handler
+        return handler
+    return register
+
+
+def _plain(t):
+    """A tensor whose memory is its values: no subclass behaviour of its own."""
+    cls = type(t)
+    function = getattr(cls.__torch_function__, "__func__", cls.__torch_function__)
+    return (cls.__torch_dispatch__ is torch._C._disabled_torch_dispatch_impl
+            and function in _PLAIN_FUNCTION)
+
+
+def _cpu_dense(t):
+    return (isinstance(t, torch.Tensor) and _plain(t) and t.device.type == "cpu"
+            and t.layout == torch.strided)
+
+
+def fastinit_fills(t):
+    """Whether fastinit writes ``t``'s memory itself: a plain CPU strided tensor of a
+    dtype fastinit fills, not a negative-bit view."""
+    return _cpu_dense(t) and t.dtype in _FAST_DTYPES and not t.is_neg()
+
+
+def _tracked(t):
+    """An in-place write to ``t`` that autograd must see (a non-leaf in a graph)."""
+    return torch.is_grad_enabled() and t.requires_grad
+
+
+def _bind(signature, args, kwargs):
+    try:
+        bound = signature.bind(*args, **kwargs)
+    except TypeError:
+        return None
+    bound.apply_defaults()
+    return bound.arguments
+
+
+def _scalar(x):
+    """A Python number from a number or a one-element tensor; None otherwise."""
+    if isinstance(x, torch.Tensor):
+        return x.item() if x.numel() == 1 and not x.is_complex() else None
+    if isinstance(x, (bool, int, float, np.integer, np.floating)):
+        return x
+    return None
+
+
+# --------------------------------------------------------------------------------------
+# How values are made: fastinit fills of plain tensors, and float64/int64 arrays
+# --------------------------------------------------------------------------------------
+
+def _real_view(t):
+    """A complex tensor's components as a real tensor, else ``t``."""
+    return torch.view_as_real(t) if t.is_complex() else t
+
+
+def _uniform01(gen, n):
+    return gen.uniform_(np.empty(n))
+
+
+def _standard_normal(gen, n):
+    return gen.normal_(np.empty(n))
+
+
+def _raw(gen, n):
+    return gen.random_raw_(np.empty(n, np.uint64))
+
+
+def _integers(gen, n, low, high):
+    """n integers in [low, high): low + (x mod (high - low)) of raw 64-bit outputs x
+    (a bias below (high - low) / 2^64), as int64."""
+    raw = _raw(gen, n)
+    offsets = raw if high - low == 2 ** 64 else raw % np.uint64(high - low)
+    return offsets.view(np.int64) + np.int64(low)          # wraps into [low, high)
+
+
+def _write(t, values):
+    """Write a numpy array of t's element count into t (in its logical order) with
+    torch's copy_, which rounds to t's dtype and follows autograd's rules."""
+    t.copy_(torch.from_numpy(np.ascontiguousarray(values)).reshape(t.shape))
+    return t
+
+
+def _fill_float(gen, t, draw):
+    """Fill the CPU tensor ``t`` (real or complex floating) with ``draw(gen, out)``,
+    which fills a plain tensor fastinit writes; through a scratch tensor and copy_
+    when t is not one (a negative-bit view, a complex tensor's components kept in
+    place, a tensor autograd tracks)."""
+    if fastinit_fills(t) and not _tracked(t):
+        draw(gen, t)
+        return t
+    scratch = torch.empty(t.shape, dtype=t.dtype)
+    draw(gen, _real_view(scratch))
+    t.copy_(scratch)
+    return t
+
+
+def _inplace(func, args, kwargs, t, dtypes_ok, fill):
+    """An in-place draw into ``t``: torch's own call where torch refuses it or where
+    the tensor is not a CPU tensor of this process's memory; else ``fill()``."""
+    if not _cpu_dense(t) or not dtypes_ok(t.dtype):
+        return func(*args, **kwargs)
+    if torch.is_grad_enabled() and t.requires_grad and t.is_leaf:
+        return func(*args, **kwargs)                # torch's error, raised before any draw
+    return fill()
+
+
+def _floating(dtype):
+    return dtype.is_floating_point
+
+
+def _floating_or_complex(dtype):
+    return dtype.is_floating_point or dtype.is_complex
+
+
+def _uniform_draw(a, b):
+    return lambda gen, out: _fast.uniform_(out, a, b, gen)
+
+
+def _normal_draw(mean, std):
+    return lambda gen, out: _fast.normal_(out, mean, std, gen)
+
+
+def _complex_normal_draw(mean, std):
+    """torch's complex normal_: each component N(mean, (std / sqrt(2))^2)."""
+    return lambda gen, out: _fast.normal_(out, mean, std / math.sqrt(2), gen)
+
+
+# --------------------------------------------------------------------------------------
+# In-place draws: Tensor.uniform_, normal_, random_, exponential_, ...
+# --------------------------------------------------------------------------------------
+
+def _sig(text):
+    """A signature from a parameter list, for binding a torch call's arguments."""
+    namespace = {}
+    exec(f"def f({text}): pass", namespace)            # noqa: S102 (fixed strings only)
+    return inspect.signature(namespace["f"])
+
+
+_UNIFORM_ = _sig("self, a=0.0, b=1.0, *, generator=None")
+_NORMAL_ = _sig("self, mean=0.0, std=1.0, *, generator=None")
+
+
+def _rename(kwargs, names):
+    """torch's keyword names that are Python keywords (from, to) as bindable ones."""
+    return {names.get(k, k): v for k, v in kwargs.items()}
+
+
+@_handles(torch._C.TensorBase.uniform_)
+def _tensor_uniform_(gen, func, args, kwargs):
+    arguments = _bind(_UNIFORM_, args, _rename(kwargs, {"from": "a", "to": "b"}))
+    if arguments is None or arguments["generator"] is not None:
+        return func(*args, **kwargs)
+    t, a, b = arguments["self"], _scalar(arguments["a"]), _scalar(arguments["b"])
+    if a is None or b is None:
+        return func(*args, **kwargs)
+    return _inplace(func, args, kwargs, t, _floating_or_complex,
+                    lambda: _fill_float(gen, t, _uniform_draw(a, b)))
+
+
+@_handles(torch._C.TensorBase.normal_)
+def _tensor_normal_(gen, func, args, kwargs):
+    arguments = _bind(_NORMAL_, args, kwargs)
+    if arguments is None or arguments["generator"] is not None:
+        return func(*args, **kwargs)
+    t, mean, std = arguments["self"], _scalar(arguments["mean"]), _scalar(arguments["std"])
+    if mean is None or std is None:
+        return func(*args, **kwargs)
+    draw = _complex_normal_draw(mean, std) if t.is_complex() else _normal_draw(mean, std)
+    return _inplace(func, args, kwargs, t, _floating_or_complex,
+                    lambda: _fill_float(gen, t, draw))
+
+
+def _values_inplace(func, args, kwargs, t, dtypes_ok, valid, values):
+    """An in-place draw whose values are computed as a numpy array (``values(n)``),
+    after ``valid()`` says torch would accept the arguments."""
+    if not valid():
+        return func(*args, **kwargs)                # torch's error
+    return _inplace(func, args, kwargs, t, dtypes_ok, lambda: _write(t, values(t.numel())))
+
+
+_ONE_PARAM = {
+    # name: (signature, valid(params), values(gen, n, params)); formulas from uniforms
+    # U in [0, 1) and standard normals Z, in float64.
+    "exponential_": (_sig("self, lambd=1.0, *, generator=None"),
+                     lambda p: p["lambd"] > 0,
+                     lambda g, n, p: -np.log1p(-_uniform01(g, n)) / p["lambd"]),   # -log(1-U)/l
+    "log_normal_": (_sig("self, mean=1.0, std=2.0, *, generator=None"),
+                    lambda p: p["std"] > 0,
+                    lambda g, n, p: np.exp(p["mean"] + p["std"] * _standard_normal(g, n))),
+    "cauchy_": (_sig("self, median=0.0, sigma=1.0, *, generator=None"),
+                lambda p: p["sigma"] > 0,
+                lambda g, n, p: p["median"] + p["sigma"] * np.tan(
+                    np.pi * (_uniform01(g, n) - 0.5))),
+    "geometric_": (_sig("self, p, *, generator=None"),
+                   lambda p: 0 < p["p"] < 1,
+                   # failures before the first success, plus one: ceil(log(1-U)/log(1-p)),
+                   # at least 1.
+                   lambda g, n, p: np.maximum(1.0, np.ceil(
+                       np.log1p(-_uniform01(g, n)) / np.log1p(-p["p"])))),
+}
+
+
+def _one_param_handler(name):
+    signature, valid, values = _ONE_PARAM[name]
+    func_dtypes = _floating if name != "geometric_" else (lambda d: d != torch.bool and not d.is_complex)
+
+    def handler(gen, func, args, kwargs):
+        arguments = _bind(signature, args, kwargs)
+        if arguments is None or arguments["generator"] is not None:
+            return func(*args, **kwargs)
+        params = {k: _scalar(v) for k, v in arguments.items() if k not in ("self", "generator")}
+        if any(v is None for v in params.values()):
+            return func(*args, **kwargs)
+        t = arguments["self"]
+        return _values_inplace(func, args, kwargs, t, func_dtypes, lambda: valid(params),
+                               lambda n: values(gen, n, params))
+    return handler
+
+
+for _name in _ONE_PARAM:
+    HANDLERS[getattr(torch._C.TensorBase, _name)] = _one_param_handler(_name)
+
+
+def _random_bounds(dtype):
+    """random_()'s default [0, to) for a dtype: every integer the dtype holds exactly
+    up to 2^digits for floating dtypes, up to its maximum for integer ones."""
+    if dtype.is_floating_point:
+        digits = 1 - round(math.log2(torch.finfo(dtype).eps))    # 24 for float32
+        return 0, 2 ** digits + 1
+    if dtype == torch.bool:
+        return 0, 2
+    return 0, torch.iinfo(dtype).max + 1
+
+
+@_handles(torch._C.TensorBase.random_)
+def _tensor_random_(gen, func, args, kwargs):
+    """random_(), random_(to), random_(from, to): integers in [from, to) by _integers."""
+    kwargs_ = dict(kwargs)
+    if kwargs_.pop("generator", None) is not None or not args:
+        return func(*args, **kwargs)
+    t, rest = args[0], list(args[1:])
+    names = ("from", "to") if len(rest) + len(kwargs_) == 2 else ("to",)
+    given = dict(zip(names, rest))
+    given.update(kwargs_)
+    if set(given) - {"from", "to"} or (not rest and "from" in kwargs_ and "to" not in kwargs_):
+        return func(*args, **kwargs)
+    if not isinstance(t, torch.Tensor) or t.is_complex():
+        return func(*args, **kwargs)
+    low, high = _random_bounds(t.dtype)
+    low = _scalar(given.get("from", low))
+    high = given.get("to", high)
+    high = _random_bounds(t.dtype)[1] if high is None else _scalar(high)
+    if low is None or high is None or isinstance(low, float) or isinstance(high, float):
+        return func(*args, **kwargs)
+    return _values_inplace(func, args, kwargs, t, lambda d: True, lambda: low < high,
+                           lambda n: _integers(gen, n, int(low), int(high)))
+
+
+_BERNOULLI_ = _sig("self, p=0.5, *, generator=None")
+
+
+def _bernoulli_values(gen, n, p, shape):
+    """1 where U < p (p a float or an array broadcast to ``shape``), else 0."""
+    u = _uniform01(gen, n).reshape(shape)
+    return (u < p).astype(np.float64)
+
+
+def _probabilities(p):
+    """p as a float, or a float64 numpy array from a CPU tensor; None when torch must
+    answer (another device, a subclass, a value torch refuses)."""
+    if isinstance(p, torch.Tensor):
+        if not _cpu_dense(p) or p.is_complex():
+            return None
+        array = p.detach().to(torch.float64).numpy()
+        return array if ((array >= 0) & (array <= 1)).all() else None
+    p = _scalar(p)
+    return float(p) if p is not None and 0 <= p <= 1 else None
+
+
+@_handles(torch._C.TensorBase.bernoulli_)
+def _tensor_bernoulli_(gen, func, args, kwargs):
+    arguments = _bind(_BERNOULLI_, args, kwargs)
+    if arguments is None or arguments["generator"] is not None:
+        return func(*args, **kwargs)
+    t, p = arguments["self"], _probabilities(arguments["p"])
+    if p is None or not isinstance(t, torch.Tensor):
+        return func(*args, **kwargs)
+    shape = tuple(t.shape)
+    valid = lambda: not isinstance(p, np.ndarray) or _broadcasts(p.shape, shape)  # noqa: E731
+    return _values_inplace(func, args, kwargs, t, lambda d: not d.is_complex, valid,
+                           lambda n: _bernoulli_values(gen, n, p, shape))
+
+
+def _broadcasts(source, shape):
+    try:
+        return tuple(np.broadcast_shapes(source, shape)) == tuple(shape)
+    except ValueError:
+        return False
+
+
+@_handles(torch.bernoulli, torch._C.TensorBase.bernoulli)
+def _bernoulli(gen, func, args, kwargs):
+    """bernoulli(input, p=None): 1 where U < p (p, else input's elements), input's
+    shape and dtype."""
+    kw = dict(kwargs)
+    if kw.pop("generator", None) is not None or not args or kw.pop("out", None) is not None:
+        return func(*args, **kwargs)
+    source = args[0]
+    p = args[1] if len(args) > 1 else kw.pop("p", None)
+    if kw or len(args) > 2 or not _cpu_dense(source) or not _floating(source.dtype):
+        return func(*args, **kwargs)
+    probs = _probabilities(source if p is None else p)
+    if probs is None:
+        return func(*args, **kwargs)
+    out = torch.empty_like(source, memory_format=torch.contiguous_format)
+    with torch.no_grad():
+        return _write(out, _bernoulli_values(gen, out.numel(), probs, tuple(out.shape)))
+
+
+# --------------------------------------------------------------------------------------
+# Factories: torch.rand, randn, rand_like, randn_like, randint(_like), randperm, normal
+# --------------------------------------------------------------------------------------
+
+def _fresh(func, args, kwargs, make, fill, dtypes_ok):
+    """A factory: ``make()`` builds the empty result as torch would (size, dtype,
+    device from the arguments and the default device), then ``fill(result)`` draws
+    into it when it is a CPU tensor of a dtype torch accepts; a meta result is
+    returned as it is (torch draws nothing there); anything else goes to torch."""
+    try:
+        out = make()
+    except Exception:
+        return func(*args, **kwargs)               # torch's own error for the call
+    if isinstance(out, torch.Tensor) and out.device.type == "meta" and _plain(out):
+        return func(*args, **kwargs) if not dtypes_ok(out.dtype) else out
+    if not _cpu_dense(out) or not dtypes_ok(out.dtype):
+        return func(*args, **kwargs)
+    requires_grad = out.requires_grad
+    with torch.no_grad():
+        out.requires_grad_(False) if out.is_leaf else None
+        fill(out)
+        out.requires_grad_(requires_grad) if out.is_leaf else None
+    return out
+
+
+def _without_generator(kwargs):
+    """kwargs less ``generator``, or None when it names a torch.Generator."""
+    kw = dict(kwargs)
+    return None if kw.pop("generator", None) is not None else kw
+
+
+def _float_factory(draw_for):
+    """rand/randn: torch.empty's arguments; ``draw_for(dtype)`` fills the result."""
+    def handler(gen, func, args, kwargs):
+        kw = _without_generator(kwargs)
+        if kw is None:
+            return func(*args, **kwargs)
+        return _fresh(func, args, kwargs, lambda: torch.empty(*args, **kw),
+                      lambda out: _fill_float(gen, out, draw_for(out)), _floating_or_complex)
+    return handler
+
+
+def _like_factory(draw_for):
+    def handler(gen, func, args, kwargs):
+        kw = _without_generator(kwargs)
+        if kw is None:
+            return func(*args, **kwargs)
+        return _fresh(func, args, kwargs, lambda: torch.empty_like(*args, **kw),
+                      lambda out: _fill_float(gen, out, draw_for(out)), _floating_or_complex)
+    return handler
+
+
+def _uniform01_for(out):
+    return _uniform_draw(0.0, 1.0)
+
+
+def _standard_normal_for(out):
+    return _complex_normal_draw(0.0, 1.0) if out.is_complex() else _normal_draw(0.0, 1.0)
+
+
+HANDLERS[torch.rand] = _float_factory(_uniform01_for)
+HANDLERS[torch.randn] = _float_factory(_standard_normal_for)
+HANDLERS[torch.rand_like] = _like_factory(_uniform01_for)
+HANDLERS[torch.randn_like] = _like_factory(_standard_normal_for)
+
+
+def _not_complex(dtype):
+    return not dtype.is_complex
+
+
+@_handles(torch.randint)
+def _randint(gen, func, args, kwargs):
+    """randint(high, size) / randint(low, high, size): integers by _integers."""
+    kw = _without_generator(kwargs)
+    if kw is None:
+        return func(*args, **kwargs)
+    positional = list(args)
+    size = kw.pop("size", None)
+    if size is None and positional and not isinstance(positional[-1], (int, float, torch.Tensor)):
+        size = positional.pop()
+    high = kw.pop("high", None)
+    low = kw.pop("low", None)
+    if high is None and positional:
+        high = positional.pop()
+    if low is None and positional:
+        low = positional.pop()
+    low = 0 if low is None else _scalar(low)
+    high = _scalar(high) if high is not None else None
+    if positional or size is None or high is None or low is None or \
+            isinstance(low, float) or isinstance(high, float) or low >= high:
+        return func(*args, **kwargs)
+    kw.setdefault("dtype", torch.int64)
+    return _fresh(func, args, kwargs, lambda: torch.empty(size, **kw),
+                  lambda out: _write(out, _integers(gen, out.numel(), int(low), int(high))),
+                  _not_complex)
+
+
+@_handles(torch.randint_like)
+def _randint_like(gen, func, args, kwargs):
+    kw = _without_generator(kwargs)
+    if kw is None or not args:
+        return func(*args, **kwargs)
+    source, positional = args[0], list(args[1:])
+    high = kw.pop("high", None)
+    low = kw.pop("low", None)
+    if high is None and positional:
+        high = positional.pop()
+    if low is None and positional:
+        low = positional.pop()
+    low = 0 if low is None else _scalar(low)
+    high = _scalar(high) if high is not None else None
+    if positional or high is None or low is None or \
+            isinstance(low, float) or isinstance(high, float) or low >= high:
+        return func(*args, **kwargs)
+    return _fresh(func, args, kwargs, lambda: torch.empty_like(source, **kw),
+                  lambda out: _write(out, _integers(gen, out.numel(), int(low), int(high))),
+                  _not_complex)
+
+
+@_handles(torch.randperm)
+def _randperm(gen, func, args, kwargs):
+    """randperm(n): the indices that sort n raw 64-bit outputs (stable: ties, at
+    probability below n^2 / 2^65, keep index order)."""
+    kw = _without_generator(kwargs)
+    if kw is None or len(args) != 1:
+        return func(*args, **kwargs)
+    n = _scalar(args[0])
+    if n is None or isinstance(n, float) or n < 0:
+        return func(*args, **kwargs)
+    kw.setdefault("dtype", torch.int64)
+    return _fresh(func, args, kwargs, lambda: torch.empty(int(n), **kw),
+                  lambda out: _write(out, np.argsort(_raw(gen, int(n)), kind="stable")),
+                  _not_complex)
+
+
+@_handles(torch.normal)
+def _normal(gen, func, args, kwargs):
+    """normal(mean, std, size) with floats: fastinit's normal fill. With a tensor mean
+    or std: mean + std * Z, Z fastinit's standard normals of the broadcast shape, in
+    the result's dtype (torch's arithmetic)."""
+    kw = _without_generator(kwargs)
+    if kw is None:
+        return func(*args, **kwargs)
+    positional = list(args)
+    names = ["mean", "std", "size"]
+    for name, value in zip(names, positional):
+        if name in kw:
+            return func(*args, **kwargs)
+        kw[name] = value
+    if len(positional) > 3:
+        return func(*args, **kwargs)
+    mean, std, size = kw.pop("mean", None), kw.pop("std", 1.0), kw.pop("size", None)
+    if mean is None:
+        return func(*args, **kwargs)
+    if not isinstance(mean, torch.Tensor) and not isinstance(std, torch.Tensor):
+        m, s = _scalar(mean), _scalar(std)
+        if size is None or m is None or s is None or s < 0:
+            return func(*args, **kwargs)
+        return _fresh(func, args, kwargs, lambda: torch.empty(size, **kw),
+                      lambda out: _fill_float(gen, out, _normal_draw(m, s)), _floating)
+    tensors = [x for x in (mean, std) if isinstance(x, torch.Tensor)]
+    if size is not None or set(kw) - {"out"} or not all(_cpu_dense(x) for x in tensors) \
+            or not all(_floating(x.dtype) for x in tensors):
+        return func(*args, **kwargs)
+    if isinstance(std, torch.Tensor) and (std < 0).any() or \
+            not isinstance(std, torch.Tensor) and (_scalar(std) is None or std < 0):
+        return func(*args, **kwargs)
+    dtype = mean.dtype if isinstance(mean, torch.Tensor) else std.dtype
+    shape = torch.broadcast_shapes(*(x.shape for x in tensors))
+    with torch.no_grad():
+        z = torch.empty(shape, dtype=dtype)
+        _fill_float(gen, z, _normal_draw(0.0, 1.0))
+        result = mean + std * z
+    out = kw.get("out")
+    return out.copy_(result) if out is not None else result
+
+
+# --------------------------------------------------------------------------------------
+# torch.nn.init's functions that torch hands to a mode whole
+# --------------------------------------------------------------------------------------
+
+def _init_handler(name):
+    """torch.nn.init.<name> (uniform_, normal_, kaiming_uniform_): fastinit's function
+    of that name for a tensor fastinit fills; a tensor it does not fill but torch
+    does in place (complex, a negative-bit view, a tensor autograd tracks) gets the
+    same formula, drawn through the handlers above."""
+    torch_fn = getattr(torch.nn.init, name)
+    signature = inspect.signature(torch_fn)
+    fast_fn = getattr(_fast, name)
+
+    def handler(gen, func, args, kwargs):
+        arguments = _bind(signature, args, kwargs)
+        if arguments is None or arguments.get("generator") is not None:
+            return func(*args, **kwargs)
+        t = arguments["tensor"]
+        if isinstance(t, torch.Tensor) and fastinit_fills(t) and not _tracked(t):
+            arguments["generator"] = gen
+            return fast_fn(**arguments)
+        if not _cpu_dense(t):
+            return func(*args, **kwargs)
+        low_high = _bounds(name, arguments)
+        if low_high is None:
+            return t
+        with torch.no_grad():
+            if name == "normal_":
+                return _tensor_normal_(gen, torch._C.TensorBase.normal_, (t, *low_high), {})
+            return _tensor_uniform_(gen, torch._C.TensorBase.uniform_, (t, *low_high), {})
+    return handler
+
+
+def _bounds(name, arguments):
+    """(a, b) of uniform_, (mean, std) of normal_, (-bound, bound) of kaiming_uniform_
+    as torch computes them; None for kaiming's zero-element no-op (torch warns)."""
+    if name == "uniform_":
+        return arguments["a"], arguments["b"]
+    if name == "normal_":
+        return arguments["mean"], arguments["std"]
+    t = arguments["tensor"]
+    if 0 in t.shape:
+        warnings.warn("Initializing zero-element tensors is a no-op", stacklevel=4)
+        return None
+    fan = torch.nn.init._calculate_correct_fan(t, arguments["mode"])
+    gain = torch.nn.init.calculate_gain(arguments["nonlinearity"], arguments["a"])
+    bound = math.sqrt(3.0) * (gain / math.sqrt(fan))
+    return -bound, bound
+
+
+for _name in ("uniform_", "normal_", "kaiming_uniform_"):
+    HANDLERS[getattr(torch.nn.init, _name)] = _init_handler(_name)
+
+# torch.nn.init's functions hand themselves to a mode by the name their module binds
+# now: under transformers' guard_torch_init_functions that is transformers' wrapper
+# (which has already made its checks and called torch's function). Such a call is
+# recognized by torch's function's code in the frames that made it.
+_INIT_CODES = {getattr(torch.nn.init, name).__code__: HANDLERS[getattr(torch.nn.init, name)]
+               for name in ("uniform_", "normal_", "kaiming_uniform_")}
+REBINDABLE = frozenset(code.co_name for code in _INIT_CODES)
+
+
+def rebound_init_handler(func):
+    """The handler of the torch.nn.init function whose hook handed over ``func`` (a
+    function bound in its place under its name), or None."""
+    frame = sys._getframe(2)
+    for _ in range(4):
+        if frame is None:
+            return None
+        handler = _INIT_CODES.get(frame.f_code)
+        if handler is not None:
+            return handler if frame.f_code.co_name == func.__name__ else None
+        frame = frame.f_back
+    return None
+
+
+# --------------------------------------------------------------------------------------
+# Draws not answered here: they run on torch's generator, with a warning
+# --------------------------------------------------------------------------------------
+
+def _training_dropout(p_index, training_index, training_default=True):
+    def draws(args, kwargs):
+        p = kwargs.get("p", args[p_index] if len(args) > p_index else 0.5)
+        training = kwargs.get("training", kwargs.get("train", args[training_index]
+                                                      if len(args) > training_index
+                                                      else training_default))
+        return bool(training) and p != 0
+    return draws
+
+
+def _always(args, kwargs):
+    return True
+
+
+ESCAPES = {
+    F.dropout: _training_dropout(1, 2), F.dropout1d: _training_dropout(1, 2),
+    F.dropout2d: _training_dropout(1, 2), F.dropout3d: _training_dropout(1, 2),
+    F.alpha_dropout: _training_dropout(1, 2, False),
+    F.feature_alpha_dropout: _training_dropout(1, 2, False),
+    torch.dropout: _training_dropout(1, 2), torch.dropout_: _training_dropout(1, 2),
+    torch.alpha_dropout: _training_dropout(1, 2),
+    torch.feature_alpha_dropout: _training_dropout(1, 2),
+    torch.feature_dropout: _training_dropout(1, 2),
+    torch.native_dropout: lambda a, k: bool(k.get("train", a[2] if len(a) > 2 else True)),
+    F.rrelu: lambda a, k: bool(k.get("training", a[3] if len(a) > 3 else False)),
+    torch.rrelu: lambda a, k: bool(k.get("training", a[3] if len(a) > 3 else False)),
+    torch.rrelu_: lambda a, k: bool(k.get("training", a[3] if len(a) > 3 else False)),
+    F.gumbel_softmax: _always,
+    torch.poisson: _always, torch.binomial: _always, torch._standard_gamma: _always,
+    torch._sample_dirichlet: _always,
+    torch.multinomial: _always, torch._C.TensorBase.multinomial: _always,
+    F.scaled_dot_product_attention: lambda a, k: k.get("dropout_p", a[4] if len(a) > 4
+                                                        else 0.0) > 0,
+    F.fractional_max_pool2d: lambda a, k: k.get("_random_samples") is None,
+    F.fractional_max_pool3d: lambda a, k: k.get("_random_samples") is None,
+}
+
+
+def warn_escape(func, args, kwargs):
+    """Warn when ``func``, called inside a block, draws from torch's generator."""
+    draws = ESCAPES.get(func)
+    if draws is not None and kwargs.get("generator") is None and draws(args, kwargs):
+        name = getattr(func, "__qualname__", getattr(func, "__name__", repr(func)))
+        warnings.warn(f"{name} inside fastinit.torch.patch_init draws from torch's "
+                      f"generator: its values do not follow the fastinit generator",
+                      TorchRNGWarning, stacklevel=4)

@@ -229,6 +229,29 @@ def _rebuild_old_weight_norm(m, hook, qualified):
 
 # --------------------------------------------------------------------------------------
 
+def _reset_what_init_weights_left(model, before):
+    """A Hugging Face parameter its ``_init_weights`` left alone, registered in one
+    module only, gets that module's ``reset_parameters()`` (what building it on the
+    CPU gives); the module's other parameters keep what ``_init_weights`` wrote. A
+    tied parameter left alone is not guessed at: materialize names it."""
+    modules = {id(m): m for m in model.modules()}.values()
+    owners = {}
+    for m in modules:
+        for p in m._parameters.values():
+            if p is not None:
+                owners[id(p)] = owners.get(id(p), 0) + 1
+    for m in modules:
+        own = {name: p for name, p in m._parameters.items() if p is not None}
+        left = [n for n, p in own.items() if before.get(id(p)) == p._version and p.numel()]
+        reset = getattr(m, "reset_parameters", None)
+        if not left or not callable(reset) or any(owners[id(own[n])] > 1 for n in left):
+            continue
+        kept = {n: p.detach().clone() for n, p in own.items() if n not in left}
+        reset()
+        for n, value in kept.items():
+            m._parameters[n].copy_(value)
+
+
 def _written(t, versions):
     return t.numel() == 0 or t._version != versions[id(t)]
 
@@ -324,12 +347,7 @@ def _initialize(module, gen, init, meta_values):
         elif _hf_model(module):
             before = {id(t): t._version for t in module.parameters()}
             module.init_weights()
-            untouched = {id(m): m for m in module.modules()
-                         for t in m.parameters(recurse=False)
-                         if before.get(id(t)) == t._version and t.numel()}
-            for m in untouched.values():
-                if callable(getattr(m, "reset_parameters", None)):
-                    m.reset_parameters()
+            _reset_what_init_weights_left(module, before)
         else:
             _reset_own(module)
         for m, hook in _old_weight_norms(module):       # as its next forward will compute it

@@ -389,11 +389,8 @@ def _fresh(func, args, kwargs, make, fill, dtypes_ok):
         return func(*args, **kwargs) if not dtypes_ok(out.dtype) else out
     if not _cpu_dense(out) or not dtypes_ok(out.dtype):
         return func(*args, **kwargs)
-    requires_grad = out.requires_grad
-    with torch.no_grad():
-        out.requires_grad_(False) if out.is_leaf else None
+    with torch.no_grad():                       # a new tensor: its draw is no autograd op
         fill(out)
-        out.requires_grad_(requires_grad) if out.is_leaf else None
     return out
 
 
@@ -403,23 +400,14 @@ def _without_generator(kwargs):
     return None if kw.pop("generator", None) is not None else kw
 
 
-def _float_factory(draw_for):
-    """rand/randn: torch.empty's arguments; ``draw_for(dtype)`` fills the result."""
+def _float_factory(empty, draw_for):
+    """rand/randn (``empty`` torch.empty) and rand_like/randn_like (torch.empty_like):
+    the result built from the same arguments, filled by ``draw_for(result)``."""
     def handler(gen, func, args, kwargs):
         kw = _without_generator(kwargs)
         if kw is None:
             return func(*args, **kwargs)
-        return _fresh(func, args, kwargs, lambda: torch.empty(*args, **kw),
-                      lambda out: _fill_float(gen, out, draw_for(out)), _floating_or_complex)
-    return handler
-
-
-def _like_factory(draw_for):
-    def handler(gen, func, args, kwargs):
-        kw = _without_generator(kwargs)
-        if kw is None:
-            return func(*args, **kwargs)
-        return _fresh(func, args, kwargs, lambda: torch.empty_like(*args, **kw),
+        return _fresh(func, args, kwargs, lambda: empty(*args, **kw),
                       lambda out: _fill_float(gen, out, draw_for(out)), _floating_or_complex)
     return handler
 
@@ -432,14 +420,36 @@ def _standard_normal_for(out):
     return _complex_normal_draw(0.0, 1.0) if out.is_complex() else _normal_draw(0.0, 1.0)
 
 
-HANDLERS[torch.rand] = _float_factory(_uniform01_for)
-HANDLERS[torch.randn] = _float_factory(_standard_normal_for)
-HANDLERS[torch.rand_like] = _like_factory(_uniform01_for)
-HANDLERS[torch.randn_like] = _like_factory(_standard_normal_for)
+HANDLERS[torch.rand] = _float_factory(torch.empty, _uniform01_for)
+HANDLERS[torch.randn] = _float_factory(torch.empty, _standard_normal_for)
+HANDLERS[torch.rand_like] = _float_factory(torch.empty_like, _uniform01_for)
+HANDLERS[torch.randn_like] = _float_factory(torch.empty_like, _standard_normal_for)
 
 
 def _not_complex(dtype):
     return not dtype.is_complex
+
+
+def _integer_bounds(positional, kw):
+    """(low, high) of randint/randint_like from their trailing positional arguments
+    (``high`` or ``low, high``) and keywords, or None when torch must answer."""
+    high, low = kw.pop("high", None), kw.pop("low", None)
+    if high is None and positional:
+        high = positional.pop()
+    if low is None and positional:
+        low = positional.pop()
+    low = 0 if low is None else _scalar(low)
+    high = None if high is None else _scalar(high)
+    if positional or low is None or high is None or isinstance(low, float) or \
+            isinstance(high, float) or low >= high:
+        return None
+    return int(low), int(high)
+
+
+def _integer_factory(gen, func, args, kwargs, make, bounds):
+    low, high = bounds
+    return _fresh(func, args, kwargs, make,
+                  lambda out: _write(out, _integers(gen, out.numel(), low, high)), _not_complex)
 
 
 @_handles(torch.randint)
@@ -452,21 +462,11 @@ def _randint(gen, func, args, kwargs):
     size = kw.pop("size", None)
     if size is None and positional and not isinstance(positional[-1], (int, float, torch.Tensor)):
         size = positional.pop()
-    high = kw.pop("high", None)
-    low = kw.pop("low", None)
-    if high is None and positional:
-        high = positional.pop()
-    if low is None and positional:
-        low = positional.pop()
-    low = 0 if low is None else _scalar(low)
-    high = _scalar(high) if high is not None else None
-    if positional or size is None or high is None or low is None or \
-            isinstance(low, float) or isinstance(high, float) or low >= high:
+    bounds = _integer_bounds(positional, kw)
+    if size is None or bounds is None:
         return func(*args, **kwargs)
     kw.setdefault("dtype", torch.int64)
-    return _fresh(func, args, kwargs, lambda: torch.empty(size, **kw),
-                  lambda out: _write(out, _integers(gen, out.numel(), int(low), int(high))),
-                  _not_complex)
+    return _integer_factory(gen, func, args, kwargs, lambda: torch.empty(size, **kw), bounds)
 
 
 @_handles(torch.randint_like)
@@ -474,21 +474,11 @@ def _randint_like(gen, func, args, kwargs):
     kw = _without_generator(kwargs)
     if kw is None or not args:
         return func(*args, **kwargs)
-    source, positional = args[0], list(args[1:])
-    high = kw.pop("high", None)
-    low = kw.pop("low", None)
-    if high is None and positional:
-        high = positional.pop()
-    if low is None and positional:
-        low = positional.pop()
-    low = 0 if low is None else _scalar(low)
-    high = _scalar(high) if high is not None else None
-    if positional or high is None or low is None or \
-            isinstance(low, float) or isinstance(high, float) or low >= high:
+    bounds = _integer_bounds(list(args[1:]), kw)
+    if bounds is None:
         return func(*args, **kwargs)
-    return _fresh(func, args, kwargs, lambda: torch.empty_like(source, **kw),
-                  lambda out: _write(out, _integers(gen, out.numel(), int(low), int(high))),
-                  _not_complex)
+    return _integer_factory(gen, func, args, kwargs, lambda: torch.empty_like(args[0], **kw),
+                            bounds)
 
 
 @_handles(torch.randperm)

@@ -494,3 +494,27 @@ def test_stateful_parametrization_is_refused_with_the_model_unchanged():
     with pytest.raises(RuntimeError, match=r"Scaled of '0\.weight'.*patch_init"):
         ft.materialize(m)
     assert all(meta_state(m)[k] is t for k, t in before.items())
+
+
+def test_hugging_face_fallback_keeps_what_init_weights_wrote():
+    # RegNet-style: _init_weights writes a layer's weight and not its bias; the bias
+    # gets the layer's own reset, the weight keeps the library's law.
+    transformers = pytest.importorskip("transformers")
+
+    class Tiny(transformers.PreTrainedModel):
+        config_class = transformers.PretrainedConfig
+
+        def __init__(self, config):
+            super().__init__(config)
+            self.conv = nn.Conv2d(32, 64, 1)
+            self.post_init()
+
+        def _init_weights(self, module):
+            if isinstance(module, nn.Conv2d):
+                nn.init.kaiming_normal_(module.weight, mode="fan_out", nonlinearity="relu")
+
+    with torch.device("meta"):
+        model = Tiny(transformers.PretrainedConfig())
+    ft.materialize(model, fi.Generator(5))
+    assert_normal_std(model.conv.weight, math.sqrt(2 / 64))
+    assert_uniform(model.conv.bias, 1 / math.sqrt(32))

@@ -214,23 +214,15 @@ def test_generator_function_decorated():
 def test_async_function_decorated_and_interleaved_tasks():
     import asyncio
 
-    @ft.patch_init(fi.Generator(8))
-    async def inside():
+    async def draws():
         out = []
         for _ in range(3):
             out.append(torch.randn(16))
-            await asyncio.sleep(0)
-        return out
-
-    async def outside():
-        out = []
-        for _ in range(3):
-            out.append(torch.randn(16))
-            await asyncio.sleep(0)
+            await asyncio.sleep(0)              # the other task runs here
         return out
 
     async def main():
-        return await asyncio.gather(inside(), outside())
+        return await asyncio.gather(ft.patch_init(fi.Generator(8))(draws)(), draws())
 
     torch.manual_seed(1)
     ours, theirs = asyncio.run(main())
@@ -440,6 +432,7 @@ def test_draw_laws():
     n = 200_000
     with ft.patch_init(fi.Generator(11)):
         ints = torch.randint(3, 10, (n,))
+        ints_like = torch.randint_like(torch.empty(1000), 2, 6)
         perm = torch.randperm(1000)
         expo = torch.empty(n, dtype=torch.float64).exponential_(2.0)
         geo = torch.empty(n).geometric_(0.25)
@@ -451,6 +444,7 @@ def test_draw_laws():
     assert ints.dtype == torch.int64 and ints.min() == 3 and ints.max() == 9
     counts = torch.bincount(ints - 3, minlength=7).double()
     assert (counts - n / 7).abs().max() <= 6 * math.sqrt(n / 7)
+    assert ints_like.dtype == torch.float32 and set(ints_like.tolist()) == {2.0, 3.0, 4.0, 5.0}
     assert torch.equal(perm.sort().values, torch.arange(1000))
     assert abs(expo.mean().item() - 0.5) <= 6 * 0.5 / math.sqrt(n) and expo.min() >= 0
     assert abs(geo.mean().item() - 4.0) <= 6 * math.sqrt(0.75) / 0.25 / math.sqrt(n)

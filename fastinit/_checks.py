@@ -37,8 +37,10 @@ CHECKS = {
         (lambda a: a["sd"] >= 0, "normal expects std >= 0.0, but found std {std}"),
     ),
     "trunc_normal_": (
-        (lambda a: _finite(a["m"], a["sd"], a["lo"], a["hi"]),
-         "trunc_normal_ expects finite mean, std, a and b, got {mean}, {std}, {a}, {b}"),
+        # a and b may be infinite (a half-line, or the whole line: a normal fill).
+        (lambda a: _finite(a["m"], a["sd"]) and not (math.isnan(a["lo"]) or math.isnan(a["hi"])),
+         "trunc_normal_ expects a finite mean and std and bounds a, b that are not NaN, "
+         "got {mean}, {std}, {a}, {b}"),
         (lambda a: a["sd"] >= 0, "trunc_normal_ expects std >= 0.0, but found std {std}"),
         (lambda a: a["lo"] <= a["hi"],
          "uniform_ expects to return a [from, to) range, but found from={a} > to={b}"),

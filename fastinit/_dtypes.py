@@ -78,6 +78,8 @@ def bits(value, kind):
     with np.errstate(over="ignore"):
         f = np.float32(value)
         if kind == FLOAT16.kind:
+            if f != f:                      # a NaN: its sign and float16's quiet NaN, as torch
+                return (int(f.view(np.uint32)) >> 16 & 0x8000) | 0x7E00
             return int(f.astype(np.float16).view(np.uint16))
     return 0x7FC0 if f != f else int(bfloat16_bits(f))     # any NaN: torch's quiet NaN
 

@@ -145,6 +145,35 @@ class Batch:
         jobs, self.jobs = self.jobs, []
         run_batch(jobs)
 
+    def write_before(self, memory):
+        """Write the kept fills up to the last one that writes ``memory`` (a byte
+        range [lo, hi), or None), in order; the later ones stay kept. Code that is
+        about to write ``memory`` itself then sees every earlier fill of it done."""
+        if memory is None:
+            return
+        lo, hi = memory
+        last = -1
+        for i, job in enumerate(self.jobs):
+            t = (<Job>job).target if isinstance(job, Job) else job.target
+            if t.mem_lo < hi and lo < t.mem_hi:
+                last = i
+        if last >= 0:
+            jobs, self.jobs = self.jobs[:last + 1], self.jobs[last + 1:]
+            run_batch(jobs)
+
+    def paused(self):
+        """A block in which fills run at once, not kept (a callable's own fills)."""
+        return _Paused()
+
+
+class _Paused:
+    def __enter__(self):
+        self._token = _collecting.set(None)
+
+    def __exit__(self, *exc):
+        _collecting.reset(self._token)
+        return False
+
 
 def run_batch(jobs):
     """Write ``jobs`` in order: consecutive fills in one parallel loop, except that a
@@ -193,6 +222,8 @@ def run_jobs(list jobs):
             return
         if elements >= PARALLEL_MIN:
             nthreads = <int>min(<int64_t>_runtime.fill_threads(), starts[n])
+            if nthreads > 1:
+                _runtime.pool_started()
         cursors = <fi_cursor **>calloc(nthreads, sizeof(fi_cursor *))
         if cursors == NULL:
             raise MemoryError()
@@ -210,7 +241,14 @@ def run_jobs(list jobs):
                 _run_pieces(fns, plans, params, starts, n, cursors, nthreads, first, last)
             first = last
             if first < starts[n]:
-                PyErr_CheckSignals()
+                try:
+                    PyErr_CheckSignals()
+                except KeyboardInterrupt as stop:
+                    if hasattr(stop, "add_note"):
+                        stop.add_note(f"fastinit: stopped after {first} of {starts[n]} "
+                                      f"pieces; the target is partly written and its "
+                                      f"generator call is taken")
+                    raise
     finally:
         if cursors != NULL:
             for k in range(nthreads):

@@ -1,7 +1,10 @@
 """fastinit.Generator: a keyed, counted stream of fills (docs/stream.md)."""
 
 import contextlib
+import os
 import threading
+import weakref
+from numbers import Integral
 
 import numpy as np
 
@@ -9,6 +12,14 @@ from fastinit import _executor, _requests, _targets
 from fastinit._engine import call_seed as _call_seed
 
 _MASK64 = (1 << 64) - 1
+
+# A substream's SeedSequence extends its parent's spawn key with this tag and its word:
+# no child of the parent (spawn keys ending in 0, 1, 2, ...) can have it.
+_SUBSTREAM_TAG = 1 << 64
+
+# Every live generator, so that a forked child can give each a fresh lock (a lock
+# held by a parent's thread at fork would never be released in the child).
+_live = weakref.WeakSet()
 
 
 def _seed_sequence(seed):
@@ -45,6 +56,7 @@ class Generator:
 
     def __init__(self, seed=None):
         self._lock = threading.RLock()
+        _live.add(self)
         self._reseed(seed)
 
     def _reseed(self, seed):
@@ -68,22 +80,34 @@ class Generator:
 
     def advance(self, calls=1):
         """Take ``calls`` calls without filling anything (what a call on a tensor
-        without memory does); returns the generator."""
-        if isinstance(calls, bool) or not isinstance(calls, (int, np.integer)) or calls < 0:
+        without memory does); returns the generator. Constant time for any count;
+        OverflowError, the generator unchanged, past its 2**64 calls."""
+        if isinstance(calls, (bool, np.bool_)) or not isinstance(calls, Integral) or calls < 0:
             raise ValueError(f"calls must be a non-negative int, got {calls!r}")
-        for _ in range(calls):
-            self.call_seed()
+        with self._lock:
+            if self._counter + int(calls) > _MASK64 + 1:
+                raise OverflowError(f"advancing by {calls} calls passes this generator's "
+                                    f"2**64 calls (it has made {self._counter})")
+            self._counter += int(calls)
         return self
 
     def substream(self, word):
         """A generator in this one's state whose key has ``word`` XORed into its
         second half: its next fill has the same counter as this one's next fill, on
-        an independent stream (docs/stream.md, section 7: sparse_'s zero pattern)."""
+        an independent stream (docs/stream.md, section 7: sparse_'s zero pattern).
+        Its ``spawn()`` draws from a SeedSequence of its own (the parent's, its spawn
+        key extended by the word), so spawning from it leaves the parent's spawns
+        as they were."""
+        word = int(word) & _MASK64
         with self._lock:
             child = Generator.__new__(Generator)
             child._lock = threading.RLock()
-            child._seed_seq = self._seed_seq
-            child._key = (self._key[0], self._key[1] ^ (int(word) & _MASK64))
+            _live.add(child)
+            seq = self._seed_seq
+            child._seed_seq = np.random.SeedSequence(
+                seq.entropy, spawn_key=(*seq.spawn_key, _SUBSTREAM_TAG, word),
+                pool_size=seq.pool_size)
+            child._key = (self._key[0], self._key[1] ^ word)
             child._counter = self._counter
         return child
 
@@ -113,24 +137,43 @@ class Generator:
 
     @property
     def state(self):
-        """``{"key": (k0, k1), "counter": n}``; assign such a dict to restore it."""
+        """``{"key": (k0, k1), "counter": n, "spawned": s}``: the stream's key and call
+        counter, and how many children ``spawn`` has made. Assign such a dict to
+        restore them (``spawned`` may be left out: spawning then goes on as it was)."""
         with self._lock:
-            return {"key": self._key, "counter": self._counter}
+            return {"key": self._key, "counter": self._counter,
+                    "spawned": self._seed_seq.n_children_spawned}
 
     @state.setter
     def state(self, value):
-        try:
-            key, counter = value["key"], value["counter"]
-            k0, k1 = (int(w) for w in key)
-            counter = int(counter)
-        except (TypeError, KeyError, ValueError) as exc:
-            raise ValueError(
-                "state must be a dict {'key': (k0, k1), 'counter': n} of ints") from exc
-        if not (0 <= k0 <= _MASK64 and 0 <= k1 <= _MASK64 and 0 <= counter <= _MASK64 + 1):
-            raise ValueError("state key words and counter must be unsigned 64-bit integers")
+        if not isinstance(value, dict):
+            raise TypeError(f"state must be a dict, got {type(value).__name__}")
+        missing = {"key", "counter"} - set(value)
+        unknown = set(value) - {"key", "counter", "spawned"}
+        if missing or unknown:
+            raise ValueError(f"state must be a dict {{'key': (k0, k1), 'counter': n[, "
+                             f"'spawned': s]}}; missing {sorted(missing)}, unknown "
+                             f"{sorted(unknown)}")
+        key = value["key"]
+        if not isinstance(key, (tuple, list)):
+            raise TypeError(f"state['key'] must be a tuple of two ints, got "
+                            f"{type(key).__name__}")
+        if len(key) != 2:
+            raise ValueError(f"state['key'] must be two 64-bit words, got {key!r}")
+        k0, k1 = (_state_int(w, "key words") for w in key)
+        counter = _state_int(value["counter"], "counter")
+        spawned = _state_int(value.get("spawned", 0), "spawned")
+        if not (k0 <= _MASK64 and k1 <= _MASK64 and counter <= _MASK64 + 1):
+            raise ValueError("state key words must be unsigned 64-bit integers, and the "
+                             "counter at most 2**64")
         with self._lock:
             self._key = (k0, k1)
             self._counter = counter
+            if "spawned" in value:
+                seq = self._seed_seq
+                self._seed_seq = np.random.SeedSequence(
+                    seq.entropy, spawn_key=seq.spawn_key, pool_size=seq.pool_size,
+                    n_children_spawned=spawned)
 
     def spawn(self, n):
         """``n`` independent child generators, from ``SeedSequence.spawn``."""
@@ -203,6 +246,7 @@ class Generator:
 
     def __setstate__(self, state):
         self._lock = threading.RLock()
+        _live.add(self)
         self._seed_seq = state["seed_seq"]
         self._key = tuple(state["key"])
         self._counter = state["counter"]
@@ -210,6 +254,23 @@ class Generator:
     def __repr__(self):
         k0, k1 = self._key
         return f"fastinit.Generator(key=(0x{k0:016x}, 0x{k1:016x}), counter={self._counter})"
+
+
+def _state_int(x, what):
+    """A state field as an int: ints only (numpy's too), never bools, floats or text."""
+    if isinstance(x, (bool, np.bool_)) or not isinstance(x, Integral):
+        raise TypeError(f"state {what} must be ints, got {type(x).__name__}")
+    if x < 0:
+        raise ValueError(f"state {what} must be non-negative, got {x}")
+    return int(x)
+
+
+def _after_fork_in_child():
+    """A forked child: fresh locks (their holders are threads of the parent)."""
+    global _default_lock
+    for gen in list(_live):
+        gen._lock = threading.RLock()
+    _default_lock = threading.Lock()
 
 
 _default = None
@@ -234,3 +295,7 @@ def manual_seed(seed):
     gen = default_generator()
     gen._reseed(seed)
     return gen
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)

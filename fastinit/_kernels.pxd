@@ -62,5 +62,6 @@ cdef extern from "fi_api.h" nogil:
     int64_t fi_advise_huge_pages(uintptr_t addr, int64_t nbytes)
     int fi_openmp_enabled()
     int fi_omp_max_threads()
+    void fi_omp_use_one_thread()
     const char *fi_build_flags
     const char *fi_compiler

@@ -74,6 +74,8 @@ cdef class Target:
                   bint no_memory=False):
         if not cnp.PyArray_Check(out):
             out = _buffer_array(out)
+        elif type(out) is not np.ndarray:
+            out = out.view(np.ndarray)       # a subclass (np.matrix, ...): its memory as is
         cdef cnp.ndarray a = <cnp.ndarray>out
         cdef int typenum = cnp.PyArray_TYPE(a)
         if bits_as is not None:
@@ -89,8 +91,9 @@ cdef class Target:
             self.kind = 2
         elif out.dtype.name == "bfloat16" and out.dtype.itemsize == 2:   # ml_dtypes
             self.kind = 3
-        elif typenum == cnp.NPY_UINT64:                 # raw outputs (random_raw_)
-            self.kind = 4
+        elif out.dtype.kind == "u" and out.dtype.itemsize == 8:   # raw outputs (random_raw_):
+            self.kind = 4                                        # uint64, ulonglong, 'Q'
+
         else:
             raise TypeError(f"unsupported dtype {out.dtype}; {_dtypes.UNSUPPORTED}")
         if not cnp.PyArray_ISNOTSWAPPED(a):

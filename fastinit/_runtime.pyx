@@ -15,7 +15,7 @@ from libc.stdint cimport int64_t, uint16_t, uintptr_t
 
 from fastinit._kernels cimport (
     FI_NPATHS, FI_PATH_BASELINE, fi_block_elements, fi_build_flags, fi_compiler,
-    fi_advise_huge_pages, fi_omp_max_threads, fi_openmp_enabled, fi_path_names, fi_path_round16,
+    fi_advise_huge_pages, fi_omp_max_threads, fi_omp_use_one_thread, fi_openmp_enabled, fi_path_names, fi_path_round16,
     fi_path_supported, fi_stream_yardstick,
 )
 
@@ -23,6 +23,7 @@ cnp.import_array()
 
 cdef int _requested_threads = 0     # 0: the default (see get_num_threads)
 cdef bint _forked = False           # in a child made by fork(): OpenMP is off limits
+cdef bint _pool_started = False     # this process has run a parallel fill
 cdef int _path = FI_PATH_BASELINE
 
 
@@ -40,11 +41,22 @@ def set_num_threads(n):
     _requested_threads = min(int(n), 1 << 16)
 
 
+def pool_started():
+    """Note that a fill ran on OpenMP threads (the executor calls this)."""
+    global _pool_started
+    _pool_started = True
+
+
 def _after_fork_in_child():
     # GNU OpenMP's thread pool does not survive fork(): a child entering a parallel
-    # region after its parent did would hang. Fills in a forked child run serially.
+    # region after its parent did would hang. Fills in a forked child run serially,
+    # and once the parent has run a parallel fill, the process's one OpenMP runtime
+    # (torch's too) is told to use one thread, so torch's parallel ops in the child
+    # run instead of hanging.
     global _forked
     _forked = True
+    if _pool_started:
+        fi_omp_use_one_thread()
 
 
 os.register_at_fork(after_in_child=_after_fork_in_child)

@@ -9,7 +9,9 @@ takes one call of the generator, like the in-place function, so processes that
 build the same arrays stay in step. Needs ``pip install fastinit[dask]``.
 """
 
+import inspect
 import itertools
+import operator
 
 import dask.array as da
 import numpy as np
@@ -47,6 +49,8 @@ def _lazy(name, shape, chunks, dtype, generator, kwargs):
     if name == "orthogonal_":
         if len(shape) < 2:
             raise ValueError("Only tensors with 2 or more dimensions are supported")
+        inspect.signature(_init.orthogonal_).bind(probe, **kwargs)
+        _init._check_gain(probe, kwargs.get("gain", 1))
     else:
         getattr(_init, name)(probe, generator=Generator(0), global_shape=shape,
                              global_offset=(0,) * len(shape), **kwargs)
@@ -57,11 +61,21 @@ def _lazy(name, shape, chunks, dtype, generator, kwargs):
     key = f"fastinit-{name.rstrip('_')}-{token}"
     starts = [np.concatenate([[0], np.cumsum(c)[:-1]]).astype(int).tolist() for c in chunks]
     graph = {}
+    whole = None
+    if name == "orthogonal_":
+        # The QR needs the whole matrix: one task factors it, each chunk slices it.
+        whole = f"{key}-whole"
+        graph[whole] = (_fill_chunk, name, state, shape, (0,) * len(shape), shape,
+                        probe.dtype, kwargs)
     for index in itertools.product(*(range(len(c)) for c in chunks)):
         chunk_shape = tuple(chunks[d][i] for d, i in enumerate(index))
         offset = tuple(starts[d][i] for d, i in enumerate(index))
-        graph[(key,) + index] = (_fill_chunk, name, state, chunk_shape, offset, shape,
-                                 probe.dtype, kwargs)
+        if whole is not None:
+            block = tuple(slice(o, o + n) for o, n in zip(offset, chunk_shape))
+            graph[(key,) + index] = (operator.getitem, whole, block)
+        else:
+            graph[(key,) + index] = (_fill_chunk, name, state, chunk_shape, offset, shape,
+                                     probe.dtype, kwargs)
     return da.Array(graph, key, chunks, meta=np.empty((0,) * len(shape), probe.dtype))
 
 

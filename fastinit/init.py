@@ -236,9 +236,10 @@ def xavier_normal_(tensor, gain=1.0, generator=None, *, global_shape=None,
                    global_offset=global_offset)
 
 
-def _kaiming_std(tensor, a, mode, nonlinearity, generator, global_shape):
+def _kaiming_std(tensor, a, mode, nonlinearity, generator, global_shape, global_offset):
     """std = gain / sqrt(fan_mode), or None for a zero-element tensor (a warned no-op
     that still takes one call of the generator)."""
+    _targets.target(tensor, global_shape, global_offset)        # the target's checks first
     shape = _global_shape(tensor, global_shape)
     if 0 in shape:
         warnings.warn("Initializing zero-element tensors is a no-op", stacklevel=3)
@@ -257,7 +258,7 @@ def kaiming_uniform_(tensor, a=0, mode="fan_in", nonlinearity="leaky_relu", gene
     As torch computes it: std = gain / sqrt(fan_mode), bound = sqrt(3) * std; ``a`` is
     leaky_relu's negative slope, ``mode`` "fan_in" (default) or "fan_out".
     """
-    std = _kaiming_std(tensor, a, mode, nonlinearity, generator, global_shape)
+    std = _kaiming_std(tensor, a, mode, nonlinearity, generator, global_shape, global_offset)
     if std is None:
         return tensor
     bound = math.sqrt(3.0) * std
@@ -269,7 +270,7 @@ def kaiming_normal_(tensor, a=0, mode="fan_in", nonlinearity="leaky_relu", gener
                     *, global_shape=None, global_offset=None):
     r"""He et al. (2015): :math:`\mathcal{N}(0, \text{std}^2)` with
     :math:`\text{std} = \frac{\text{gain}}{\sqrt{\text{fan\_mode}}}`."""
-    std = _kaiming_std(tensor, a, mode, nonlinearity, generator, global_shape)
+    std = _kaiming_std(tensor, a, mode, nonlinearity, generator, global_shape, global_offset)
     if std is None:
         return tensor
     return normal_(tensor, 0, std, generator, global_shape=global_shape,
@@ -291,12 +292,24 @@ def orthogonal_(tensor, gain=1, generator=None, *, global_shape=None, global_off
         raise ValueError("Only tensors with 2 or more dimensions are supported")
     gen = _generator(generator)
     target = _targets.target(tensor, global_shape, global_offset)
+    _check_gain(tensor, gain)
     if _targets.is_meta(tensor) or math.prod(shape) == 0:
         gen.advance()
         return tensor
-    values = _orthogonal(tensor, target.kind == _dtypes.FLOAT64.kind, gain, gen, shape,
+    values = _orthogonal(tensor, target.kind == _dtypes.FLOAT64.kind, float(gain), gen, shape,
                          global_shape, global_offset)
     return _submit_values(tensor, target, values)
+
+
+def _check_gain(tensor, gain):
+    """Raise, before any draw, what multiplying the target by ``gain`` in place raises
+    in its library: torch's error for a complex gain on a real tensor or a gain that
+    is no number, numpy's for an array."""
+    if _targets.is_tensor(tensor):
+        torch = sys.modules["torch"]
+        torch.empty(0, dtype=tensor.dtype).mul_(gain)
+    else:
+        np.multiply(np.zeros(0), gain, out=np.zeros(0))
 
 
 def _orthogonal(tensor, double, gain, gen, shape, global_shape, global_offset):
@@ -498,41 +511,90 @@ def init_all(plan, generator=None):
 
     ``plan`` is a sequence of ``(target, initializer)`` or ``(target, initializer,
     kwargs)``, where ``initializer`` is the name of a function of this module (e.g.
-    ``"kaiming_uniform_"``) or such a function, called as ``initializer(target,
-    generator=..., **kwargs)`` (``generator`` only where it takes one).
+    ``"kaiming_uniform_"``), such a function, or any callable, called as
+    ``initializer(target, generator=..., **kwargs)`` (``generator`` only where it
+    takes one).
 
-    All or nothing: every entry is validated and takes its generator call in order,
-    exactly as the one-by-one calls would, and values computed in Python
-    (orthogonal_, sparse_, eye_, dirac_) are computed, before any target is written;
-    if an entry raises, no target is written and ``generator`` is back where it was
-    (a callable that draws from a generator of its own answers for that one, and one
-    that writes memory outside the plan's targets writes it at once). Then
-    all the fills are written together, every piece of every tensor shared among the
-    threads in one GIL-free loop, so small tensors cost almost nothing. The bits are
-    those of the one-by-one calls, for any thread count; fills of memory that an
-    earlier entry also fills keep their order. Other threads that use ``generator``
-    wait until the plan has taken its calls.
+    Entries naming this module's initializers (by name or as the functions) are
+    all or nothing: every one is validated and takes its generator call in order, exactly as the one-by-one calls
+    would, and values computed in Python (orthogonal_, sparse_, eye_, dirac_) are
+    computed, before any target is written; if one raises, no target is written and
+    ``generator`` is back where it was. Then all their fills are written together,
+    every piece of every tensor shared among the threads in one GIL-free loop, so
+    small tensors cost almost nothing. The bits are those of the one-by-one calls,
+    for any thread count; fills of memory that an earlier entry also fills keep
+    their order. Other threads that use ``generator`` wait until those calls are
+    taken.
+
+    Any other callable runs as a plain call at its place in the plan: the fills of
+    the entries before it are written first, and what it does is done then, in its
+    own order (a ``t[0].zero_()`` or ``clamp_`` after its fill is kept; a thread
+    pool it hands work to may use ``generator``; an ``init_all`` inside it runs as
+    it reads). Fills of the entries before it that write its target are written
+    first; the others stay with the pass. If a later entry raises, what was written
+    so stays written, and the generator is put back only if no call was taken
+    outside the plan's named entries (a callable's own calls are never undone).
     """
     gen = _generator(generator)
-    calls = []
-    for entry in plan:
-        if len(entry) not in (2, 3):
-            raise ValueError(f"plan entries are (target, initializer[, kwargs]), got {entry!r}")
-        target, init = entry[0], entry[1]
-        kwargs = dict(entry[2]) if len(entry) == 3 else {}
-        if isinstance(init, str):
-            if init not in _TAKES_GENERATOR | _NO_GENERATOR:
-                raise ValueError(f"unknown initializer {init!r}")
-            takes_generator, init = init in _TAKES_GENERATOR, globals()[init]
-        elif callable(init):
-            takes_generator = "generator" in inspect.signature(init).parameters
-        else:
-            raise TypeError(f"initializer must be a name or a callable, got {init!r}")
-        if takes_generator:
-            kwargs["generator"] = gen
-        calls.append((init, target, kwargs))
-    batch = _executor.Batch(r for r in map(_targets.memory_range, (c[1] for c in calls)) if r)
-    with gen.transaction(), batch:
-        for init, target, kwargs in calls:
-            init(target, **kwargs)
+    calls = [_plan_call(entry, gen) for entry in plan]
+    ranges = [_targets.memory_range(target) for _, target, _ in calls]
+    batch = _executor.Batch(r for r in ranges if r)
+    ours = [_FASTINIT_INITIALIZERS.__contains__(init) for init, _, _ in calls]
+    with gen.transaction():
+        start = gen.state
+    taken = 0
+    try:
+        with batch:
+            i = 0
+            while i < len(calls):
+                if ours[i]:
+                    j = i
+                    while j < len(calls) and ours[j]:
+                        j += 1
+                    with gen.transaction():                 # a run of ours: calls in order
+                        before = gen.state["counter"]
+                        for init, target, kwargs in calls[i:j]:
+                            init(target, **kwargs)
+                        taken += gen.state["counter"] - before
+                    i = j
+                    continue
+                init, target, kwargs = calls[i]
+                batch.write_before(ranges[i])
+                with batch.paused():                        # the callable, as a plain call
+                    init(target, **kwargs)
+                i += 1
+    except BaseException:
+        _rewind(gen, start, taken)
+        raise
     batch.run()
+
+
+def _rewind(gen, start, taken):
+    """Put ``gen`` back to ``start`` if the calls since are the plan's own (``taken``):
+    calls another thread took meanwhile are never handed out twice."""
+    with gen.transaction():
+        state = gen.state
+        if state["key"] == start["key"] and state["counter"] == start["counter"] + taken:
+            gen.state = {"key": start["key"], "counter": start["counter"]}
+
+
+def _plan_call(entry, gen):
+    """(initializer function, target, kwargs) of one plan entry, checked."""
+    if len(entry) not in (2, 3):
+        raise ValueError(f"plan entries are (target, initializer[, kwargs]), got {entry!r}")
+    target, init = entry[0], entry[1]
+    kwargs = dict(entry[2]) if len(entry) == 3 else {}
+    if isinstance(init, str):
+        if init not in _TAKES_GENERATOR | _NO_GENERATOR:
+            raise ValueError(f"unknown initializer {init!r}")
+        takes_generator, init = init in _TAKES_GENERATOR, globals()[init]
+    elif callable(init):
+        takes_generator = "generator" in inspect.signature(init).parameters
+    else:
+        raise TypeError(f"initializer must be a name or a callable, got {init!r}")
+    if takes_generator:
+        kwargs["generator"] = gen
+    return init, target, kwargs
+
+
+_FASTINIT_INITIALIZERS = frozenset(globals()[name] for name in _TAKES_GENERATOR | _NO_GENERATOR)

@@ -187,6 +187,12 @@ def shard(global_shape, dim, rank, world_size):
     and every rank, making the same calls on the same generator, stays in step with
     the others without communicating.
     """
+    global_shape = tuple(global_shape)
+    for s in global_shape:
+        if isinstance(s, bool) or not isinstance(s, Integral):
+            raise TypeError(f"global_shape must contain ints, got {type(s).__name__}")
+        if s < 0:
+            raise ValueError(f"global_shape must be non-negative, got {global_shape}")
     global_shape = tuple(int(s) for s in global_shape)
     if isinstance(world_size, bool) or not isinstance(world_size, Integral) or world_size < 1:
         raise ValueError(f"world_size must be a positive int, got {world_size!r}")

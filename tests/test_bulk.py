@@ -1,6 +1,7 @@
 """init_all: a plan of initializers in one parallel pass, the same bits as one by one."""
 
 import math
+import threading
 
 import numpy as np
 import pytest
@@ -160,3 +161,84 @@ def test_default_generator_and_many_small_tensors(num_threads):
     expected = [fi.uniform_(np.empty((17, 13), np.float32)) for _ in range(500)]
     for a, e in zip(arrays, expected):
         np.testing.assert_array_equal(a, e)
+
+
+# --------------------------------------------------------------------------------------
+# Callables: plain calls at their place in the plan
+# --------------------------------------------------------------------------------------
+
+def test_what_a_callable_does_after_its_fill_is_kept():
+    def emb_init(t, generator=None):                    # a padding row, zeroed after
+        fi.normal_(t, 0, 0.02, generator=generator)
+        t[0] = 0
+
+    def clamped(t, generator=None):
+        fi.normal_(t, generator=generator)
+        np.clip(t, -0.5, 0.5, out=t)
+
+    def nested(t, generator=None):                      # an init_all inside a callable
+        fi.init_all([(t, "ones_"), (t[:2], "zeros_")])
+        t[-1] = 5
+
+    emb, other, clip, tail = np.empty((10, 8)), np.empty(50), np.empty(1000), np.empty(6)
+    g = fi.Generator(3)
+    fi.init_all([(other, "uniform_"), (emb, emb_init), (clip, clamped), (tail, nested),
+                 (other[:5], "zeros_")], g)
+    h = fi.Generator(3)
+    want_other = fi.uniform_(np.empty(50), generator=h)
+    want_emb = fi.normal_(np.empty((10, 8)), 0, 0.02, generator=h)
+    want_emb[0] = 0
+    want_clip = np.clip(fi.normal_(np.empty(1000), generator=h), -0.5, 0.5)
+    want_other[:5] = 0
+    np.testing.assert_array_equal(emb, want_emb)
+    np.testing.assert_array_equal(clip, want_clip)
+    np.testing.assert_array_equal(other, want_other)
+    np.testing.assert_array_equal(tail, [0, 0, 1, 1, 1, 5])
+    assert g.state == h.state
+
+
+def test_a_callable_may_hand_work_to_threads_that_use_the_generator():
+    from concurrent.futures import ThreadPoolExecutor
+
+    def pooled(t, generator=None):
+        with ThreadPoolExecutor(2) as pool:
+            list(pool.map(generator.normal_, np.array_split(t, 2)))
+
+    t, done = np.zeros(1000), []
+    worker = threading.Thread(daemon=True, target=lambda: done.append(fi.init_all([(t, pooled)],
+                                                                     fi.Generator(0))))
+    worker.start()
+    worker.join(30)
+    assert done == [None] and (t != 0).all()
+
+
+def test_a_callable_writing_a_target_sees_the_earlier_fills_of_it():
+    a, b = np.full(100, 7.0), np.full(100, 7.0)
+    seen = {}
+
+    def look(t, generator=None):
+        seen["a"] = t.copy()
+
+    fi.init_all([(a, "zeros_"), (b, "ones_"), (a, look)])
+    assert (seen["a"] == 0).all() and (b == 1).all()
+
+
+def test_a_raising_callable_keeps_the_generator_when_nothing_else_drew():
+    target = np.full(64, 7.0)
+    g = fi.Generator(1)
+    before = g.state
+    with pytest.raises(RuntimeError):
+        fi.init_all([(target, "normal_"), (np.empty(3), _raise_in_callable)], g)
+    assert g.state == before and (target == 7.0).all()
+
+    def draws_then_raises(t, generator=None):
+        fi.normal_(t, generator=generator)
+        raise KeyError("late")
+
+    drawn = np.full(8, 7.0)
+    with pytest.raises(KeyError):
+        fi.init_all([(target, "normal_"), (drawn, draws_then_raises)], g)
+    # The callable's own call cannot be undone: the generator stays past it, its
+    # fill is written, the deferred fill of an other target is not.
+    assert g.state["counter"] == before["counter"] + 2
+    assert (drawn != 7.0).all() and (target == 7.0).all()

@@ -227,3 +227,37 @@ def test_huge_page_policy_and_advice():
         assert auto.split()[2] == fastinit.build_info()["huge_pages"].split(":")[0]
     bogus, err = run_python(code, {"FASTINIT_HUGEPAGES": "sometimes"})
     assert bogus == auto and "FASTINIT_HUGEPAGES='sometimes' ignored" in err
+
+
+@pytest.mark.parametrize("args, message", [
+    (["raw", "--seed", "-1"], "non-negative"),
+    (["raw", "--seed", "x"], "not an int"),
+    (["bench", "--sizes", "abc"], "not a number"),
+    (["bench", "--sizes", "nan"], "whole number"),
+    (["bench", "--sizes", "inf"], "whole number"),
+    (["bench", "--sizes", "-5"], "whole number"),
+    (["bench", "--sizes", "1e6,2.5"], "whole number"),
+    (["bench", "--repeat", "0"], "whole number"),
+    (["bench", "--threads", "0"], "whole number"),
+])
+def test_command_line_refuses_bad_arguments_with_usage(args, message):
+    done = subprocess.run([sys.executable, "-m", "fastinit", *args], capture_output=True,
+                          text=True, timeout=120)
+    assert done.returncode == 2 and message in done.stderr and "Traceback" not in done.stderr
+
+
+@pytest.mark.skipif(not os.path.exists("/dev/full"), reason="needs /dev/full")
+@pytest.mark.parametrize("command", ["show-config", "raw"])
+def test_command_line_output_that_cannot_be_written(command):
+    with open("/dev/full", "w") as full:
+        done = subprocess.run([sys.executable, "-m", "fastinit", command], stdout=full,
+                              stderr=subprocess.PIPE, text=True, timeout=120)
+    assert done.returncode == 1 and "No space left" in done.stderr
+    assert "Traceback" not in done.stderr
+    closed = subprocess.run([sys.executable, "-m", "fastinit", command], stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE, text=True, timeout=120,
+                            preexec_fn=lambda: os.close(1))
+    assert closed.returncode == 1 and "closed" in closed.stderr
+    piped = subprocess.run(f"{sys.executable} -m fastinit raw | head -c 10 > /dev/null",
+                           shell=True, stderr=subprocess.PIPE, text=True, timeout=120)
+    assert "Traceback" not in piped.stderr

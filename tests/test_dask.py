@@ -73,6 +73,10 @@ def test_bad_arguments_raise_at_construction_without_a_call():
         fd.kaiming_normal((10, 10), generator=g, mode="fan_sum")
     with pytest.raises(ValueError, match="2 or more"):
         fd.orthogonal((10,), generator=g)
+    with pytest.raises(TypeError):
+        fd.orthogonal((10, 10), generator=g, gain=1j)
+    with pytest.raises(TypeError):
+        fd.orthogonal((10, 10), generator=g, gian=2.0)
     with pytest.raises(RuntimeError):
         fd.uniform((10,), generator=g, a=1.0, b=0.0)
     assert g.state["counter"] == 0
@@ -85,3 +89,13 @@ def test_to_zarr_round_trip(tmp_path, clients):
     clients[1].compute(x.to_zarr(path, compute=False)).result()
     np.testing.assert_array_equal(zarr.open(path, mode="r")[...],
                                   in_memory("kaiming_uniform_", dict(a=5 ** 0.5), 8))
+
+
+def test_orthogonal_factors_the_matrix_once():
+    x = fd.orthogonal((96, 64), chunks=(16, 16), generator=fi.Generator(6), gain=2.0)
+    graph = dict(x.__dask_graph__())
+    qr_tasks = [k for k, task in graph.items() if "_fill_chunk" in repr(task)]
+    assert len(qr_tasks) == 1 and len(graph) == 1 + 6 * 4
+    np.testing.assert_array_equal(
+        x.compute(scheduler="synchronous"),
+        fi.orthogonal_(np.empty((96, 64), np.float32), 2.0, fi.Generator(6)))

@@ -1,5 +1,8 @@
 import copy
+import os
 import pickle
+import subprocess
+import sys
 import threading
 
 import numpy as np
@@ -65,9 +68,78 @@ def test_state_roundtrip_and_validation():
     g.state = saved
     np.testing.assert_array_equal(draw(g), x)
     for bad in [{}, {"key": (1,), "counter": 0}, {"key": (1, 2), "counter": -1},
-                {"key": (2**64, 0), "counter": 0}, None]:
+                {"key": (2**64, 0), "counter": 0}, {"key": (1, 2), "counter": 0, "x": 1}]:
         with pytest.raises(ValueError):
             g.state = bad
+    # Types as numpy's bit generators take them: ints only.
+    for bad in [None, {"key": (1.0, 2), "counter": 0}, {"key": (1, 2), "counter": 1.5},
+                {"key": "12", "counter": 0}, {"key": (True, 2), "counter": 0},
+                {"key": (1, 2), "counter": False}, {"key": (1, 2), "counter": "3"},
+                {"key": (1, 2), "counter": 0, "spawned": 0.0}]:
+        with pytest.raises(TypeError):
+            g.state = bad
+    assert g.state == saved | {"counter": saved["counter"] + 1}
+
+
+def test_state_restores_spawn_and_substreams_spawn_apart():
+    g = fastinit.Generator(21)
+    saved = g.state
+    first = [c.state for c in g.spawn(3)]
+    g.state = saved
+    assert [c.state for c in g.spawn(3)] == first
+    # A substream's spawns leave the parent's alone, and differ from them.
+    parent, twin = fastinit.Generator(21), fastinit.Generator(21)
+    sub = parent.substream(0x77)
+    sub_children = [c.state["key"] for c in sub.spawn(2)]
+    assert [c.state for c in parent.spawn(2)] == [c.state for c in twin.spawn(2)]
+    assert not set(sub_children) & {c.state["key"] for c in fastinit.Generator(21).spawn(2)}
+
+
+def test_advance_is_constant_time_and_all_or_nothing():
+    g = fastinit.Generator(2)
+    g.advance(2**40)
+    assert g.state["counter"] == 2**40
+    g.advance(np.uint64(2**63))
+    assert g.state["counter"] == 2**40 + 2**63
+    g.state = {"key": g.state["key"], "counter": 2**64 - 1}
+    with pytest.raises(OverflowError):
+        g.advance(2)
+    assert g.state["counter"] == 2**64 - 1
+    g.advance(1)
+    with pytest.raises(OverflowError):
+        g.uniform_(np.empty(3))
+    assert g.state["counter"] == 2**64
+
+
+FORK_WITH_HELD_TRANSACTION = """
+import os, threading, numpy as np, fastinit
+g = fastinit.Generator(0)
+held, release = threading.Event(), threading.Event()
+
+def hold():
+    with g.transaction():
+        held.set()
+        release.wait(30)
+
+t = threading.Thread(target=hold)
+t.start()
+held.wait(30)
+pid = os.fork()
+if pid == 0:
+    g.normal_(np.empty(10))                     # the parent's thread holds the lock
+    os._exit(0)
+_, status = os.waitpid(pid, 0)
+release.set()
+t.join()
+print("child", os.waitstatus_to_exitcode(status))
+"""
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork()")
+def test_fork_while_another_thread_holds_the_generator():
+    done = subprocess.run([sys.executable, "-c", FORK_WITH_HELD_TRANSACTION],
+                          capture_output=True, text=True, timeout=60)
+    assert done.stdout.split() == ["child", "0"], done.stderr
 
 
 def test_repr():
@@ -142,7 +214,8 @@ def test_advance_substream_and_transaction():
             g.advance(bad)
     # A substream: the same counter, key word 1 XORed, an independent stream.
     sub = g.substream(0x1234)
-    assert sub.state == {"key": (g.state["key"][0], g.state["key"][1] ^ 0x1234), "counter": 3}
+    assert sub.state == {"key": (g.state["key"][0], g.state["key"][1] ^ 0x1234), "counter": 3,
+                         "spawned": 0}
     a = sub.uniform_(np.empty(100))
     twin = fastinit.Generator(4)
     twin.state = {"key": (g.state["key"][0], g.state["key"][1] ^ 0x1234), "counter": 3}

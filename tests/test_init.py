@@ -217,6 +217,14 @@ FAILING_CALLS = {
     "kaiming_normal_": ((4, 4), lambda t, g: fi.kaiming_normal_(t, nonlinearity="gelu",
                                                                 generator=g), ValueError),
     "orthogonal_": ((4,), lambda t, g: fi.orthogonal_(t, generator=g), ValueError),
+    "orthogonal_-complex-gain": ((4, 4), lambda t, g: fi.orthogonal_(t, 1j, g), TypeError),
+    "orthogonal_-text-gain": ((4, 4), lambda t, g: fi.orthogonal_(t, "2", g), TypeError),
+    "kaiming_uniform_-empty-shard": ((0, 4), lambda t, g: fi.kaiming_uniform_(
+        t, generator=g, global_shape=(0, 4), global_offset="junk"), TypeError),
+    "kaiming_normal_-empty-shard": ((0, 4), lambda t, g: fi.kaiming_normal_(
+        t, generator=g, global_shape=(0, 8), global_offset=(0, 9)), ValueError),
+    "trunc_normal_-nan-bound": ((4, 4), lambda t, g: fi.trunc_normal_(t, 0, 1, math.nan, 1, g),
+                                ValueError),
     "sparse_-std": ((4, 4), lambda t, g: fi.sparse_(t, 0.5, -1.0, g), RuntimeError),
     "sparse_-nan": ((4, 4), lambda t, g: fi.sparse_(t, 0.5, math.nan, g), ValueError),
     "sparse_-sparsity": ((4, 4), lambda t, g: fi.sparse_(t, -0.1, generator=g), ValueError),
@@ -449,6 +457,10 @@ def test_16bit_fills_match_reference(dtype):
     (0.0, 1e-200, 1.0, 2.0, 2),         # the far tail: alpha = 1e200, its square overflows
     (0.0, 1e-200, -2.0, -1.0, 2),
     (0.0, 5e-324, 1.0, 2.0, None),      # alpha = beta = inf: the bound nearest the mean
+    (0.5, 2.0, -math.inf, math.inf, 0),  # the whole line: a normal fill
+    (0.0, 1.0, 2.0, math.inf, 2),       # half-lines, in a tail and across the mean
+    (0.0, 1.0, -math.inf, -3.0, 2),
+    (0.0, 0.02, -math.inf, 0.3, 0),
 ])
 def test_trunc_normal_matches_reference(dtype, mean, std, a, b, mode):
     if mode is not None:

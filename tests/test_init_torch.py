@@ -356,3 +356,21 @@ def test_orthogonal_on_a_tensor_takes_torchs_qr_in_its_precision(dtype):
     gram = got.double() @ got.double().T
     tol = {torch.float64: 1e-12, torch.float32: 1e-5, torch.bfloat16: 2e-2}[dtype]
     torch.testing.assert_close(gram, 0.25 * torch.eye(30, dtype=torch.float64), atol=tol, rtol=0)
+
+
+def test_torch_accepts_what_fastinit_accepts_at_the_edges():
+    # Infinite truncation bounds: torch takes those whose interval holds more than 30%
+    # of the mass (its normal-proposal path); fastinit takes every one.
+    for a, b in ((-math.inf, math.inf), (0.5, math.inf), (-math.inf, -1.0)):
+        if (a, b) != (-math.inf, -1.0):              # 16% of the mass: torch refuses
+            t = tinit.trunc_normal_(torch.empty(1000), 0.0, 1.0, a, b)
+            assert ((t >= a) & (t <= b)).all()
+        f = fi.trunc_normal_(torch.empty(1000), 0.0, 1.0, a, b, fi.Generator(0))
+        assert ((f >= a) & (f <= b)).all() and torch.isfinite(f).all()
+    for gain in (1j, "2"):
+        with pytest.raises(Exception) as theirs:
+            tinit.orthogonal_(torch.empty(4, 4), gain)
+        g = fi.Generator(0)
+        with pytest.raises(type(theirs.value)) as ours:
+            fi.orthogonal_(torch.empty(4, 4), gain, g)
+        assert str(ours.value) == str(theirs.value) and g.state["counter"] == 0

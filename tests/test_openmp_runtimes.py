@@ -53,16 +53,21 @@ out["threads"] = int([l for l in open("/proc/self/status")
 r, w = os.pipe()
 pid = os.fork()
 if pid == 0:                             # the fork rule: serial fills, no hang
+    import signal
+    signal.alarm(60)                     # a hang ends the child; the parent sees no result
     b = np.empty(n, np.float32)
     fastinit.Generator(5).normal_(b)
-    os.write(w, json.dumps([fastinit.get_num_threads(), b[:: n // 64].tolist()]).encode())
+    # A parallel torch op after the parent's parallel fills: one thread, not a hang.
+    total = float((torch.ones(1 << 24) * 2 + 1).sum())
+    os.write(w, json.dumps([fastinit.get_num_threads(), b[:: n // 64].tolist(),
+                            total]).encode())
     os._exit(0)
 os.close(w)
 child = b""
 while chunk := os.read(r, 1 << 16):
     child += chunk
 os.waitpid(pid, 0)
-out["child_threads"], out["child_fill"] = json.loads(child)
+out["child_threads"], out["child_fill"], out["child_torch"] = json.loads(child)
 print(json.dumps(out))
 """
 
@@ -95,6 +100,7 @@ def test_torch_and_fastinit_share_one_runtime_in_either_order():
         assert out["set_1"] == 1 and out["threadpoolctl_1"] == 1, order
         assert out["restored"] == cpus, order
         assert out["child_threads"] == 1 and out["child_fill"] == expected, order
+        assert out["child_torch"] == 3 * (1 << 24), order
     # One pool of threads, not one per runtime: the same count in either order.
     assert results["torch first"]["threads"] == results["fastinit first"]["threads"]
 

@@ -161,3 +161,22 @@ def test_a_target_holds_its_buffer_during_a_fill():
         floats.append(1.0)               # resizing would move the memory being written
     del t
     floats.append(1.0)
+
+
+def test_uint64_in_any_spelling_takes_raw_outputs():
+    import array
+    want = fastinit.Generator(4).random_raw_(np.empty(40, np.uint64))
+    for target in (np.empty(40, np.ulonglong), array.array("Q", bytes(320)),
+                   np.empty(40, np.uint64)):
+        fastinit.Generator(4).random_raw_(target)
+        np.testing.assert_array_equal(np.asarray(target, np.uint64), want)
+
+
+@pytest.mark.filterwarnings("ignore:the matrix subclass:PendingDeprecationWarning")
+def test_ndarray_subclasses_are_filled_through_their_memory():
+    m = np.matrix(np.zeros((6, 5)))
+    fastinit.Generator(2).normal_(m)
+    np.testing.assert_array_equal(np.asarray(m), fastinit.Generator(2).normal_(np.zeros((6, 5))))
+    masked = np.ma.masked_array(np.zeros(30), mask=np.arange(30) % 2 == 0)
+    fastinit.Generator(2).uniform_(masked)
+    np.testing.assert_array_equal(masked.data, fastinit.Generator(2).uniform_(np.zeros(30)))

@@ -67,3 +67,10 @@ def test_shard_checks_its_dimension_and_ranks():
     for rank, world in [(0, 0), (-1, 2), (1.0, 2), (0, 2.0)]:
         with pytest.raises(ValueError):
             ft.shard((6, 4), 0, rank, world)
+    # The global shape: non-negative ints (numpy's ints too), as torch.empty takes them.
+    assert ft.shard((np.int64(6), 4), 0, 1, 2) == ((3, 4), (3, 0))
+    with pytest.raises(ValueError, match="non-negative"):
+        ft.shard((-4, 3), 0, 0, 2)
+    for bad in ((4.0, 3), ("4", 3), (True, 3)):
+        with pytest.raises(TypeError, match="ints"):
+            ft.shard(bad, 0, 0, 2)

@@ -52,6 +52,15 @@ int fi_omp_max_threads(void)
 #endif
 }
 
+/* One thread for every later parallel region of this process's OpenMP runtime (a
+ * child made by fork(), whose inherited thread pool is unusable). */
+void fi_omp_use_one_thread(void)
+{
+#ifdef _OPENMP
+    omp_set_num_threads(1);
+#endif
+}
+
 /* The bench's yardstick of write bandwidth: the plainest OpenMP loop of
  * non-temporal stores of a constant over a float32 array (cache lines split
  * statically among the threads). fastinit's fills are measured against it. */

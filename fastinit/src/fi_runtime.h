@@ -6,6 +6,7 @@
 
 int fi_openmp_enabled(void);
 int fi_omp_max_threads(void);
+void fi_omp_use_one_thread(void);
 /* Writes 1.0 into n floats with the plainest OpenMP loop of non-temporal stores. */
 void fi_stream_yardstick(float *a, int64_t n, int nthreads);
 /* Asks the OS to back the 2 MiB-aligned pages inside [addr, addr + nbytes) with

@@ -360,6 +360,12 @@ def trunc_z(X, aux, alpha, beta, mode, rate):
         first = aux.next()
 
 
+def _clip(v, lo, hi):
+    """Section 7's clip: v < lo gives lo, v > hi gives hi, any other v is kept."""
+    v = np.where(v < lo, lo, v)
+    return np.where(v > hi, hi, v).astype(v.dtype)
+
+
 def _inward(a, b, dtype):
     """The smallest and largest values of dtype inside [a, b] (bounds rounded through
     float32 for the narrower dtypes, then stepped inward if rounding left [a, b])."""
@@ -377,15 +383,31 @@ def _inward(a, b, dtype):
     return lo, hi
 
 
+def constant_fill(shape, dtype, x):
+    """Section 7, Constants: the binary64 number x written in the target's format (16-bit
+    formats through binary32; NaN as torch writes it)."""
+    dtype = np.dtype(dtype)
+    if dtype == np.float64:
+        return np.full(shape, x, np.float64)
+    with np.errstate(over="ignore"):
+        f = np.float32(x)
+    if dtype == np.float32:
+        return np.full(shape, f, np.float32)
+    if f != f:
+        sign = int(np.array(f).view(np.uint32)) >> 16 & 0x8000
+        bits = 0x7FC0 if dtype.name == "bfloat16" else sign | 0x7E00
+        return np.full(shape, bits, np.uint16).view(dtype)
+    return np.full(shape, to_16(f, dtype), dtype)
+
+
 def trunc_normal_fill(key, counter, shape, dtype, mean, std, a, b, **shard):
     sigma = call_seed(key[0], key[1], counter)
-    alpha, beta = (a - mean) / std, (b - mean) / std
     lo, hi = _inward(a, b, dtype)
-    if alpha == beta and math.isinf(alpha):     # [a, b] infinitely many std away
-        nearest = lo if alpha > 0 else hi
-        return _fill_blocks(sigma, shape, dtype, shard.get("global_shape"),
-                            shard.get("global_offset"),
-                            lambda blk, need: np.full(need, nearest))
+    alpha = beta = None
+    if std > 0:
+        alpha, beta = (a - mean) / std, (b - mean) / std
+    if std == 0 or a == b or (alpha == beta and math.isinf(alpha)):
+        return constant_fill(shape, dtype, min(max(mean, lo), hi))     # the constant cases
     mode, rate = trunc_mode(alpha, beta)
 
     def block(blk, need):
@@ -394,9 +416,50 @@ def trunc_normal_fill(key, counter, shape, dtype, mean, std, a, b, **shard):
         z = [trunc_z(X, aux[j % LANES], alpha, beta, mode, rate) for j, X in enumerate(raw)]
         v = mean + std * np.array(z)
         if np.dtype(dtype) == np.float64:
-            return np.clip(v, lo, hi)
-        v = np.clip(v.astype(np.float32), np.float32(lo), np.float32(hi))
+            return _clip(v, lo, hi)
+        v = _clip(v.astype(np.float32), np.float32(lo), np.float32(hi))
         return v if np.dtype(dtype) == np.float32 else to_16(v, dtype)
 
     return _fill_blocks(sigma, shape, dtype, shard.get("global_shape"),
                         shard.get("global_offset"), block)
+
+
+# --------------------------------------------------------------------------------------
+# sparse_, eye_ and dirac_ (section 7)
+# --------------------------------------------------------------------------------------
+
+SPARSE_WORD = 0x5851F42D4C957F2D
+
+
+def sparse_fill(key, counter, shape, dtype, sparsity, std):
+    """normal_(0, std) of the call; in each column the ceil(fl64(sparsity * rows)) rows
+    with the smallest keys of the uniform float64 fill of the second stream set to +0."""
+    rows, cols = shape
+    if np.dtype(dtype) in (np.float32, np.float64):
+        values = normal_fill(key, counter, shape, dtype, 0.0, std)
+    else:
+        values = normal_fill_16(key, counter, shape, dtype, 0.0, std)
+    zeros = math.ceil(sparsity * rows)
+    keys = uniform_fill((key[0], key[1] ^ SPARSE_WORD), counter, shape, np.float64)
+    for col in range(cols):
+        order = sorted(range(rows), key=lambda r: (keys[r, col], r))
+        for r in order[:zeros]:
+            values[r, col] = 0
+    return values
+
+
+def eye_fill(shape, dtype):
+    rows, cols = shape
+    return np.array([[1.0 if r == c else 0.0 for c in range(cols)] for r in range(rows)],
+                    dtype)
+
+
+def dirac_fill(shape, dtype, groups=1):
+    out = np.zeros(shape, dtype)
+    per_group = shape[0] // groups
+    centre = tuple(size // 2 for size in shape[2:])
+    for g in range(groups):
+        for d in range(min(per_group, shape[1])):
+            out[(g * per_group + d, d) + centre] = 1
+    return out
+

@@ -1,6 +1,7 @@
 """The initializer API on numpy arrays: distributions, dtypes, shards, threads, errors."""
 
 import math
+import struct
 import warnings
 
 import numpy as np
@@ -495,3 +496,77 @@ def test_orthogonal_takes_the_qr_in_the_targets_precision(shape):
         gram = m @ m.T if rows == small else m.T @ m
         np.testing.assert_allclose(gram, 2.25 * np.eye(small),
                                    atol=1e-5 if dtype == np.float32 else 1e-12)
+
+
+# --------------------------------------------------------------------------------------
+# The places docs/stream.md used to leave to guesswork, each against tests/reference.py
+# --------------------------------------------------------------------------------------
+
+DTYPES = [np.float64, np.float32, np.float16, ml_dtypes.bfloat16]
+SNAN64 = struct.unpack("<d", struct.pack("<Q", 0xFFF8000000000123))[0]   # -NaN, a payload
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=["float64", "float32", "float16", "bfloat16"])
+@pytest.mark.parametrize("x", [1 + 2**-11 + 2**-40, -1 + 2**-9 + 2**-30, 1e-8, 65519.9,
+                               3.0e38, math.inf, -0.0, math.nan, SNAN64])
+def test_constants_are_rounded_through_binary32(dtype, x):
+    want = ref.constant_fill((5,), dtype, x)
+    bits = {8: np.uint64, 4: np.uint32, 2: np.uint16}[np.dtype(dtype).itemsize]
+    fills = [lambda t: fi.constant_(t, x)]
+    if math.isfinite(x):                       # (normal_'s mean must be finite)
+        fills += [lambda t: fi.normal_(t, x, 0.0, fi.Generator(0)),
+                  lambda t: fi.trunc_normal_(t, x, 0.0, -math.inf, math.inf, fi.Generator(0))]
+    for fill in fills:
+        try:
+            got = fill(np.empty(5, dtype))
+        except RuntimeError as exc:            # beyond the format: refused (section 11)
+            assert "overflow" in str(exc) and abs(x) > _dtypes.BY_KIND[
+                [np.float32, np.float64, np.float16, ml_dtypes.bfloat16].index(dtype)].max
+            continue
+        np.testing.assert_array_equal(got.view(bits), want.view(bits))
+    if np.dtype(dtype) == np.float16 and x == 1 + 2**-11 + 2**-40:
+        assert float(want[0]) == 1.0          # not 1 + 2**-10, the nearest float16
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=["float64", "float32", "float16", "bfloat16"])
+@pytest.mark.parametrize("mean, std, a, b", [(0.3, 0.0, -1.0, 1.0), (5.0, 0.0, -1.0, 1.0),
+                                             (0.0, 1.0, 0.5, 0.5), (1 + 2**-11 + 2**-40, 0.0,
+                                                                     -2.0, 2.0),
+                                             (-0.0, 0.0, 0.0, 1.0)])
+def test_trunc_normal_constant_cases_match_reference(dtype, mean, std, a, b):
+    bits = {8: np.uint64, 4: np.uint32, 2: np.uint16}[np.dtype(dtype).itemsize]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        got = fi.trunc_normal_(np.empty(7, dtype), mean, std, a, b, fi.Generator(1))
+    want = ref.trunc_normal_fill(key_of(1), 0, (7,), dtype, mean, std, a, b)
+    np.testing.assert_array_equal(got.view(bits), want.view(bits))
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=["float64", "float32", "float16", "bfloat16"])
+@pytest.mark.parametrize("shape, sparsity", [((10, 7), 0.1), ((33, 5), 0.5), ((8, 3), 1.0),
+                                             ((12, 4), 0.0)])
+def test_sparse_matches_reference(dtype, shape, sparsity):
+    got = fi.sparse_(np.empty(shape, dtype), sparsity, 0.5, fi.Generator(3))
+    want = ref.sparse_fill(key_of(3), 0, shape, dtype, sparsity, 0.5)
+    bits = {8: np.uint64, 4: np.uint32, 2: np.uint16}[np.dtype(dtype).itemsize]
+    np.testing.assert_array_equal(got.view(bits), want.view(bits))
+    if shape == (10, 7):                       # ceil(fl64(0.1 * 10)) = 1 zero per column
+        assert ((got == 0).sum(axis=0) == 1).all()
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=["float64", "float32", "float16", "bfloat16"])
+def test_eye_and_dirac_match_reference(dtype):
+    np.testing.assert_array_equal(fi.eye_(np.full((4, 6), 9.0, dtype)), ref.eye_fill((4, 6),
+                                                                                    dtype))
+    for shape, groups in (((6, 4, 3), 2), ((4, 6, 3, 5), 1), ((6, 2, 3, 3, 3), 3)):
+        np.testing.assert_array_equal(fi.dirac_(np.full(shape, 9.0, dtype), groups),
+                                      ref.dirac_fill(shape, dtype, groups))
+
+
+@pytest.mark.parametrize("gain", [1.7, np.float64(1.7), 3])
+def test_orthogonal_gain_multiplies_in_the_precision_of_q(gain):
+    unit = fi.orthogonal_(np.empty((30, 20), np.float32), 1.0, fi.Generator(4))
+    got = fi.orthogonal_(np.empty((30, 20), np.float32), gain, fi.Generator(4))
+    np.testing.assert_array_equal(got, unit * np.float32(float(gain)))
+    half = fi.orthogonal_(np.empty((30, 20), np.float16), gain, fi.Generator(4))
+    np.testing.assert_array_equal(half, (unit * np.float32(float(gain))).astype(np.float16))

@@ -19,7 +19,7 @@ from torch import nn
 from torch.nn.utils import parametrize
 from torch.nn.utils.weight_norm import WeightNorm
 
-from fastinit import _runtime
+from fastinit import _runtime, _targets
 from fastinit import init as _fast
 from fastinit._torch_patch import patch_init
 
@@ -50,6 +50,11 @@ def _check_devices(sites):
     """A model built on meta: its tensors on meta, or on the CPU (made by old-style
     constructors that ignore the device), at least one on meta."""
     for qualified, _, kind, _, t in sites:
+        if _targets.is_dtensor(t):
+            raise NotImplementedError(
+                f"materialize does not take a sharded model yet ({kind} {qualified!r} is a "
+                f"DTensor): call model.to_empty(device='cpu'), then each module's "
+                f"reset_parameters() inside fastinit.torch.patch_init")
         if isinstance(t, nn.parameter.UninitializedTensorMixin):
             raise ValueError(f"materialize: {kind} {qualified!r} is uninitialized (a lazy "
                              f"module): run a forward pass to give it a shape first")

@@ -15,7 +15,8 @@ from libc.stdint cimport int64_t, uint16_t, uintptr_t
 
 from fastinit._kernels cimport (
     FI_NPATHS, FI_PATH_BASELINE, fi_block_elements, fi_build_flags, fi_compiler,
-    fi_advise_huge_pages, fi_omp_max_threads, fi_omp_use_one_thread, fi_openmp_enabled, fi_path_names, fi_path_round16,
+    fi_advise_huge_pages, fi_omp_max_threads, fi_omp_use_one_thread, fi_openmp_enabled,
+    fi_path_names, fi_path_round16,
     fi_path_supported, fi_stream_yardstick,
 )
 

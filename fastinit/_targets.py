@@ -16,6 +16,48 @@ def is_tensor(x):
     return torch is not None and isinstance(x, torch.Tensor)
 
 
+def _dtensor_class():
+    module = sys.modules.get("torch.distributed.tensor")
+    return getattr(module, "DTensor", None)
+
+
+def is_dtensor(x):
+    """A torch.distributed DTensor: each rank holds its shard (its local tensor)."""
+    cls = _dtensor_class()
+    return cls is not None and isinstance(x, cls)
+
+
+def global_view(x, global_shape=None, global_offset=None):
+    """(memory to write, global_shape, global_offset): for a DTensor, its local tensor
+    and where that block lies in the DTensor's global shape (from its mesh, placements
+    and this rank's coordinate), so each rank writes its shard with the values a fill
+    of the whole tensor gives it; anything else as given."""
+    if not is_dtensor(x):
+        return x, global_shape, global_offset
+    if global_shape is not None or global_offset is not None:
+        raise ValueError("a DTensor carries its own global shape and offset; pass neither")
+    placements = sys.modules["torch.distributed.tensor.placement_types"]
+    for p in x.placements:
+        if isinstance(p, placements.Partial):
+            raise ValueError(f"cannot fill a DTensor with a Partial placement ({p}): its local "
+                             f"tensors are summands, not shards; redistribute it to "
+                             f"Replicate or Shard first")
+        if isinstance(p, placements._StridedShard):
+            raise NotImplementedError(f"cannot fill a DTensor with a {p} placement (a "
+                                      f"strided shard is not one block of the tensor)")
+    utils = sys.modules.get("torch.distributed.tensor._utils")
+    if utils is None:
+        import torch.distributed.tensor._utils as utils
+    shape = tuple(x.shape)
+    local_shape, offset = utils.compute_local_shape_and_global_offset(
+        shape, x.device_mesh, x.placements)
+    local = x._local_tensor
+    if tuple(local.shape) != tuple(local_shape):
+        raise NotImplementedError(f"a DTensor whose local tensor {tuple(local.shape)} is not "
+                                  f"its block {tuple(local_shape)} of {shape} (padded shards)")
+    return local, shape, tuple(offset)
+
+
 def is_meta(x):
     """A tensor on the meta device: no storage, so every initializer is a no-op."""
     return is_tensor(x) and x.device.type == "meta"
@@ -82,7 +124,9 @@ def as_array(x):
 
 def target(x, global_shape=None, global_offset=None):
     """A validated _plan.Target for ``x`` (nothing is written yet). A meta tensor is
-    validated as a CPU tensor would be, and gives a target of no elements."""
+    validated as a CPU tensor would be, and gives a target of no elements; a DTensor
+    is its local shard, placed by ``global_view``."""
+    x, global_shape, global_offset = global_view(x, global_shape, global_offset)
     if not is_tensor(x):
         return _plan.Target(x, global_shape, global_offset)
     array, bits_as = _tensor_view(x)
@@ -94,7 +138,10 @@ def written(x):
     """Tell autograd that ``x`` was modified in place, as torch's in-place fills do
     (so stale saved tensors are detected); no history is recorded."""
     if is_tensor(x) and not is_meta(x):
-        sys.modules["torch"].autograd.graph.increment_version(x)
+        increment = sys.modules["torch"].autograd.graph.increment_version
+        increment(x)
+        if is_dtensor(x):
+            increment(x._local_tensor)
     return x
 
 

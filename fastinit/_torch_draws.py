@@ -35,6 +35,7 @@ import numpy as np
 import torch
 from torch.nn import functional as F
 
+from fastinit import _targets
 from fastinit import init as _fast
 
 
@@ -72,7 +73,12 @@ def _cpu_dense(t):
 
 def fastinit_fills(t):
     """Whether fastinit writes ``t``'s memory itself: a plain CPU strided tensor of a
-    dtype fastinit fills, not a negative-bit view."""
+    dtype fastinit fills, not a negative-bit view; or a DTensor whose local tensor is
+    one, sharded or replicated (each rank writes its block of the global fill)."""
+    if _targets.is_dtensor(t):
+        if not all(type(p).__name__ in ("Shard", "Replicate") for p in t.placements):
+            return False
+        t = t._local_tensor
     return _cpu_dense(t) and t.dtype in _FAST_DTYPES and not t.is_neg()
 
 
@@ -151,8 +157,9 @@ def _fill_float(gen, t, draw):
 
 def _inplace(func, args, kwargs, t, dtypes_ok, fill):
     """An in-place draw into ``t``: torch's own call where torch refuses it or where
-    the tensor is not a CPU tensor of this process's memory; else ``fill()``."""
-    if not _cpu_dense(t) or not dtypes_ok(t.dtype):
+    the tensor is not a CPU tensor of this process's memory (or a DTensor fastinit
+    fills); else ``fill()``."""
+    if not (_cpu_dense(t) or fastinit_fills(t)) or not dtypes_ok(t.dtype):
         return func(*args, **kwargs)
     if torch.is_grad_enabled() and t.requires_grad and t.is_leaf:
         return func(*args, **kwargs)                # torch's error, raised before any draw
@@ -255,9 +262,13 @@ _ONE_PARAM = {
 }
 
 
+def _real_numbers(dtype):
+    return dtype != torch.bool and not dtype.is_complex
+
+
 def _one_param_handler(name):
     signature, valid, values = _ONE_PARAM[name]
-    func_dtypes = _floating if name != "geometric_" else (lambda d: d != torch.bool and not d.is_complex)
+    func_dtypes = _floating if name != "geometric_" else _real_numbers
 
     def handler(gen, func, args, kwargs):
         arguments = _bind(signature, args, kwargs)
@@ -557,7 +568,8 @@ def _init_handler(name):
         if arguments is None or arguments.get("generator") is not None:
             return func(*args, **kwargs)
         t = arguments["tensor"]
-        if isinstance(t, torch.Tensor) and fastinit_fills(t) and not _tracked(t):
+        if isinstance(t, torch.Tensor) and fastinit_fills(t):
+            # (torch's function writes under no_grad too: autograd records nothing.)
             arguments["generator"] = gen
             return fast_fn(**arguments)
         if not _cpu_dense(t):

@@ -113,8 +113,7 @@ _torch_trunc = getattr(torch.nn.init, _TRUNC_HELPER, None)
 
 def _trunc_stand_in(tensor, mean, std, a, b, generator=None):
     gen = active_generator()
-    if gen is None or generator is not None or not fastinit_fills(tensor) or \
-            _torch_draws._tracked(tensor):
+    if gen is None or generator is not None or not fastinit_fills(tensor):
         return _torch_trunc(tensor, mean, std, a, b, generator=generator)
     return _fast.trunc_normal_(tensor, mean, std, a, b, gen)
 

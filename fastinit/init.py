@@ -170,11 +170,26 @@ def _write_values(tensor, values):
     array[...] = values if bits_as is None else _dtypes.to_16bit(values, bits_as)
 
 
-def _submit_values(tensor, target, values):
+def _submit_values(tensor, target, values, written=None):
     """Write ``values`` (computed in Python) into the validated ``target`` of
-    ``tensor`` (not a meta tensor): now, or in order with an ``init_all`` plan."""
+    ``tensor`` (not a meta tensor): now, or in order with an ``init_all`` plan.
+    ``written`` (default ``tensor``) is what the caller passed: it is marked written
+    and returned (a DTensor whose local tensor ``tensor`` is)."""
     _executor.submit_write(target, lambda: _write_values(tensor, values))
-    return _targets.written(tensor)
+    _targets.written(tensor)
+    return _targets.written(written) if written is not None else tensor
+
+
+def _submit_block(tensor, values):
+    """Write ``values``, computed for ``tensor``'s whole (global) shape, into it: for a
+    DTensor, this rank's block of them into its local tensor."""
+    local, global_shape, global_offset = _targets.global_view(tensor)
+    target = _targets.target(local, global_shape, global_offset)
+    if _targets.is_meta(local):
+        return tensor
+    if global_shape is not None:
+        values = values[tuple(slice(o, o + n) for o, n in zip(global_offset, local.shape))]
+    return _submit_values(local, target, values, written=tensor)
 
 
 def eye_(tensor):
@@ -182,10 +197,7 @@ def eye_(tensor):
     shape = _targets.shape_of(tensor)
     if len(shape) != 2:
         raise ValueError("Only tensors with 2 dimensions are supported")
-    target = _targets.target(tensor)
-    if _targets.is_meta(tensor):
-        return tensor
-    return _submit_values(tensor, target, np.eye(*shape))
+    return _submit_block(tensor, np.eye(*shape))
 
 
 def dirac_(tensor, groups=1):
@@ -196,16 +208,14 @@ def dirac_(tensor, groups=1):
         raise ValueError("Only tensors with 3, 4, or 5 dimensions are supported")
     if shape[0] % groups != 0:
         raise ValueError("dim 0 must be divisible by groups")
-    target = _targets.target(tensor)
-    if _targets.is_meta(tensor):
-        return tensor
+    _targets.target(tensor)                       # the target's checks before the values
     out_per_group = shape[0] // groups
     values = np.zeros(shape)
     centre = tuple(s // 2 for s in shape[2:])
     for g in range(groups):
         for d in range(min(out_per_group, shape[1])):
             values[(g * out_per_group + d, d) + centre] = 1
-    return _submit_values(tensor, target, values)
+    return _submit_block(tensor, values)
 
 
 # --------------------------------------------------------------------------------------
@@ -287,6 +297,9 @@ def orthogonal_(tensor, gain=1, generator=None, *, global_shape=None, global_off
     ``linalg.qr`` for a tensor, numpy's for an array. A shard computes the whole matrix
     and writes its block.
     """
+    passed = tensor
+    tensor, global_shape, global_offset = _targets.global_view(tensor, global_shape,
+                                                               global_offset)
     shape = _global_shape(tensor, global_shape)
     if len(shape) < 2:
         raise ValueError("Only tensors with 2 or more dimensions are supported")
@@ -295,10 +308,10 @@ def orthogonal_(tensor, gain=1, generator=None, *, global_shape=None, global_off
     _check_gain(tensor, gain)
     if _targets.is_meta(tensor) or math.prod(shape) == 0:
         gen.advance()
-        return tensor
+        return passed
     values = _orthogonal(tensor, target.kind == _dtypes.FLOAT64.kind, float(gain), gen, shape,
                          global_shape, global_offset)
-    return _submit_values(tensor, target, values)
+    return _submit_values(tensor, target, values, written=passed)
 
 
 def _check_gain(tensor, gain):
@@ -352,6 +365,9 @@ def sparse_(tensor, sparsity, std=0.01, generator=None, *, global_shape=None,
     stream of the same call, are smallest; so the pattern comes from ``generator``
     and a shard gets exactly its block of the whole tensor's.
     """
+    passed = tensor
+    tensor, global_shape, global_offset = _targets.global_view(tensor, global_shape,
+                                                               global_offset)
     shape = _global_shape(tensor, global_shape)
     if len(shape) != 2:
         raise ValueError("Only tensors with 2 dimensions are supported")
@@ -365,7 +381,7 @@ def sparse_(tensor, sparsity, std=0.01, generator=None, *, global_shape=None,
     rows = shape[0]
     num_zeros = math.ceil(sparsity * rows)
     if _targets.is_meta(tensor) or num_zeros == 0:
-        return tensor
+        return _targets.written(passed) if passed is not tensor else passed
     local = _targets.shape_of(tensor)
     r0, c0 = global_offset or (0, 0)
     keys = np.empty((rows, local[1]))
@@ -377,7 +393,7 @@ def sparse_(tensor, sparsity, std=0.01, generator=None, *, global_shape=None,
     array, _ = _targets.as_array(tensor)
     _executor.submit_write(_targets.target(tensor, global_shape, global_offset),
                            lambda: array.__setitem__(mask, 0))
-    return tensor
+    return _targets.written(passed) if passed is not tensor else passed
 
 
 # --------------------------------------------------------------------------------------
@@ -516,9 +532,10 @@ def init_all(plan, generator=None):
     takes one).
 
     Entries naming this module's initializers (by name or as the functions) are
-    all or nothing: every one is validated and takes its generator call in order, exactly as the one-by-one calls
-    would, and values computed in Python (orthogonal_, sparse_, eye_, dirac_) are
-    computed, before any target is written; if one raises, no target is written and
+    all or nothing: every one is validated and takes its generator call in order,
+    exactly as the one-by-one calls would, and values computed in Python
+    (orthogonal_, sparse_, eye_, dirac_) are computed, before any target is written;
+    if one raises, no target is written and
     ``generator`` is back where it was. Then all their fills are written together,
     every piece of every tensor shared among the threads in one GIL-free loop, so
     small tensors cost almost nothing. The bits are those of the one-by-one calls,

@@ -74,3 +74,44 @@ def test_shard_checks_its_dimension_and_ranks():
     for bad in ((4.0, 3), ("4", 3), (True, 3)):
         with pytest.raises(TypeError, match="ints"):
             ft.shard(bad, 0, 0, 2)
+
+
+def run_ranks(script, world, args, tmp_path):
+    port, out = str(free_port()), str(tmp_path / "out.npz")
+    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=os.pathsep.join(
+        [os.path.dirname(HERE)] + os.environ.get("PYTHONPATH", "").split(os.pathsep)))
+    procs = [subprocess.Popen([sys.executable, os.path.join(HERE, script), str(rank),
+                               str(world), port, out, *args], env=env,
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+             for rank in range(world)]
+    try:
+        for p in procs:
+            _, err = p.communicate(timeout=240)
+            assert p.returncode == 0, err.decode()[-3000:]
+    finally:
+        for p in procs:
+            p.kill()
+    return np.load(out)
+
+
+@pytest.mark.skipif(not dist.is_available() or not dist.is_gloo_available(),
+                    reason="torch.distributed with gloo is not available")
+@pytest.mark.parametrize("world, mesh", [(1, "1"), (2, "2"), (3, "3"), (4, "2x2")])
+def test_dtensors_hold_the_one_process_fill(world, mesh, tmp_path):
+    import dtensor_worker as w
+    got = run_ranks("dtensor_worker.py", world, [mesh], tmp_path)
+    g = fastinit.Generator(11)
+    for name, shape, _, fill in w.CASES:
+        dtype = torch.bfloat16 if "bf16" in name else torch.float32
+        whole = torch.full(shape, 7.0, dtype=dtype)
+        fill(whole, g)
+        np.testing.assert_array_equal(got[name], whole.float().numpy(), err_msg=name)
+    assert got["counters"].tolist() == [g.state["counter"]] * world   # in step, no messages
+    assert got["partial_refused"] == 1
+    if "x" not in mesh:                      # FSDP2: each module's reset under patch_init
+        with ft.patch_init(fastinit.Generator(5)):
+            model = w.build_model()
+        for name, p in model.named_parameters():
+            np.testing.assert_array_equal(got[f"fsdp.{name}"], p.detach().numpy(),
+                                          err_msg=name)
+        assert got["rng_untouched"] == 1

@@ -1,0 +1,98 @@
+"""One rank of tests/test_torch_distributed.py's DTensor tests: fills DTensors of
+several placements with fastinit and saves, on rank 0, each one's full_tensor() and
+each rank's generator counter. Run as: python dtensor_worker.py RANK WORLD PORT OUT
+MESH, MESH being the mesh shape, e.g. "2" or "2x2"."""
+
+import os
+import sys
+
+import numpy as np
+import torch
+import torch.distributed as dist
+from torch.distributed.device_mesh import init_device_mesh
+from torch.distributed.tensor import DTensor, Partial, Replicate, Shard, distribute_tensor
+
+import fastinit
+
+# (name, global shape, placements per mesh dimension, the fill): each fill takes the
+# generator and the DTensor. The same list, with plain tensors, is the one-process fill.
+CASES = [
+    ("uniform-rows", (37, 5), ("S0",), lambda t, g: fastinit.uniform_(t, -1.0, 2.0, g)),
+    ("normal-cols", (6, 4099), ("S1",), lambda t, g: fastinit.normal_(t, 0.5, 2.0, g)),
+    ("trunc-replicated", (33, 7), ("R",), lambda t, g: fastinit.trunc_normal_(
+        t, 0.0, 0.02, -0.04, 0.04, g)),
+    ("kaiming-uneven", (5, 3, 3, 3), ("S0",), lambda t, g: fastinit.kaiming_uniform_(
+        t, a=5 ** 0.5, generator=g)),
+    ("xavier-bf16", (64, 33), ("S1",), lambda t, g: fastinit.xavier_normal_(t, 1.5, g)),
+    ("empty-shards", (2, 9), ("S0",), lambda t, g: fastinit.normal_(t, generator=g)),
+    ("orthogonal", (24, 10), ("S0",), lambda t, g: fastinit.orthogonal_(t, 2.0, g)),
+    ("sparse", (30, 12), ("S1",), lambda t, g: fastinit.sparse_(t, 0.3, 0.5, g)),
+    ("eye", (9, 13), ("S1",), lambda t, g: fastinit.eye_(t)),
+    ("dirac", (6, 4, 3, 3), ("S0",), lambda t, g: fastinit.dirac_(t, 2)),
+    ("generator-fill", (4100,), ("S0",), lambda t, g: g.normal_(t)),
+    ("plan", (40, 9), ("S0",), lambda t, g: fastinit.init_all(
+        [(t, "kaiming_normal_", {"mode": "fan_out"})], g)),
+]
+MESH_2D_PLACEMENTS = {"S0": ("S0", "S1"), "S1": ("S1", "S0"), "R": ("R", "S0")}
+
+
+def build_model():
+    return torch.nn.Sequential(torch.nn.Linear(9, 7), torch.nn.Embedding(11, 5),
+                               torch.nn.LayerNorm(5))
+
+
+def placements(codes):
+    return [Replicate() if c == "R" else Shard(int(c[1])) for c in codes]
+
+
+def main():
+    rank, world, port, out, mesh_shape = sys.argv[1:6]
+    rank, world = int(rank), int(world)
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=port)
+    dist.init_process_group("gloo", rank=rank, world_size=world)
+    shape = tuple(int(n) for n in mesh_shape.split("x"))
+    mesh = init_device_mesh("cpu", shape)
+    g = fastinit.Generator(11)
+    results = {}
+    for name, global_shape, codes, fill in CASES:
+        codes = MESH_2D_PLACEMENTS[codes[0]] if len(shape) == 2 else codes
+        codes = tuple(c if c == "R" or int(c[1]) < len(global_shape) else "R" for c in codes)
+        dtype = torch.bfloat16 if "bf16" in name else torch.float32
+        t = distribute_tensor(torch.full(global_shape, 7.0, dtype=dtype), mesh,
+                              placements(codes))
+        fill(t, g)
+        results[name] = t.full_tensor().float().numpy()
+    # FSDP2 over a 1-D mesh: meta build, fully_shard, to_empty, then the modules' own
+    # reset_parameters inside patch_init.
+    if len(shape) == 1:
+        import fastinit.torch as ft
+        from torch.distributed.fsdp import fully_shard
+        with torch.device("meta"):
+            model = build_model()
+        fully_shard(model, mesh=mesh)
+        model.to_empty(device="cpu")
+        state = torch.get_rng_state()
+        with ft.patch_init(fastinit.Generator(5)):
+            for m in model:
+                m.reset_parameters()
+        results["rng_untouched"] = np.array(int(torch.equal(state, torch.get_rng_state())))
+        for name, p in model.named_parameters():
+            results[f"fsdp.{name}"] = p.full_tensor().detach().numpy()
+    # What is refused: a Partial placement, before any write or call.
+    p = DTensor.from_local(torch.zeros(4, 4), mesh, [Partial()] * len(shape))
+    before = g.state["counter"]
+    try:
+        fastinit.normal_(p, generator=g)
+        results["partial_refused"] = np.array(0)
+    except ValueError as exc:
+        results["partial_refused"] = np.array(int("Partial" in str(exc)
+                                                  and g.state["counter"] == before))
+    counters = [None] * world
+    dist.all_gather_object(counters, g.state["counter"])
+    if rank == 0:
+        np.savez(out, counters=np.array(counters), **results)
+    dist.destroy_process_group()
+
+
+if __name__ == "__main__":
+    main()

@@ -51,10 +51,7 @@ def _check_devices(sites):
     constructors that ignore the device), at least one on meta."""
     for qualified, _, kind, _, t in sites:
         if _targets.is_dtensor(t):
-            raise NotImplementedError(
-                f"materialize does not take a sharded model yet ({kind} {qualified!r} is a "
-                f"DTensor): call model.to_empty(device='cpu'), then each module's "
-                f"reset_parameters() inside fastinit.torch.patch_init")
+            _targets.global_view(t)              # its placements: refused here, not later
         if isinstance(t, nn.parameter.UninitializedTensorMixin):
             raise ValueError(f"materialize: {kind} {qualified!r} is uninitialized (a lazy "
                              f"module): run a forward pass to give it a shape first")
@@ -68,7 +65,8 @@ def _check_devices(sites):
 
 
 def _fresh(t):
-    """A CPU tensor like ``t`` (a Parameter of t's class, its attributes kept)."""
+    """A CPU tensor like ``t`` (a Parameter of t's class, the attributes set on it kept;
+    a DTensor with a fresh local shard on the same mesh and placements)."""
     data = torch.empty_like(t, device="cpu")
     if not isinstance(t, nn.Parameter):
         return data.requires_grad_(t.requires_grad)
@@ -76,8 +74,25 @@ def _fresh(t):
         new = type(t)(data, t.requires_grad)
     except TypeError:
         new = nn.Parameter(data, t.requires_grad)
-    new.__dict__.update(t.__dict__)
+    for key, value in t.__dict__.items():       # (a DTensor's own fields stay the new ones)
+        new.__dict__.setdefault(key, value)
     return new
+
+
+def _memory(t):
+    """The tensor holding ``t``'s memory on this process (a DTensor's local shard)."""
+    return t._local_tensor if _targets.is_dtensor(t) else t
+
+
+def _reset_fsdp_params(module):
+    """What FSDP2 does after converting a sharded module's parameters (its ``_apply``):
+    each FSDP parameter takes up the parameter now registered (padding uneven shards)."""
+    for m in module.modules():
+        state = getattr(m, "_get_fsdp_state", None)
+        groups = getattr(state(), "_fsdp_param_groups", None) if callable(state) else None
+        for group in groups or ():
+            for fsdp_param in group.fsdp_params:
+                fsdp_param.reset_sharded_param()
 
 
 class _Snapshot:
@@ -234,6 +249,24 @@ def _rebuild_old_weight_norm(m, hook, qualified):
 
 # --------------------------------------------------------------------------------------
 
+def _hf_init_weights(model):
+    """The model's ``init_weights()``, judged by its own class: FSDP2's ``fully_shard``
+    swaps in a class of torch's, which transformers would take for custom code (and
+    then skip every module without parameters of its own, such as GPT-2's attention
+    and its scaled projections)."""
+    base = sys.modules["transformers.modeling_utils"].PreTrainedModel
+    own = next(c for c in type(model).__mro__
+               if issubclass(c, base) and not c.__module__.startswith("torch."))
+    if own is type(model):
+        model.init_weights()
+        return
+    model.__dict__["is_custom_code"] = own.is_custom_code
+    try:
+        model.init_weights()
+    finally:
+        del model.__dict__["is_custom_code"]
+
+
 def _reset_what_init_weights_left(model, before):
     """A Hugging Face parameter its ``_init_weights`` left alone, registered in one
     module only, gets that module's ``reset_parameters()`` (what building it on the
@@ -321,9 +354,10 @@ def materialize(module, generator=None, init=None):
             if key not in fresh:
                 fresh[key] = _fresh(t)
             (m._parameters if kind == "parameter" else m._buffers)[name] = fresh[key]
+        _reset_fsdp_params(module)
         for t in fresh.values():
-            _runtime.advise_huge_pages(t.untyped_storage().data_ptr(),
-                                       t.untyped_storage().nbytes())
+            storage = _memory(t).untyped_storage()
+            _runtime.advise_huge_pages(storage.data_ptr(), storage.nbytes())
         versions = {id(t): t._version for t in fresh.values()}
         _initialize(module, gen, init, meta_values)
         left = [(q, t, m, kind) for q, t, m, kind in _unique(_sites(module))
@@ -338,6 +372,7 @@ def materialize(module, generator=None, init=None):
                 f"scheme by torch's defaults); the model is unchanged, still on meta")
     except BaseException:
         snapshot.restore()
+        _reset_fsdp_params(module)               # FSDP2 takes up the meta parameters again
         raise
     return module
 
@@ -351,7 +386,7 @@ def _initialize(module, gen, init, meta_values):
             init(module, gen)
         elif _hf_model(module):
             before = {id(t): t._version for t in module.parameters()}
-            module.init_weights()
+            _hf_init_weights(module)
             _reset_what_init_weights_left(module, before)
         else:
             _reset_own(module)

@@ -41,6 +41,34 @@ def build_model():
                                torch.nn.LayerNorm(5))
 
 
+def sharded_models():
+    """(name, builder, "fsdp" or "tp") of the models materialized sharded."""
+    models = [("fsdp-torch", build_model, "fsdp"),
+              ("tp-mlp", lambda: torch.nn.Sequential(torch.nn.Linear(8, 18), torch.nn.ReLU(),
+                                                     torch.nn.Linear(18, 8)), "tp"),
+              ("fsdp-encoder", lambda: torch.nn.TransformerEncoderLayer(
+                  16, 4, dim_feedforward=24, batch_first=True), "fsdp")]
+    try:
+        import transformers
+    except ImportError:
+        return models
+    transformers.logging.set_verbosity_error()
+    gpt2 = transformers.GPT2Config(n_embd=32, n_layer=2, n_head=4, n_positions=32,
+                                   vocab_size=97)
+    llama = transformers.LlamaConfig(hidden_size=32, intermediate_size=48,
+                                     num_hidden_layers=2, num_attention_heads=4,
+                                     num_key_value_heads=2, vocab_size=97)
+    return models + [("fsdp-gpt2", lambda: transformers.GPT2LMHeadModel(gpt2), "fsdp"),
+                     ("fsdp-llama", lambda: transformers.LlamaForCausalLM(llama), "fsdp")]
+
+
+def tied_groups(model):
+    groups = {}
+    for name, p in model.named_parameters(remove_duplicate=False):
+        groups.setdefault(id(p), []).append(name)
+    return sorted(",".join(sorted(g)) for g in groups.values() if len(g) > 1)
+
+
 def placements(codes):
     return [Replicate() if c == "R" else Shard(int(c[1])) for c in codes]
 
@@ -78,6 +106,27 @@ def main():
         results["rng_untouched"] = np.array(int(torch.equal(state, torch.get_rng_state())))
         for name, p in model.named_parameters():
             results[f"fsdp.{name}"] = p.full_tensor().detach().numpy()
+        # materialize: FSDP2 and tensor parallelism over torch modules and tiny Hugging
+        # Face models; rank 0 saves every parameter's full tensor and every buffer.
+        from torch.distributed.tensor.parallel import (ColwiseParallel, RowwiseParallel,
+                                                       parallelize_module)
+        for name, build, shard in sharded_models():
+            with torch.device("meta"):
+                model = build()
+            if shard == "fsdp":
+                fully_shard(model, mesh=mesh)
+            else:
+                parallelize_module(model, mesh, {"0": ColwiseParallel(),
+                                                 "2": RowwiseParallel()})
+            state = torch.get_rng_state()
+            ft.materialize(model, fastinit.Generator(7))
+            results[f"{name}.rng_untouched"] = np.array(
+                int(torch.equal(state, torch.get_rng_state())))
+            for key, p in model.named_parameters(remove_duplicate=False):
+                results[f"{name}.{key}"] = p.full_tensor().detach().numpy()
+            for key, b in model.named_buffers():
+                results[f"{name}.buffer.{key}"] = b.detach().numpy()
+            results[f"{name}.tied"] = np.array(tied_groups(model))
     # What is refused: a Partial placement, before any write or call.
     p = DTensor.from_local(torch.zeros(4, 4), mesh, [Partial()] * len(shape))
     before = g.state["counter"]

@@ -115,3 +115,14 @@ def test_dtensors_hold_the_one_process_fill(world, mesh, tmp_path):
             np.testing.assert_array_equal(got[f"fsdp.{name}"], p.detach().numpy(),
                                           err_msg=name)
         assert got["rng_untouched"] == 1
+        for name, build, _ in w.sharded_models():   # materialize, sharded and whole
+            with torch.device("meta"):
+                model = build()
+            ft.materialize(model, fastinit.Generator(7))
+            for key, p in model.named_parameters(remove_duplicate=False):
+                np.testing.assert_array_equal(got[f"{name}.{key}"], p.detach().numpy(),
+                                              err_msg=f"{name}.{key}")
+            for key, b in model.named_buffers():
+                np.testing.assert_array_equal(got[f"{name}.buffer.{key}"], b.numpy())
+            assert got[f"{name}.tied"].tolist() == w.tied_groups(model), name
+            assert got[f"{name}.rng_untouched"] == 1, name

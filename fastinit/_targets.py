@@ -37,14 +37,14 @@ def global_view(x, global_shape=None, global_offset=None):
     if global_shape is not None or global_offset is not None:
         raise ValueError("a DTensor carries its own global shape and offset; pass neither")
     placements = sys.modules["torch.distributed.tensor.placement_types"]
-    for p in x.placements:
+    for k, p in enumerate(x.placements):
         if isinstance(p, placements.Partial):
             raise ValueError(f"cannot fill a DTensor with a Partial placement ({p}): its local "
                              f"tensors are summands, not shards; redistribute it to "
                              f"Replicate or Shard first")
-        if isinstance(p, placements._StridedShard):
-            raise NotImplementedError(f"cannot fill a DTensor with a {p} placement (a "
-                                      f"strided shard is not one block of the tensor)")
+        if isinstance(p, placements._StridedShard) and not _one_block(x, k, p, placements):
+            raise NotImplementedError(f"cannot fill a DTensor with placements {x.placements}: "
+                                      f"its strided shard does not leave one block per rank")
     utils = sys.modules.get("torch.distributed.tensor._utils")
     if utils is None:
         import torch.distributed.tensor._utils as utils
@@ -56,6 +56,19 @@ def global_view(x, global_shape=None, global_offset=None):
         raise NotImplementedError(f"a DTensor whose local tensor {tuple(local.shape)} is not "
                                   f"its block {tuple(local_shape)} of {shape} (padded shards)")
     return local, shape, tuple(offset)
+
+
+def _one_block(x, k, strided, placements):
+    """Whether the strided shard at mesh dimension ``k`` leaves each rank one block: it
+    does when the mesh dimensions after it that shard the same tensor dimension split
+    each of its chunks exactly (FSDP2 over tensor parallelism: the TP shard first)."""
+    later = 1
+    for j in range(k + 1, len(x.placements)):
+        p = x.placements[j]
+        if isinstance(p, placements.Shard) and not isinstance(p, placements._StridedShard) \
+                and p.dim == strided.dim:
+            later *= x.device_mesh.size(j)
+    return later == strided.split_factor
 
 
 def is_meta(x):

@@ -76,9 +76,10 @@ def fastinit_fills(t):
     dtype fastinit fills, not a negative-bit view; or a DTensor whose local tensor is
     one, sharded or replicated (each rank writes its block of the global fill)."""
     if _targets.is_dtensor(t):
-        if not all(type(p).__name__ in ("Shard", "Replicate") for p in t.placements):
-            return False
-        t = t._local_tensor
+        try:
+            t = _targets.global_view(t)[0]
+        except (ValueError, NotImplementedError):
+            return False                         # (torch's own call then says why)
     return _cpu_dense(t) and t.dtype in _FAST_DTYPES and not t.is_neg()
 
 

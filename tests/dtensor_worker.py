@@ -41,11 +41,15 @@ def build_model():
                                torch.nn.LayerNorm(5))
 
 
+def build_mlp():
+    return torch.nn.Sequential(torch.nn.Linear(8, 18), torch.nn.ReLU(), torch.nn.Linear(18, 8))
+
+
 def sharded_models():
-    """(name, builder, "fsdp" or "tp") of the models materialized sharded."""
+    """(name, builder, "fsdp" or a tensor-parallel plan) of the models materialized
+    sharded."""
     models = [("fsdp-torch", build_model, "fsdp"),
-              ("tp-mlp", lambda: torch.nn.Sequential(torch.nn.Linear(8, 18), torch.nn.ReLU(),
-                                                     torch.nn.Linear(18, 8)), "tp"),
+              ("tp-mlp", build_mlp, {"0": "col", "2": "row"}),
               ("fsdp-encoder", lambda: torch.nn.TransformerEncoderLayer(
                   16, 4, dim_feedforward=24, batch_first=True), "fsdp")]
     try:
@@ -58,8 +62,14 @@ def sharded_models():
     llama = transformers.LlamaConfig(hidden_size=32, intermediate_size=48,
                                      num_hidden_layers=2, num_attention_heads=4,
                                      num_key_value_heads=2, vocab_size=97)
+    layer = "model.layers.*."
+    llama_plan = {layer + "self_attn.q_proj": "col", layer + "self_attn.k_proj": "col",
+                  layer + "self_attn.v_proj": "col", layer + "self_attn.o_proj": "row",
+                  layer + "mlp.gate_proj": "col", layer + "mlp.up_proj": "col",
+                  layer + "mlp.down_proj": "row"}
     return models + [("fsdp-gpt2", lambda: transformers.GPT2LMHeadModel(gpt2), "fsdp"),
-                     ("fsdp-llama", lambda: transformers.LlamaForCausalLM(llama), "fsdp")]
+                     ("fsdp-llama", lambda: transformers.LlamaForCausalLM(llama), "fsdp"),
+                     ("tp-llama", lambda: transformers.LlamaForCausalLM(llama), llama_plan)]
 
 
 def tied_groups(model):
@@ -79,7 +89,7 @@ def main():
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=port)
     dist.init_process_group("gloo", rank=rank, world_size=world)
     shape = tuple(int(n) for n in mesh_shape.split("x"))
-    mesh = init_device_mesh("cpu", shape)
+    mesh = init_device_mesh("cpu", shape, mesh_dim_names=("dp", "tp")[:len(shape)])
     g = fastinit.Generator(11)
     results = {}
     for name, global_shape, codes, fill in CASES:
@@ -116,17 +126,39 @@ def main():
             if shard == "fsdp":
                 fully_shard(model, mesh=mesh)
             else:
-                parallelize_module(model, mesh, {"0": ColwiseParallel(),
-                                                 "2": RowwiseParallel()})
+                parallelize_module(model, mesh, {k: ColwiseParallel() if v == "col" else
+                                                 RowwiseParallel() for k, v in shard.items()})
             state = torch.get_rng_state()
             ft.materialize(model, fastinit.Generator(7))
             results[f"{name}.rng_untouched"] = np.array(
                 int(torch.equal(state, torch.get_rng_state())))
             for key, p in model.named_parameters(remove_duplicate=False):
-                results[f"{name}.{key}"] = p.full_tensor().detach().numpy()
+                whole = p.full_tensor() if isinstance(p, DTensor) else p    # (TP: not all)
+                results[f"{name}.{key}"] = whole.detach().numpy()
             for key, b in model.named_buffers():
                 results[f"{name}.buffer.{key}"] = b.detach().numpy()
             results[f"{name}.tied"] = np.array(tied_groups(model))
+    if len(shape) == 2:                      # FSDP2 over tensor parallelism: strided shards
+        import fastinit.torch as ft
+        from torch.distributed.fsdp import fully_shard
+        from torch.distributed.tensor.parallel import (ColwiseParallel, RowwiseParallel,
+                                                       parallelize_module)
+        with torch.device("meta"):
+            model = build_mlp()
+        parallelize_module(model, mesh["tp"], {"0": ColwiseParallel(), "2": RowwiseParallel()})
+        fully_shard(model, mesh=mesh["dp"])
+        ft.materialize(model, fastinit.Generator(7))
+        for key, p in model.named_parameters():
+            results[f"fsdp-tp.{key}"] = p.full_tensor().detach().numpy()
+        # A strided shard that leaves a rank pieces of several blocks: refused.
+        from torch.distributed.tensor.placement_types import _StridedShard
+        odd = DTensor.from_local(torch.zeros(3, 2), mesh, [_StridedShard(0, split_factor=3),
+                                                           Shard(0)], run_check=False)
+        try:
+            fastinit.normal_(odd, generator=fastinit.Generator(0))
+            results["strided_refused"] = np.array(0)
+        except NotImplementedError:
+            results["strided_refused"] = np.array(1)
     # What is refused: a Partial placement, before any write or call.
     p = DTensor.from_local(torch.zeros(4, 4), mesh, [Partial()] * len(shape))
     before = g.state["counter"]

@@ -108,7 +108,14 @@ def test_dtensors_hold_the_one_process_fill(world, mesh, tmp_path):
         np.testing.assert_array_equal(got[name], whole.float().numpy(), err_msg=name)
     assert got["counters"].tolist() == [g.state["counter"]] * world   # in step, no messages
     assert got["partial_refused"] == 1
-    if "x" not in mesh:                      # FSDP2: each module's reset under patch_init
+    if "x" in mesh:                          # FSDP2 over TP (strided shards), materialized
+        with torch.device("meta"):
+            model = w.build_mlp()
+        ft.materialize(model, fastinit.Generator(7))
+        for key, p in model.named_parameters():
+            np.testing.assert_array_equal(got[f"fsdp-tp.{key}"], p.detach().numpy(), err_msg=key)
+        assert got["strided_refused"] == 1
+    else:                                    # FSDP2: each module's reset under patch_init
         with ft.patch_init(fastinit.Generator(5)):
             model = w.build_model()
         for name, p in model.named_parameters():

@@ -310,6 +310,47 @@ def run(sizes, thread_counts, repeat, init_shape=(16384, 16384), models_repeat=3
     bench_dtypes(max(sizes), max(thread_counts), repeat)
     bench_gpt2(max(thread_counts), repeat)
     bench_models(max(thread_counts), models_repeat, models_size)
+    bench_sharded(models_size)
+
+
+def bench_sharded(size="953M", world=2):
+    """The same Llama, FSDP2-sharded over ``world`` gloo ranks on this machine (one
+    thread each): fastinit's materialize against torch's own initialization of the
+    sharded model, and whether each gathered model equals the one-process model."""
+    if importlib.util.find_spec("transformers") is None or \
+            importlib.util.find_spec("torch") is None:
+        print("\nsharded: skipped (needs torch and transformers)")
+        return
+    import json
+    import socket
+    import subprocess
+    import sys
+    import torch.distributed as dist
+    if not dist.is_available() or not dist.is_gloo_available():
+        print("\nsharded: skipped (torch.distributed with gloo is not available)")
+        return
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = str(s.getsockname()[1])
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    procs = [subprocess.Popen([sys.executable, "-m", "fastinit._bench_sharded", str(rank),
+                               str(world), port, size], env=env, stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True) for rank in range(world)]
+    outputs = [p.communicate(timeout=3600) for p in procs]
+    if any(p.returncode for p in procs):
+        last = [line for _, err in outputs for line in err.strip().splitlines()[-1:]]
+        print(f"\nsharded: failed (exit codes {[p.returncode for p in procs]}; {last})")
+        return
+    out = json.loads(outputs[0][0].strip().splitlines()[-1])
+    print(f"\nsharded: Llama from config, {out['params'] / 1e6:.0f}M float32 parameters, "
+          f"FSDP2 over {world} gloo ranks (1 thread each), meta build, model's own init, "
+          f"first touch included (medians of 3 interleaved rounds)")
+    print(f"  {'contender':44} {'ms':>9} {'vs torch':>9}  gathered == one process")
+    for name, key in (("torch: to_empty, manual_seed, init_weights", "torch"),
+                      ("fastinit: materialize", "fastinit")):
+        seconds = out[f"{key}_s"]
+        print(f"  {name:44} {seconds * 1e3:9.0f} {out['torch_s'] / seconds:9.2f}  "
+              f"{'yes' if out[f'{key}_equal'] else 'no'}")
 
 
 def llama_config(size="953M"):

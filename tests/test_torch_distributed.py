@@ -133,3 +133,40 @@ def test_dtensors_hold_the_one_process_fill(world, mesh, tmp_path):
                 np.testing.assert_array_equal(got[f"{name}.buffer.{key}"], b.numpy())
             assert got[f"{name}.tied"].tolist() == w.tied_groups(model), name
             assert got[f"{name}.rng_untouched"] == 1, name
+
+
+@pytest.mark.skipif(not dist.is_available() or not dist.is_gloo_available(),
+                    reason="torch.distributed with gloo is not available")
+def test_readme_sharded_example_runs_on_two_ranks(tmp_path):
+    pytest.importorskip("transformers")
+    import re
+    text = open(os.path.join(os.path.dirname(HERE), "README.md")).read()
+    block = next(b for b in re.findall(r"```python\n(.*?)```", text, re.S) if "fully_shard" in b)
+    script = tmp_path / "example.py"
+    script.write_text(block)
+    port = str(free_port())
+    outputs = []
+    procs = [subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True,
+                              env=dict(os.environ, OMP_NUM_THREADS="1", RANK=str(rank),
+                                       WORLD_SIZE="2", LOCAL_RANK=str(rank),
+                                       MASTER_ADDR="127.0.0.1", MASTER_PORT=port))
+             for rank in range(2)]
+    try:
+        for p in procs:
+            out, err = p.communicate(timeout=240)
+            assert p.returncode == 0, err[-3000:]
+            outputs.append(out)
+    finally:
+        for p in procs:
+            p.kill()
+    # Rank 0 prints the head's shape and spread: the one-process model's.
+    transformers = pytest.importorskip("transformers")
+    config = transformers.LlamaConfig(hidden_size=256, intermediate_size=512,
+                                      num_hidden_layers=2, num_attention_heads=4,
+                                      vocab_size=1000)
+    with torch.device("meta"):
+        model = transformers.AutoModelForCausalLM.from_config(config)
+    ft.materialize(model, fastinit.Generator(0))
+    w = model.lm_head.weight
+    assert outputs[0].split() == ["(1000,", "256)", f"{w.std():.4f}"] and outputs[1] == ""

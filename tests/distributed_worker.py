@@ -26,8 +26,13 @@ def main():
         parts = [None] * world
         dist.all_gather_object(parts, local.numpy())
         results[f"dim{dim}"] = np.concatenate(parts, axis=dim)
+    finish(out, rank, world, g, results)
+
+
+def finish(out, rank, world, generator, results):
+    """Gather every rank's generator counter; rank 0 saves them with ``results``."""
     counters = [None] * world
-    dist.all_gather_object(counters, g.state["counter"])
+    dist.all_gather_object(counters, generator.state["counter"])
     if rank == 0:
         np.savez(out, counters=np.array(counters), **results)
     dist.destroy_process_group()

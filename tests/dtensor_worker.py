@@ -13,6 +13,7 @@ from torch.distributed.device_mesh import init_device_mesh
 from torch.distributed.tensor import DTensor, Partial, Replicate, Shard, distribute_tensor
 
 import fastinit
+from distributed_worker import finish
 
 # (name, global shape, placements per mesh dimension, the fill): each fill takes the
 # generator and the DTensor. The same list, with plain tensors, is the one-process fill.
@@ -168,11 +169,7 @@ def main():
     except ValueError as exc:
         results["partial_refused"] = np.array(int("Partial" in str(exc)
                                                   and g.state["counter"] == before))
-    counters = [None] * world
-    dist.all_gather_object(counters, g.state["counter"])
-    if rank == 0:
-        np.savez(out, counters=np.array(counters), **results)
-    dist.destroy_process_group()
+    finish(out, rank, world, g, results)
 
 
 if __name__ == "__main__":

@@ -115,6 +115,14 @@ def main():
             for m in model:
                 m.reset_parameters()
         results["rng_untouched"] = np.array(int(torch.equal(state, torch.get_rng_state())))
+        # fastinit.torch.reset_parameters: torch's default scheme in one init_all pass.
+        with torch.device("meta"):
+            plain = build_model()
+        fully_shard(plain, mesh=mesh)
+        plain.to_empty(device="cpu")
+        ft.reset_parameters(plain, fastinit.Generator(6))
+        for name, p in plain.named_parameters():
+            results[f"reset.{name}"] = p.full_tensor().detach().numpy()
         for name, p in model.named_parameters():
             results[f"fsdp.{name}"] = p.full_tensor().detach().numpy()
         # materialize: FSDP2 and tensor parallelism over torch modules and tiny Hugging

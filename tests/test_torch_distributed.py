@@ -122,6 +122,9 @@ def test_dtensors_hold_the_one_process_fill(world, mesh, tmp_path):
             np.testing.assert_array_equal(got[f"fsdp.{name}"], p.detach().numpy(),
                                           err_msg=name)
         assert got["rng_untouched"] == 1
+        plain = ft.reset_parameters(w.build_model(), fastinit.Generator(6))
+        for name, p in plain.named_parameters():
+            np.testing.assert_array_equal(got[f"reset.{name}"], p.detach().numpy(), err_msg=name)
         for name, build, _ in w.sharded_models():   # materialize, sharded and whole
             with torch.device("meta"):
                 model = build()

@@ -16,9 +16,10 @@ returns what torch's function would return, its values drawn from the generator:
   ``torch.normal`` with tensor arguments) is computed from fastinit's uniform,
   normal or raw 64-bit draws by the formula its handler names, then written with
   torch's own ``copy_`` (so torch's autograd rules and errors apply).
-- A call that passes its own ``torch.Generator``, a tensor on another device, a meta
-  tensor and a tensor subclass with its own ``__torch_function__`` or
-  ``__torch_dispatch__`` go to torch unchanged; so do arguments torch refuses, which
+- A DTensor placed by Shard or Replicate is filled as its local shard of the global
+  fill (``fastinit_fills``). A call that passes its own ``torch.Generator``, a
+  tensor on another device, a meta tensor and any other tensor subclass with its
+  own ``__torch_function__`` or ``__torch_dispatch__`` go to torch unchanged; so do arguments torch refuses, which
   it refuses before drawing anything.
 
 ``ESCAPES`` lists torch functions that draw from torch's generator and are not

@@ -159,9 +159,10 @@ class patch_init:
       ``log_normal_``, ``cauchy_``, ``geometric_`` are computed from fastinit's draws
       (``fastinit._torch_draws`` gives each formula).
 
-    Calls that pass their own ``torch.Generator``, tensors on other devices (meta
-    draws nothing) and tensor subclasses with their own torch function or dispatch
-    go to torch. The few random functions not answered (dropout in training,
+    DTensors placed by Shard or Replicate are filled like plain tensors, each rank
+    its shard of the global fill. Calls that pass their own ``torch.Generator``,
+    tensors on other devices (meta draws nothing) and other tensor subclasses with
+    their own torch function or dispatch go to torch. The few random functions not answered (dropout in training,
     ``poisson``, ``multinomial``, ...) run on torch's generator with a
     ``TorchRNGWarning``.
 

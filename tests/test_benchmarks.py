@@ -80,6 +80,17 @@ def test_grid_spans_the_promised_sizes_dtypes_and_peers(cls):
         assert names["contender"] == ["fastinit", "numpy", "torch", "ndarray.fill"]
 
 
+def test_patch_init_block_benchmark_runs_each_operation():
+    pytest.importorskip("torch")
+    from benchmarks import patch_init
+    from fastinit import _torch_patch
+    for operation in patch_init.PatchInitBlock.params[0]:
+        bench = patch_init.PatchInitBlock()
+        bench.setup(operation)
+        bench.time_run(operation)
+        assert not _torch_patch.installed()          # every block it timed was left
+
+
 def run_once(cls, params):
     """setup, time_run, track_gbps and teardown of one combination; None if skipped,
     else the target after the timed call and the measured GB/s."""

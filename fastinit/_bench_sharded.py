@@ -64,10 +64,10 @@ def main():
     mesh = init_device_mesh("cpu", (world,))
     config = llama_config(size)
 
-    def timed(fn):
+    def timed(fn, *args):
         dist.barrier()
         t0 = time.perf_counter()
-        fn()
+        fn(*args)
         seconds = torch.tensor([time.perf_counter() - t0])
         dist.all_reduce(seconds, op=dist.ReduceOp.MAX)
         return float(seconds)
@@ -98,7 +98,7 @@ def main():
     for round_ in range(REPEAT):
         for key, init in inits.items():
             model = build()
-            times[key].append(timed(lambda: init(model)))
+            times[key].append(timed(init, model))
             if round_ == REPEAT - 1:             # the last round's model, against one process
                 out[f"{key}_equal"] = _equal_to(model, reference(key), rank)
                 out["params"] = sum(p.numel() for p in model.parameters())

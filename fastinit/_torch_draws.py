@@ -193,15 +193,18 @@ def _complex_normal_draw(mean, std):
 # In-place draws: Tensor.uniform_, normal_, random_, exponential_, ...
 # --------------------------------------------------------------------------------------
 
-def _sig(text):
-    """A signature from a parameter list, for binding a torch call's arguments."""
-    namespace = {}
-    exec(f"def f({text}): pass", namespace)            # noqa: S102 (fixed strings only)
-    return inspect.signature(namespace["f"])
+def _sig(*names, **defaults):
+    """The signature ``(self, *names, **defaults, *, generator=None)`` of an in-place
+    Tensor draw, for binding a torch call's arguments (``names`` have no default)."""
+    kind = inspect.Parameter.POSITIONAL_OR_KEYWORD
+    return inspect.Signature(
+        [inspect.Parameter(n, kind) for n in ("self", *names)]
+        + [inspect.Parameter(n, kind, default=d) for n, d in defaults.items()]
+        + [inspect.Parameter("generator", inspect.Parameter.KEYWORD_ONLY, default=None)])
 
 
-_UNIFORM_ = _sig("self, a=0.0, b=1.0, *, generator=None")
-_NORMAL_ = _sig("self, mean=0.0, std=1.0, *, generator=None")
+_UNIFORM_ = _sig(a=0.0, b=1.0)
+_NORMAL_ = _sig(mean=0.0, std=1.0)
 
 
 def _rename(kwargs, names):
@@ -245,17 +248,17 @@ def _values_inplace(func, args, kwargs, t, dtypes_ok, valid, values):
 _ONE_PARAM = {
     # name: (signature, valid(params), values(gen, n, params)); formulas from uniforms
     # U in [0, 1) and standard normals Z, in float64.
-    "exponential_": (_sig("self, lambd=1.0, *, generator=None"),
+    "exponential_": (_sig(lambd=1.0),
                      lambda p: p["lambd"] > 0,
                      lambda g, n, p: -np.log1p(-_uniform01(g, n)) / p["lambd"]),   # -log(1-U)/l
-    "log_normal_": (_sig("self, mean=1.0, std=2.0, *, generator=None"),
+    "log_normal_": (_sig(mean=1.0, std=2.0),
                     lambda p: p["std"] > 0,
                     lambda g, n, p: np.exp(p["mean"] + p["std"] * _standard_normal(g, n))),
-    "cauchy_": (_sig("self, median=0.0, sigma=1.0, *, generator=None"),
+    "cauchy_": (_sig(median=0.0, sigma=1.0),
                 lambda p: p["sigma"] > 0,
                 lambda g, n, p: p["median"] + p["sigma"] * np.tan(
                     np.pi * (_uniform01(g, n) - 0.5))),
-    "geometric_": (_sig("self, p, *, generator=None"),
+    "geometric_": (_sig("p"),
                    lambda p: 0 < p["p"] < 1,
                    # failures before the first success, plus one: ceil(log(1-U)/log(1-p)),
                    # at least 1.
@@ -324,7 +327,7 @@ def _tensor_random_(gen, func, args, kwargs):
                            lambda n: _integers(gen, n, int(low), int(high)))
 
 
-_BERNOULLI_ = _sig("self, p=0.5, *, generator=None")
+_BERNOULLI_ = _sig(p=0.5)
 
 
 def _bernoulli_values(gen, n, p, shape):

@@ -212,29 +212,28 @@ def _rename(kwargs, names):
     return {names.get(k, k): v for k, v in kwargs.items()}
 
 
-@_handles(torch._C.TensorBase.uniform_)
-def _tensor_uniform_(gen, func, args, kwargs):
-    arguments = _bind(_UNIFORM_, args, _rename(kwargs, {"from": "a", "to": "b"}))
-    if arguments is None or arguments["generator"] is not None:
-        return func(*args, **kwargs)
-    t, a, b = arguments["self"], _scalar(arguments["a"]), _scalar(arguments["b"])
-    if a is None or b is None:
-        return func(*args, **kwargs)
-    return _inplace(func, args, kwargs, t, _floating_or_complex,
-                    lambda: _fill_float(gen, t, _uniform_draw(a, b)))
+def _fill_handler(signature, names, draw_for, rename=None):
+    """Tensor.uniform_/normal_: the two parameters ``names`` bound from the call, the
+    tensor filled by ``draw_for(tensor, p, q)``'s fastinit draw."""
+    def handler(gen, func, args, kwargs):
+        arguments = _bind(signature, args, _rename(kwargs, rename or {}))
+        if arguments is None or arguments["generator"] is not None:
+            return func(*args, **kwargs)
+        t, p, q = arguments["self"], _scalar(arguments[names[0]]), _scalar(arguments[names[1]])
+        if p is None or q is None:
+            return func(*args, **kwargs)
+        return _inplace(func, args, kwargs, t, _floating_or_complex,
+                        lambda: _fill_float(gen, t, draw_for(t, p, q)))
+    return handler
 
 
-@_handles(torch._C.TensorBase.normal_)
-def _tensor_normal_(gen, func, args, kwargs):
-    arguments = _bind(_NORMAL_, args, kwargs)
-    if arguments is None or arguments["generator"] is not None:
-        return func(*args, **kwargs)
-    t, mean, std = arguments["self"], _scalar(arguments["mean"]), _scalar(arguments["std"])
-    if mean is None or std is None:
-        return func(*args, **kwargs)
-    draw = _complex_normal_draw(mean, std) if t.is_complex() else _normal_draw(mean, std)
-    return _inplace(func, args, kwargs, t, _floating_or_complex,
-                    lambda: _fill_float(gen, t, draw))
+_tensor_uniform_ = _fill_handler(_UNIFORM_, ("a", "b"), lambda t, a, b: _uniform_draw(a, b),
+                                 rename={"from": "a", "to": "b"})
+_tensor_normal_ = _fill_handler(
+    _NORMAL_, ("mean", "std"),
+    lambda t, m, s: (_complex_normal_draw if t.is_complex() else _normal_draw)(m, s))
+HANDLERS[torch._C.TensorBase.uniform_] = _tensor_uniform_
+HANDLERS[torch._C.TensorBase.normal_] = _tensor_normal_
 
 
 def _values_inplace(func, args, kwargs, t, dtypes_ok, valid, values):
@@ -591,7 +590,8 @@ def _init_handler(name):
 
 def _bounds(name, arguments):
     """(a, b) of uniform_, (mean, std) of normal_, (-bound, bound) of kaiming_uniform_
-    as torch computes them; None for kaiming's zero-element no-op (torch warns)."""
+    by fastinit's (torch's) formulas; None for kaiming's zero-element no-op (torch
+    warns and draws nothing)."""
     if name == "uniform_":
         return arguments["a"], arguments["b"]
     if name == "normal_":
@@ -600,8 +600,8 @@ def _bounds(name, arguments):
     if 0 in t.shape:
         warnings.warn("Initializing zero-element tensors is a no-op", stacklevel=4)
         return None
-    fan = torch.nn.init._calculate_correct_fan(t, arguments["mode"])
-    gain = torch.nn.init.calculate_gain(arguments["nonlinearity"], arguments["a"])
+    fan = _fast._correct_fan(tuple(t.shape), arguments["mode"])
+    gain = _fast.calculate_gain(arguments["nonlinearity"], arguments["a"])
     bound = math.sqrt(3.0) * (gain / math.sqrt(fan))
     return -bound, bound
 

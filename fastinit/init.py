@@ -16,6 +16,7 @@ initializers as one parallel pass.
 """
 
 import inspect
+import itertools
 import math
 import sys
 import warnings
@@ -556,30 +557,25 @@ def init_all(plan, generator=None):
     calls = [_plan_call(entry, gen) for entry in plan]
     ranges = [_targets.memory_range(target) for _, target, _ in calls]
     batch = _executor.Batch(r for r in ranges if r)
-    ours = [_FASTINIT_INITIALIZERS.__contains__(init) for init, _, _ in calls]
     with gen.transaction():
         start = gen.state
     taken = 0
     try:
         with batch:
-            i = 0
-            while i < len(calls):
-                if ours[i]:
-                    j = i
-                    while j < len(calls) and ours[j]:
-                        j += 1
-                    with gen.transaction():                 # a run of ours: calls in order
+            runs = itertools.groupby(zip(calls, ranges),
+                                     key=lambda c: c[0][0] in _FASTINIT_INITIALIZERS)
+            for ours, run in runs:
+                if ours:                                    # a run of ours: calls in order
+                    with gen.transaction():
                         before = gen.state["counter"]
-                        for init, target, kwargs in calls[i:j]:
+                        for (init, target, kwargs), _ in run:
                             init(target, **kwargs)
                         taken += gen.state["counter"] - before
-                    i = j
                     continue
-                init, target, kwargs = calls[i]
-                batch.write_before(ranges[i])
-                with batch.paused():                        # the callable, as a plain call
-                    init(target, **kwargs)
-                i += 1
+                for (init, target, kwargs), memory in run:  # a callable, as a plain call
+                    batch.write_before(memory)
+                    with batch.paused():
+                        init(target, **kwargs)
     except BaseException:
         _rewind(gen, start, taken)
         raise

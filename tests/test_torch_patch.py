@@ -608,3 +608,14 @@ def test_an_ordinary_script(tmp_path):
                           timeout=120)
     assert done.returncode == 0, done.stderr
     assert done.stdout.split() == ["OK", "True", "cpu"]
+
+
+def test_kaiming_on_a_tensor_fastinit_does_not_fill_directly_keeps_its_bits():
+    # A negative-bit view goes through a scratch tensor and torch's copy_, with the
+    # bound of fastinit's kaiming_uniform_: the same values, negated in memory.
+    base = torch.zeros(6, 10, dtype=torch.complex64)
+    with ft.patch_init(fi.Generator(3)):
+        nn.init.kaiming_uniform_(base.conj().imag, a=math.sqrt(5), mode="fan_out")
+    want = fi.kaiming_uniform_(torch.empty(6, 10), a=math.sqrt(5), mode="fan_out",
+                               generator=fi.Generator(3))
+    assert torch.equal(-base.imag, want)

@@ -1,6 +1,8 @@
 """A meta-device model allocated on the CPU and initialized by its own code, fast,
 all or nothing.
 
+A model built by ``deferred_init`` has its recorded construction replayed
+(``_deferred``), its tensors then registered where the meta ones were. Otherwise
 ``materialize`` gives every parameter and buffer fresh CPU memory (one tensor per
 tensor object, so tied parameters stay tied), advises the OS to back the large ones
 with huge pages, and runs the model's own initialization under ``patch_init``: a
@@ -19,7 +21,7 @@ from torch import nn
 from torch.nn.utils import parametrize
 from torch.nn.utils.weight_norm import WeightNorm
 
-from fastinit import _runtime, _targets
+from fastinit import _deferred, _runtime, _targets
 from fastinit import init as _fast
 from fastinit._torch_patch import patch_init
 
@@ -64,10 +66,11 @@ def _check_devices(sites):
                          f"{qualified!r} is on {t.device}, and no tensor is on meta")
 
 
-def _fresh(t):
+def _fresh(t, data=None):
     """A CPU tensor like ``t`` (a Parameter of t's class, the attributes set on it kept;
-    a DTensor with a fresh local shard on the same mesh and placements)."""
-    data = torch.empty_like(t, device="cpu")
+    a DTensor with a fresh local shard on the same mesh and placements), holding
+    ``data`` if given, else fresh memory."""
+    data = torch.empty_like(t, device="cpu") if data is None else data
     if not isinstance(t, nn.Parameter):
         return data.requires_grad_(t.requires_grad)
     try:
@@ -297,6 +300,12 @@ def _written(t, versions):
 def materialize(module, generator=None, init=None):
     """Allocate a meta-device ``module`` on the CPU and initialize it; returns it.
 
+    A model built by ``fastinit.torch.deferred_init`` gets its recorded construction
+    replayed instead (draws from ``generator``; ``init`` does not apply): the model an
+    eager build inside ``patch_init(generator)`` gives, bit for bit. A meta tensor
+    made outside the record is refused by name, before anything is allocated.
+    Otherwise:
+
     The model runs its own initialization with torch's draws coming from fastinit
     (``patch_init(generator)``): a Hugging Face model its ``init_weights()`` (the
     library's scheme: ``_init_weights``, padding rows, norms, recomputed rotary and
@@ -339,6 +348,13 @@ def materialize(module, generator=None, init=None):
     gen = _fast._generator(generator)
     if init is not None and not callable(init):
         raise TypeError(f"init must be callable, got {type(init).__name__}")
+    records = _deferred.records_of(module)
+    if records:
+        if init is not None:
+            raise ValueError("materialize: init= applies to models built on the meta "
+                             "device; a model built by deferred_init replays its own "
+                             "construction")
+        return _materialize_deferred(module, gen, records)
     sites = _sites(module)
     _check_devices(sites)
     with torch.no_grad():
@@ -392,3 +408,73 @@ def _initialize(module, gen, init, meta_values):
             _reset_own(module)
         for m, hook in _old_weight_norms(module):       # as its next forward will compute it
             setattr(m, hook.name, hook.compute_weight(m))
+
+
+# --------------------------------------------------------------------------------------
+# Models built by deferred_init: their recorded construction replayed
+# --------------------------------------------------------------------------------------
+
+def _attribute_tensors(module):
+    """(module, name, tensor) of each meta tensor a module holds as a plain attribute
+    (such as the weight old-style weight norm computes)."""
+    out = []
+    for m in {id(m): m for m in module.modules()}.values():
+        for name, value in m.__dict__.items():
+            if isinstance(value, torch.Tensor) and value.device.type == "meta":
+                out.append((m, name, value))
+    return out
+
+
+def _record_of(records, t):
+    return next((r for r in records if r.tracks(t)), None)
+
+
+def _materialize_deferred(module, gen, records):
+    """Replay each record for the tensors the model holds, then give every parameter,
+    buffer and tensor attribute its replayed value (one tensor per tensor object)."""
+    sites = _sites(module)
+    attributes = [(m, name, t) for m, name, t in _attribute_tensors(module)
+                  if _record_of(records, t) is not None]
+    needed = {id(r): set() for r in records}
+    for qualified, m, kind, name, t in sites:
+        if _targets.is_dtensor(t) or _deferred._is_subclass(t):
+            raise ValueError(f"materialize: {kind} {qualified!r} is a "
+                             f"{type(t).__name__}; a model built by deferred_init is "
+                             f"materialized whole on one process (shard it afterwards)")
+        record = _record_of(records, t)
+        if record is None:
+            if t.device.type == "meta":
+                raise RuntimeError(
+                    f"materialize: {kind} {qualified!r} is on the meta device but was not "
+                    f"made inside deferred_init (it has no record to replay); build it "
+                    f"inside deferred_init too. The model is unchanged")
+            continue                              # a CPU tensor made outside: kept as it is
+        needed[id(record)].add(record.sid(t))
+    for m, name, t in attributes:
+        record = _record_of(records, t)
+        needed[id(record)].add(record.sid(t))
+    snapshot = _Snapshot(module)
+    try:
+        with gen.transaction():
+            envs = {id(r): _deferred.replay(r, needed[id(r)], gen) for r in records}
+        fresh = {}
+        for qualified, m, kind, name, t in sites:
+            record = _record_of(records, t)
+            if record is None:
+                continue
+            if id(t) not in fresh:
+                data = _deferred.tensor_for(record, envs[id(record)], t)
+                fresh[id(t)] = _fresh(t, data.requires_grad_(False) if
+                                      isinstance(t, nn.Parameter) else
+                                      data.requires_grad_(t.requires_grad))
+            (m._parameters if kind == "parameter" else m._buffers)[name] = fresh[id(t)]
+        for m, name, t in attributes:
+            record = _record_of(records, t)
+            if id(t) not in fresh:
+                fresh[id(t)] = _deferred.tensor_for(record, envs[id(record)], t)
+            m.__dict__[name] = fresh[id(t)]
+        _deferred.forget(module)
+    except BaseException:
+        snapshot.restore()
+        raise
+    return module

@@ -618,18 +618,33 @@ _INIT_CODES = {getattr(torch.nn.init, name).__code__: HANDLERS[getattr(torch.nn.
 REBINDABLE = frozenset(code.co_name for code in _INIT_CODES)
 
 
-def rebound_init_handler(func):
-    """The handler of the torch.nn.init function whose hook handed over ``func`` (a
-    function bound in its place under its name), or None."""
-    frame = sys._getframe(2)
+_INIT_FUNCTIONS = {getattr(torch.nn.init, name).__code__: getattr(torch.nn.init, name)
+                   for name in ("uniform_", "normal_", "kaiming_uniform_")}
+
+
+def _rebinding_code(func, depth):
+    frame = sys._getframe(depth + 1)
     for _ in range(4):
         if frame is None:
             return None
-        handler = _INIT_CODES.get(frame.f_code)
-        if handler is not None:
-            return handler if frame.f_code.co_name == func.__name__ else None
+        if frame.f_code in _INIT_CODES:
+            return frame.f_code if frame.f_code.co_name == func.__name__ else None
         frame = frame.f_back
     return None
+
+
+def rebound_init_handler(func):
+    """The handler of the torch.nn.init function whose hook handed over ``func`` (a
+    function bound in its place under its name), or None."""
+    code = _rebinding_code(func, 2)
+    return None if code is None else _INIT_CODES[code]
+
+
+def rebound_init_function(func):
+    """The torch.nn.init function whose hook handed over ``func`` (see
+    rebound_init_handler; called at the same depth), or None."""
+    code = _rebinding_code(func, 2)
+    return None if code is None else _INIT_FUNCTIONS[code]
 
 
 # --------------------------------------------------------------------------------------

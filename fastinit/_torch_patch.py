@@ -51,9 +51,15 @@ class _Entry:
 
 
 def active_generator():
-    """The generator of this context's innermost open block, or None."""
+    """The generator of this context's innermost open block, or None (also while this
+    thread records a deferred construction: its draws are recorded instead)."""
     blocks = _open.get()
-    return blocks[-1].generator if blocks else None
+    return blocks[-1].generator if blocks and not recording() else None
+
+
+def recording():
+    """Whether this thread is recording a deferred construction (``_deferred``)."""
+    return getattr(_thread, "recording", 0) > 0
 
 
 class _DrawMode(TorchFunctionMode):
@@ -62,7 +68,7 @@ class _DrawMode(TorchFunctionMode):
     def __torch_function__(self, func, types, args=(), kwargs=None):
         kwargs = kwargs or {}
         blocks = _open.get()
-        if blocks:
+        if blocks and not recording():
             handler = _torch_draws.HANDLERS.get(func)
             if handler is None and getattr(func, "__name__", None) in _torch_draws.REBINDABLE:
                 handler = _torch_draws.rebound_init_handler(func)

@@ -4,7 +4,9 @@ as one parallel pass.
 ``patch_init()`` makes torch.nn.init's functions fill through fastinit inside a
 block, so any model's own initialization code runs at fastinit's speed;
 ``materialize(model)`` allocates a meta-device model and runs its own
-initialization that way (Hugging Face models included).
+initialization that way (Hugging Face models included); ``deferred_init(fn)`` builds
+any model without memory, recording its construction, which ``materialize`` then
+replays through fastinit.
 
 ``reset_parameters(module)`` gives every parameter of a model the distribution torch's
 own ``reset_parameters`` gives it (checked against torch's source for each layer
@@ -22,13 +24,14 @@ from torch.nn.modules.batchnorm import _NormBase
 from torch.nn.modules.conv import _ConvNd
 from torch.nn.modules.rnn import RNNBase
 
+from fastinit._deferred import deferred_init
 from fastinit._materialize import materialize
 from fastinit._torch_draws import TorchRNGWarning
 from fastinit._torch_patch import patch_init
 from fastinit.init import _axis_index, _fans, init_all
 
-__all__ = ["patch_init", "materialize", "reset_parameters", "default_plan", "shard",
-           "TorchRNGWarning"]
+__all__ = ["patch_init", "deferred_init", "materialize", "reset_parameters", "default_plan",
+           "shard", "TorchRNGWarning"]
 
 
 def _fan_in_bound(weight):
@@ -111,6 +114,12 @@ def default_plan(module, init_fn=None):
     kwargs)`` for any parameter, overriding its default, or None to keep it.
     """
     plan, fallbacks = [], []
+    owners = {id(p): (m, name) for m in module.modules()
+              for name, p in m.named_parameters(recurse=False)}
+
+    def custom_of(p):
+        m, name = owners[id(p)]
+        return init_fn(m, name, p)
 
     def visit(m):
         for child in m.children():
@@ -135,6 +144,13 @@ def default_plan(module, init_fn=None):
         if isinstance(m, _NormBase) and m.track_running_stats and rules:
             plan.append((m.running_mean, "zeros_", {}))
             plan.append((m.running_var, "ones_", {}))
+        if isinstance(m, nn.Transformer) and \
+                type(m)._reset_parameters is nn.Transformer._reset_parameters:
+            # its constructor ends with xavier_uniform_ on every matrix, over its layers'
+            matrices = {id(p): p for p in m.parameters() if p.dim() > 1 and
+                        not (init_fn and custom_of(p))}
+            plan[:] = [e for e in plan if id(e[0]) not in matrices]
+            plan.extend((p, "xavier_uniform_", {}) for p in matrices.values())
 
     visit(module)
     return plan, fallbacks
@@ -146,7 +162,9 @@ def reset_parameters(module, generator=None, init_fn=None):
 
     Known layers: Linear, Conv1d/2d/3d and their transposes, Bilinear, Embedding
     (padding row zeroed), LayerNorm, GroupNorm, RMSNorm, BatchNorm/InstanceNorm
-    (running statistics reset too), MultiheadAttention, RNN/LSTM/GRU. Other modules
+    (running statistics reset too), MultiheadAttention, RNN/LSTM/GRU, and
+    nn.Transformer (xavier_uniform_ on every matrix of its layers, as its
+    constructor does after theirs). Other modules
     with parameters have their own ``reset_parameters`` called (with torch's RNG).
 
     Works on models materialized from the meta device with ``to_empty(device="cpu")``.

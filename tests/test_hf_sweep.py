@@ -1,6 +1,7 @@
-"""Hugging Face architectures built three ways and compared tensor by tensor: plainly
+"""Hugging Face architectures built four ways and compared tensor by tensor: plainly
 (``from_config`` on the CPU, torch's generator), under ``fastinit.torch.patch_init``,
-and on the meta device then ``fastinit.torch.materialize``.
+on the meta device then ``fastinit.torch.materialize``, and by
+``fastinit.torch.deferred_init`` then ``materialize``.
 
 Every model type in transformers' auto mappings that builds offline from a small
 config is tried (``python -m pytest -m slow tests/test_hf_sweep.py -s`` prints the
@@ -14,7 +15,9 @@ table). Checks, per architecture, against the plain build:
   thousands of tensors, a false alarm about 1 time in 300), after setting aside
   rows that are exactly zero in the plain build (padding rows), which must be zero
   in the others too;
-- every value finite, and torch's generator untouched by the fastinit builds.
+- every value finite, and torch's generator untouched by the fastinit builds;
+- deferred_init + materialize against the patch_init build with the same seed: the
+  same tensors bit for bit (the same names, shapes, dtypes and ties).
 """
 
 import warnings
@@ -157,23 +160,47 @@ def _sweep_one(model_type, cls_name):
         except Exception as exc:                        # noqa: BLE001 (reported in the table)
             row["materialize"] = [f"raised {type(exc).__name__}: {str(exc)[:150]}"]
         untouched.append(torch.equal(state, torch.get_rng_state()))
+        state = torch.get_rng_state()
+        try:
+            deferred = ft.deferred_init(cls, config)
+            ft.materialize(deferred, fi.Generator(1))
+            row["deferred"] = _bitwise(patched, deferred)
+        except Exception as exc:                        # noqa: BLE001 (reported in the table)
+            row["deferred"] = [f"raised {type(exc).__name__}: {str(exc)[:150]}"]
+        untouched.append(torch.equal(state, torch.get_rng_state()))
     row["torch_rng_untouched"] = all(untouched)
     return row
 
 
+def _bitwise(expected, other):
+    """The failures of ``other`` against ``expected``, bit for bit."""
+    failures = [] if _tied_groups(expected) == _tied_groups(other) else ["tied groups differ"]
+    theirs = {**dict(other.named_parameters()), **dict(other.named_buffers())}
+    for name, t in [*expected.named_parameters(), *expected.named_buffers()]:
+        u = theirs.get(name)
+        if u is None or u.shape != t.shape or u.dtype != t.dtype or u.device != t.device:
+            failures.append(f"{name}: missing, reshaped or elsewhere")
+        elif not torch.equal(t.detach().flatten().view(torch.uint8),
+                             u.detach().flatten().view(torch.uint8)):
+            failures.append(f"{name}: bits differ")
+    return failures
+
+
 def test_hugging_face_sweep():
     rows = [r for r in (_sweep_one(t, c) for t, c in _model_types()) if r is not None]
-    print("\n| model type | parameters | patch_init | materialize |")
-    print("| --- | ---: | --- | --- |")
+    print("\n| model type | parameters | patch_init | materialize | deferred_init |")
+    print("| --- | ---: | --- | --- | --- |")
     for r in rows:
-        cells = [("ok" if not r[k] else "; ".join(r[k][:3])) for k in ("patch_init",
-                                                                         "materialize")]
-        print(f"| {r['type']} | {r['params']:,} | {cells[0]} | {cells[1]} |")
+        cells = [("ok" if not r[k] else "; ".join(r[k][:3]))
+                 for k in ("patch_init", "materialize", "deferred")]
+        print(f"| {r['type']} | {r['params']:,} | {' | '.join(cells)} |")
     built = len(rows)
     patched_ok = sum(not r["patch_init"] for r in rows)
     materialized_ok = sum(not r["materialize"] for r in rows)
+    deferred_ok = sum(not r["deferred"] for r in rows)
     print(f"\nbuilt {built}; patch_init matches {patched_ok}; materialize matches "
-          f"{materialized_ok}")
+          f"{materialized_ok}; deferred_init + materialize equals patch_init bit for bit "
+          f"on {deferred_ok}")
     assert built >= 30
     assert all(r["torch_rng_untouched"] for r in rows)
     assert all(not r["patch_init"] for r in rows), [r for r in rows if r["patch_init"]]
@@ -181,3 +208,5 @@ def test_hugging_face_sweep():
     refused = [r for r in rows if r["materialize"]
                and not all(f.startswith(loud) for f in r["materialize"])]
     assert not refused, refused
+    assert all(not r["deferred"] for r in rows), [(r["type"], r["deferred"]) for r in rows
+                                                  if r["deferred"]]

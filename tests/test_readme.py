@@ -2,6 +2,7 @@
 
 import pathlib
 import re
+import textwrap
 import warnings
 
 import pytest
@@ -19,4 +20,4 @@ def test_readme_examples_run():
     for block in (b for b in blocks if "dask" not in b and "dist.get_rank" not in b):
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", UserWarning)      # torch's own, about Transformer
-            exec(compile(block, "README.md", "exec"), {})
+            exec(compile(textwrap.dedent(block), "README.md", "exec"), {})

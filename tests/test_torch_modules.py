@@ -96,6 +96,27 @@ def test_attention_and_recurrent():
             assert_uniform(p, 1 / math.sqrt(50))
 
 
+def test_transformer_gets_xavier_in_every_matrix_as_its_constructor_gives():
+    model = nn.Transformer(64, 4, 1, 1, 128)
+    ft.reset_parameters(model, fi.Generator(0))
+    matrices = 0
+    for name, p in model.named_parameters():
+        if p.dim() > 1:
+            fan_out, fan_in = p.shape
+            assert_uniform(p, math.sqrt(6 / (fan_in + fan_out)))
+            matrices += 1
+        elif "norm" in name and name.endswith("weight"):
+            assert (p == 1).all(), name
+        elif "in_proj_bias" in name or "out_proj.bias" in name or "norm" in name:
+            assert (p == 0).all(), name
+    assert matrices == 4 + 6
+    # A parameter init_fn decides keeps its rule, as any other.
+    gpt = ft.reset_parameters(model, fi.Generator(0), init_fn=lambda m, n, p: (
+        ("zeros_", {}) if isinstance(m, nn.Linear) and n == "weight" else None))
+    assert (gpt.encoder.layers[0].linear1.weight == 0).all()
+    assert_uniform(gpt.encoder.layers[0].self_attn.in_proj_weight, math.sqrt(6 / 256))
+
+
 def test_distributions_match_torch_defaults():
     # torch's initialization and ours follow the same law, parameter by parameter: a
     # two-sample Kolmogorov-Smirnov test at the 1e-4 level (the 32-element conv bias

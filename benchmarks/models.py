@@ -76,9 +76,11 @@ class LlamaFromConfig(_Contender):
     config, allocation and first touch included: transformers' from_config on the CPU
     (torch's default initialization, then the model's own) against building it on the
     meta device and fastinit.torch.materialize (the model's own initialization through
-    fastinit). The bench command runs the same at 953M parameters."""
+    fastinit), and against fastinit.torch.deferred_init and materialize (its
+    construction recorded, then replayed through fastinit). The bench command runs the
+    same at 953M parameters."""
 
-    params = (["fastinit materialize", "transformers"], THREADS)
+    params = (["fastinit materialize", "fastinit deferred_init", "transformers"], THREADS)
     param_names = ["contender", "threads"]
 
     def setup(self, contender, threads):
@@ -103,4 +105,8 @@ class LlamaFromConfig(_Contender):
                 model = AutoModelForCausalLM.from_config(config)
             return ft.materialize(model, gen)
 
-        self.run = materialize
+        def deferred():
+            return ft.materialize(ft.deferred_init(AutoModelForCausalLM.from_config, config),
+                                  gen)
+
+        self.run = deferred if contender == "fastinit deferred_init" else materialize

@@ -378,7 +378,10 @@ def bench_models(threads, repeat, size="953M"):
     """A Hugging Face Llama from its config: plain (built on the CPU, torch's default
     initialization, then the model's own), against built on the meta device and
     fastinit.torch.materialize (the model's own initialization through fastinit,
-    first touch included), against the same fills again on touched memory."""
+    first touch included), against fastinit.torch.deferred_init and materialize (the
+    construction recorded, then replayed), against the same fills again on touched
+    memory; and the yardstick: a C loop writing the same bytes into freshly mapped
+    memory on the same threads, plus the touched fills (what the machine allows)."""
     if importlib.util.find_spec("transformers") is None:
         print("\nmodels: skipped (transformers is not installed: pip install 'fastinit[hf]')")
         return
@@ -388,6 +391,7 @@ def bench_models(threads, repeat, size="953M"):
     logging.set_verbosity_error()
     fastinit.set_num_threads(threads)
     config = llama_config(size)
+    nbytes = _llama_params(config) * 4
     gen = fastinit.Generator(0)
     kept = {}
 
@@ -401,30 +405,44 @@ def bench_models(threads, repeat, size="953M"):
             model = AutoModelForCausalLM.from_config(config)
         kept["model"] = ft.materialize(model, gen)
 
+    def deferred():
+        kept.pop("model", None)
+        model = ft.deferred_init(AutoModelForCausalLM.from_config, config)
+        kept["model"] = ft.materialize(model, gen)
+
     def touched():
         model = kept["model"]
         _clear_hf_flags(model)
         with ft.patch_init(gen):
             model.init_weights()
 
-    times = {name: [] for name in ("plain", "materialize", "touched")}
+    contenders = (("plain", plain), ("materialize", meta_materialize),
+                  ("deferred", deferred), ("touched", touched))
+    times = {name: [] for name, _ in contenders}
+    times["first touch"] = []
     for _ in range(repeat):                     # interleaved; no warm-up (first touch is the point)
-        for name, fn in (("plain", plain), ("materialize", meta_materialize),
-                         ("touched", touched)):
+        for name, fn in contenders:
             t0 = time.perf_counter()
             fn()
             times[name].append(time.perf_counter() - t0)
-    kept.clear()
-    seconds = {name: statistics.median(ts) for name, ts in times.items()}
-    params = _llama_params(config)
+        kept.clear()
+        first_touch = _runtime.first_touch_yardstick(nbytes, threads)
+        if first_touch is not None:
+            times["first touch"].append(first_touch)
+    seconds = {name: statistics.median(ts) for name, ts in times.items() if ts}
+    if "first touch" in seconds:
+        seconds["yardstick"] = seconds["first touch"] + seconds["touched"]
     labels = {"plain": "transformers from_config (plain)",
               "materialize": "fastinit: meta, materialize",
-              "touched": "fastinit: own init again, touched memory"}
-    _print_table(f"models: Llama from config, {params / 1e6:.0f}M float32 parameters, "
+              "deferred": "fastinit: deferred_init, materialize",
+              "touched": "fastinit: own init again, touched memory",
+              "first touch": "yardstick: C loop into fresh memory",
+              "yardstick": "yardstick: fresh-memory loop + touched"}
+    _print_table(f"models: Llama from config, {nbytes / 4e6:.0f}M float32 parameters, "
                  f"model's own initialization, {threads} threads "
                  f"(huge pages {_runtime.huge_pages_reason.split(':')[0]})",
-                 params * 4, {labels[k]: v for k, v in seconds.items()},
-                 {"vs plain": labels["plain"], "vs touched": labels["touched"]})
+                 nbytes, {labels[k]: v for k, v in seconds.items()},
+                 {"vs plain": labels["plain"], "vs yardstick": labels["yardstick"]})
     fastinit.set_num_threads(None)
 
 

@@ -59,6 +59,7 @@ cdef extern from "fi_api.h" nogil:
     void fi_store_fence()
 
     void fi_stream_yardstick(float *a, int64_t n, int nthreads)
+    double fi_first_touch_yardstick(int64_t nbytes, int nthreads, int advise_huge)
     int64_t fi_advise_huge_pages(uintptr_t addr, int64_t nbytes)
     int fi_openmp_enabled()
     int fi_omp_max_threads()

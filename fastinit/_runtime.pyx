@@ -17,7 +17,7 @@ from fastinit._kernels cimport (
     FI_NPATHS, FI_PATH_BASELINE, fi_block_elements, fi_build_flags, fi_compiler,
     fi_advise_huge_pages, fi_omp_max_threads, fi_omp_use_one_thread, fi_openmp_enabled,
     fi_path_names, fi_path_round16,
-    fi_path_supported, fi_stream_yardstick,
+    fi_path_supported, fi_stream_yardstick, fi_first_touch_yardstick,
 )
 
 cnp.import_array()
@@ -252,3 +252,18 @@ def stream_yardstick(cnp.ndarray[cnp.float32_t, ndim=1, mode="c"] out, int nthre
     cdef int threads = 1 if _forked or nthreads < 1 else nthreads
     with nogil:
         fi_stream_yardstick(data, n, threads)
+
+
+def first_touch_yardstick(nbytes, int nthreads):
+    """Seconds the stream yardstick's loop takes to write ``nbytes`` into memory mapped
+    fresh for it (every page faulted in on first write, huge pages advised when
+    materialize would advise them), on ``nthreads`` threads: what allocating and
+    filling a model cannot beat on this machine. None where it cannot be measured
+    (not Linux, or the memory cannot be mapped)."""
+    cdef int64_t n = int(nbytes)
+    cdef int threads = 1 if _forked or nthreads < 1 else nthreads
+    cdef int advise = 1 if _advise_huge_pages and n >= HUGE_PAGE_MIN_BYTES else 0
+    cdef double seconds
+    with nogil:
+        seconds = fi_first_touch_yardstick(n, threads, advise)
+    return None if seconds < 0 else seconds

@@ -188,7 +188,12 @@ def test_llama_benchmark_materializes_the_whole_model(capsys):
     _bench.bench_models(1, 1, "29M")
     rows = capsys.readouterr().out.splitlines()
     assert rows[1].startswith("models: Llama from config, 29M float32 parameters")
-    assert [r.split()[0] for r in rows[3:6]] == ["transformers", "fastinit:", "fastinit:"]
+    assert [" ".join(r.split()[:2]) for r in rows[3:9]] == [
+        "transformers from_config", "fastinit: meta,", "fastinit: deferred_init,",
+        "fastinit: own", "yardstick: C", "yardstick: fresh-memory"]
+    bench.setup("fastinit deferred_init", "1")
+    model = bench.run()
+    assert all(p.device.type == "cpu" for p in model.parameters())
 
 
 def _threads_in_forked_child(queue):

@@ -10,6 +10,7 @@
 #if defined(__linux__)
 #include <errno.h>
 #include <sys/mman.h>
+#include <time.h>
 #endif
 
 #ifdef _OPENMP
@@ -87,6 +88,34 @@ void fi_stream_yardstick(float *a, int64_t n, int nthreads)
 #else
     (void)nthreads;
     for (int64_t i = 0; i < n; i++) a[i] = 1.0f;
+#endif
+}
+
+/* The first-touch yardstick of the models bench: seconds to write nbytes into
+ * freshly mapped memory (never touched: every page faults in during the write)
+ * with the stream yardstick's loop on nthreads threads, huge pages advised first if
+ * asked (as materialize does). The mapping is returned to the OS afterwards, not
+ * timed. -1 if the memory cannot be mapped. */
+double fi_first_touch_yardstick(int64_t nbytes, int nthreads, int advise_huge)
+{
+#if defined(__linux__)
+    void *p = mmap(NULL, (size_t)nbytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS,
+                   -1, 0);
+    if (p == MAP_FAILED)
+        return -1.0;
+    if (advise_huge)
+        fi_advise_huge_pages((uintptr_t)p, nbytes);
+    struct timespec t0, t1;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    fi_stream_yardstick((float *)p, nbytes / (int64_t)sizeof(float), nthreads);
+    clock_gettime(CLOCK_MONOTONIC, &t1);
+    munmap(p, (size_t)nbytes);
+    return (double)(t1.tv_sec - t0.tv_sec) + 1e-9 * (double)(t1.tv_nsec - t0.tv_nsec);
+#else
+    (void)nbytes;
+    (void)nthreads;
+    (void)advise_huge;
+    return -1.0;
 #endif
 }
 

@@ -9,6 +9,7 @@ int fi_omp_max_threads(void);
 void fi_omp_use_one_thread(void);
 /* Writes 1.0 into n floats with the plainest OpenMP loop of non-temporal stores. */
 void fi_stream_yardstick(float *a, int64_t n, int nthreads);
+double fi_first_touch_yardstick(int64_t nbytes, int nthreads, int advise_huge);
 /* Asks the OS to back the 2 MiB-aligned pages inside [addr, addr + nbytes) with
  * transparent huge pages; returns the bytes advised, 0 where the OS has no such
  * advice, or -errno. */

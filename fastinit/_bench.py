@@ -64,9 +64,11 @@ def _print_table(title, nbytes, seconds, references):
     (a dict of column label -> contender name; absent references are skipped)."""
     refs = {label: name for label, name in references.items() if name in seconds}
     print(f"\n{title}")
-    print(f"  {'contender':<42}{'GB/s':>7}{'ms':>9}" + "".join(f"{lab:>11}" for lab in refs))
+    widths = [max(11, len(lab) + 2) for lab in refs]
+    print(f"  {'contender':<42}{'GB/s':>7}{'ms':>9}" +
+          "".join(f"{lab:>{w}}" for lab, w in zip(refs, widths)))
     for name, s in seconds.items():
-        ratios = "".join(f"{seconds[ref] / s:>11.2f}" for ref in refs.values())
+        ratios = "".join(f"{seconds[ref] / s:>{w}.2f}" for ref, w in zip(refs.values(), widths))
         written = 2 * nbytes if name.endswith(F64_ALLOC) else nbytes
         print(f"  {name:<42}{written / s / 1e9:>7.2f}{s * 1e3:>9.2f}{ratios}")
 

@@ -43,10 +43,55 @@ typedef double fi_f64x4 __attribute__((vector_size(32)));
 typedef float fi_f32x4 __attribute__((vector_size(16)));
 typedef uint16_t fi_u16x8 __attribute__((vector_size(16)));
 
+/* 64-byte vectors (AVX-512's registers), and the whole-block kernels' vectors:
+ * FI_VW 64-bit lanes each, the width each path computes on best. 8 (64 bytes, one
+ * register) on AVX-512; 4 (32 bytes) on AVX2 and the baseline path, where GCC
+ * lowers wider generic vectors poorly (measured: a 64-byte uniform kernel ran 13x
+ * slower on AVX2). One source: every path compiles it at its own width. */
+typedef uint64_t fi_u64x8 __attribute__((vector_size(64)));
+typedef uint32_t fi_u32x16 __attribute__((vector_size(64)));
+typedef float fi_f32x16 __attribute__((vector_size(64)));
+typedef uint16_t fi_u16x16 __attribute__((vector_size(32)));
+#ifdef __AVX512F__
+#define FI_VW 8
+#else
+#define FI_VW 4
+#endif
+typedef uint64_t fi_u64xv __attribute__((vector_size(8 * FI_VW)));
+typedef int64_t fi_i64xv __attribute__((vector_size(8 * FI_VW)));
+typedef uint32_t fi_u32xv __attribute__((vector_size(8 * FI_VW)));
+typedef int32_t fi_i32xv __attribute__((vector_size(8 * FI_VW)));
+typedef float fi_f32xv __attribute__((vector_size(8 * FI_VW)));
+typedef double fi_f64xv __attribute__((vector_size(8 * FI_VW)));
+
 /* Broadcasts. (Not x + (vector){0}: that would turn -0.0 into +0.0.) */
 FI_INLINE fi_f32x8 fi_splat_f32(float x) { return (fi_f32x8){x, x, x, x, x, x, x, x}; }
 FI_INLINE fi_f64x4 fi_splat_f64(double x) { return (fi_f64x4){x, x, x, x}; }
 FI_INLINE fi_u64x4 fi_splat_u64(uint64_t x) { return (fi_u64x4){x, x, x, x}; }
+FI_INLINE fi_f32xv fi_splatv_f32(float x)
+{
+    fi_f32xv v;
+    for (int i = 0; i < 2 * FI_VW; i++) v[i] = x;
+    return v;
+}
+FI_INLINE fi_f64xv fi_splatv_f64(double x)
+{
+    fi_f64xv v;
+    for (int i = 0; i < FI_VW; i++) v[i] = x;
+    return v;
+}
+FI_INLINE fi_u64xv fi_splatv_u64(uint64_t x)
+{
+    fi_u64xv v;
+    for (int i = 0; i < FI_VW; i++) v[i] = x;
+    return v;
+}
+
+/* The halves of a 64-byte vector. */
+#define FI_LO8(v) __builtin_shufflevector((v), (v), 0, 1, 2, 3, 4, 5, 6, 7)
+#define FI_HI8(v) __builtin_shufflevector((v), (v), 8, 9, 10, 11, 12, 13, 14, 15)
+#define FI_LO4(v) __builtin_shufflevector((v), (v), 0, 1, 2, 3)
+#define FI_HI4(v) __builtin_shufflevector((v), (v), 4, 5, 6, 7)
 
 /* A lane mask (each lane all ones or zero) as bits: bit i for lane i. */
 FI_INLINE uint32_t fi_mask_bits_u32x8(fi_u32x8 mask)
@@ -72,6 +117,29 @@ FI_INLINE uint32_t fi_mask_bits_u64x4(fi_u64x4 mask)
     if (mask[0] | mask[1] | mask[2] | mask[3])
         for (int i = 0; i < 4; i++) bits |= (uint32_t)(mask[i] & 1u) << i;
     return bits;
+#endif
+}
+
+/* A lane mask of the path's width as bits. */
+FI_INLINE uint32_t fi_mask_bits_u32xv(fi_u32xv mask)
+{
+#if FI_VW == 8 && defined(__AVX512DQ__)
+    return (uint32_t)_mm512_movepi32_mask((__m512i)mask);
+#elif FI_VW == 8
+    return fi_mask_bits_u32x8(FI_LO8(mask)) | fi_mask_bits_u32x8(FI_HI8(mask)) << 8;
+#else
+    return fi_mask_bits_u32x8(mask);
+#endif
+}
+
+FI_INLINE uint32_t fi_mask_bits_u64xv(fi_u64xv mask)
+{
+#if FI_VW == 8 && defined(__AVX512DQ__)
+    return (uint32_t)_mm512_movepi64_mask((__m512i)mask);
+#elif FI_VW == 8
+    return fi_mask_bits_u64x4(FI_LO4(mask)) | fi_mask_bits_u64x4(FI_HI4(mask)) << 4;
+#else
+    return fi_mask_bits_u64x4(mask);
 #endif
 }
 

@@ -74,6 +74,44 @@ FI_INLINE void fi_put_half8(uint16_t *dst, fi_f32x8 v, int stream, int bf16)
     memcpy(dst, &h, sizeof h);
 }
 
+/* Stores 16 float32 values rounded to 16 bits at dst (fi_put_half8 on each half; on
+ * AVX-512 one conversion and one 32-byte store). */
+FI_INLINE void fi_put_half16(uint16_t *dst, fi_f32x16 v, int stream, int bf16)
+{
+#ifdef __AVX512F__
+    fi_u16x16 h;
+    if (bf16) {
+        const fi_u32x16 b = (fi_u32x16)v;
+        const fi_u32x16 rounded = (b + 0x7FFFu + ((b >> 16) & 1u)) >> 16;
+        const __mmask16 nan = _mm512_cmp_ps_mask((__m512)v, (__m512)v, _CMP_UNORD_Q);
+        const fi_u32x16 bits = (fi_u32x16)_mm512_mask_mov_epi32(
+            (__m512i)rounded, nan, (__m512i)((b >> 16) | 0x40u));
+        h = (fi_u16x16)_mm512_cvtepi32_epi16((__m512i)bits);
+    } else {
+        h = (fi_u16x16)_mm512_cvtps_ph((__m512)v, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+        const __mmask16 nan = _mm512_cmp_ps_mask((__m512)v, (__m512)v, _CMP_UNORD_Q);
+        if (__builtin_expect(nan != 0, 0)) {
+            const fi_u16x16 is_nan = (fi_u16x16)((h & 0x7FFFu) > 0x7C00u);
+            h = (h & ~is_nan) | (((h & 0x8000u) | 0x7E00u) & is_nan);
+        }
+    }
+    if (stream && !((uintptr_t)dst & 31)) {
+        _mm256_stream_si256((__m256i *)dst, (__m256i)h);
+        return;
+    }
+    if (stream) {
+        _mm_stream_si128((__m128i *)dst, (__m128i)__builtin_shufflevector(h, h, 0, 1, 2, 3, 4, 5, 6, 7));
+        _mm_stream_si128((__m128i *)(dst + 8),
+                         (__m128i)__builtin_shufflevector(h, h, 8, 9, 10, 11, 12, 13, 14, 15));
+        return;
+    }
+    memcpy(dst, &h, sizeof h);
+#else
+    fi_put_half8(dst, FI_LO8(v), stream, bf16);
+    fi_put_half8(dst + 8, FI_HI8(v), stream, bf16);
+#endif
+}
+
 /* Converts m float32 values (m a multiple of 8) to 16 bits (BF16: bfloat16, else
  * float16) into dst. */
 FI_INLINE void fi_store_half(uint16_t *dst, const float *vals, int64_t m, int bf16, int stream)

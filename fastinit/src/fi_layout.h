@@ -142,4 +142,18 @@ FI_INLINE void fi_store32(void *p, fi_f32x8 v, int stream)
     memcpy(p, &v, sizeof v);
 }
 
+/* Stores a 64-byte vector at p: with stream set, non-temporal (p is then 16-byte
+ * aligned; on AVX-512 a 64-byte aligned p takes one whole-line store). */
+FI_INLINE void fi_store64(void *p, fi_f32x16 v, int stream)
+{
+#ifdef __AVX512F__
+    if (stream && !((uintptr_t)p & 63)) {
+        _mm512_stream_ps((float *)p, (__m512)v);
+        return;
+    }
+#endif
+    fi_store32(p, FI_LO8(v), stream);
+    fi_store32((char *)p + 32, FI_HI8(v), stream);
+}
+
 #endif /* FI_LAYOUT_H */

@@ -25,6 +25,19 @@ FI_INLINE void fi_store_vec(void *dst, int64_t k, fi_f32x8 v, int fmt, int strea
     else fi_put_half8((uint16_t *)dst + k, v, stream, fmt == FI_OUT_BF16);
 }
 
+/* Stores one vector of the path's width (2 FI_VW float32 values, or FI_VW float64
+ * ones as bits) as elements k.. of dst in format fmt, as fi_store_vec does. */
+FI_INLINE void fi_store_vecv(void *dst, int64_t k, fi_f32xv v, int fmt, int stream)
+{
+#if FI_VW == 8
+    if (fmt == FI_OUT_F64) fi_store64((double *)dst + k, v, stream);
+    else if (fmt == FI_OUT_F32) fi_store64((float *)dst + k, v, stream);
+    else fi_put_half16((uint16_t *)dst + k, v, stream, fmt == FI_OUT_BF16);
+#else
+    fi_store_vec(dst, k, v, fmt, stream);
+#endif
+}
+
 /* A random fill of one piece; PER_STEP elements per lane step (32 for float32,
  * 16 for float64). A whole block bound for aligned contiguous memory is written
  * straight from registers (WHOLE); a partial block goes through the cursor

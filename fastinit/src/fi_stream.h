@@ -52,6 +52,39 @@ FI_INLINE fi_u64x4 fi_step4(fi_u64x4 *s0, fi_u64x4 *s1, fi_u64x4 *s2, fi_u64x4 *
     return x;
 }
 
+/* A block's 16 lanes at the path's width: FI_NV vectors of FI_VW lanes per state
+ * word (the same memory layout as fi_lanes). */
+#define FI_NV (FI_LANES / FI_VW)
+typedef struct {
+    fi_u64xv s0[FI_NV], s1[FI_NV], s2[FI_NV], s3[FI_NV];
+} fi_lanesv;
+
+FI_INLINE void fi_lanesv_seed(fi_lanesv *ln, uint64_t sigma, uint64_t block, int aux)
+{
+    fi_lanes narrow;
+    fi_lanes_seed(&narrow, sigma, block, aux);
+    memcpy(ln->s0, narrow.s0, sizeof ln->s0); memcpy(ln->s1, narrow.s1, sizeof ln->s1);
+    memcpy(ln->s2, narrow.s2, sizeof ln->s2); memcpy(ln->s3, narrow.s3, sizeof ln->s3);
+}
+
+FI_INLINE fi_u64xv fi_rotlv(fi_u64xv x, int k) { return (x << k) | (x >> (64 - k)); }
+
+/* One xoshiro256** step of FI_VW lanes (fi_step4's operations at the path's width). */
+FI_INLINE fi_u64xv fi_stepv(fi_u64xv *s0, fi_u64xv *s1, fi_u64xv *s2, fi_u64xv *s3)
+{
+    fi_u64xv x = *s1 + (*s1 << 2);
+    x = fi_rotlv(x, 7);
+    x = x + (x << 3);
+    const fi_u64xv t = *s1 << 17;
+    *s2 ^= *s0;
+    *s3 ^= *s1;
+    *s1 ^= *s2;
+    *s0 ^= *s3;
+    *s2 ^= t;
+    *s3 = fi_rotlv(*s3, 45);
+    return x;
+}
+
 /* The next output of one lane, out of the vector states. */
 static inline uint64_t fi_lane_next(fi_lanes *ln, int lane)
 {

@@ -109,19 +109,20 @@ FI_INLINE void fi_trunc_whole(uint64_t block, const fi_trunc_params *pr, uint64_
 {
     enum { STEPS = FI_BLOCK / FI_LANES };
     fi_lanes ln, aux;
-    fi_lanes_seed(&ln, pr->sigma, block, 0);
     if (pr->mode == 0) {
-        fi_f64x4 z[STEPS][FI_VECS];
+        fi_lanesv wide;
+        fi_f64xv z[STEPS][FI_NV];
         uint32_t rejected[STEPS];
-        for (int t = 0; t < STEPS; t++) rejected[t] = fi_normal_f64_fast(&ln, z[t]);
+        fi_lanesv_seed(&wide, pr->sigma, block, 0);
+        for (int t = 0; t < STEPS; t++) rejected[t] = fi_normal_f64_fastv(&wide, z[t]);
         fi_lanes_seed(&aux, pr->sigma, block, 1);
-        const fi_f64x4 alpha = fi_splat_f64(pr->alpha), beta = fi_splat_f64(pr->beta);
+        const fi_f64xv alpha = fi_splatv_f64(pr->alpha), beta = fi_splatv_f64(pr->beta);
         for (int t = 0; t < STEPS; t++) {
-            fi_normal_f64_fix(&aux, rejected[t], z[t]);
+            fi_normal_f64_fixv(&aux, rejected[t], z[t]);
             uint32_t outside = 0;
-            for (int v = 0; v < FI_VECS; v++)
-                outside |= fi_mask_bits_u64x4((fi_u64x4)((z[t][v] < alpha) | (z[t][v] > beta)))
-                           << (4 * v);
+            for (int v = 0; v < FI_NV; v++)
+                outside |= fi_mask_bits_u64xv((fi_u64xv)((z[t][v] < alpha) | (z[t][v] > beta)))
+                           << (FI_VW * v);
             double *zt = (double *)z[t];
             for (; outside; outside &= outside - 1) {
                 const int k = __builtin_ctz(outside);
@@ -131,6 +132,7 @@ FI_INLINE void fi_trunc_whole(uint64_t block, const fi_trunc_params *pr, uint64_
         memcpy(zbits, z, sizeof z);
         return;
     }
+    fi_lanes_seed(&ln, pr->sigma, block, 0);
     for (int t = 0; t < STEPS; t++) fi_uniform_step(&ln, &aux, pr, zbits + t * FI_LANES);
     fi_lanes_seed(&aux, pr->sigma, block, 1);
     double *z = (double *)zbits;

@@ -55,18 +55,18 @@ FI_INLINE void fi_uniform_f64_map(const uint64_t *raw, int64_t j0, int64_t n,
 FI_INLINE void fi_uniform_f32_whole(uint64_t sigma, uint64_t block, const fi_uniform_params *pr,
                                     void *dst, int stream, int fmt)
 {
-    fi_lanes ln;
-    fi_lanes_seed(&ln, sigma, block, 0);
-    const fi_f32x8 lo = fi_splat_f32(pr->low_f), r = fi_splat_f32(pr->range_f);
-    const fi_f32x8 cap = fi_splat_f32(pr->cap_f);
+    fi_lanesv ln;
+    fi_lanesv_seed(&ln, sigma, block, 0);
+    const fi_f32xv lo = fi_splatv_f32(pr->low_f), r = fi_splatv_f32(pr->range_f);
+    const fi_f32xv cap = fi_splatv_f32(pr->cap_f);
     for (int t = 0; t < FI_BLOCK / (2 * FI_LANES); t++)
-        for (int v = 0; v < FI_VECS; v++) {
-            const fi_u32x8 h = (fi_u32x8)fi_step4(&ln.s0[v], &ln.s1[v], &ln.s2[v], &ln.s3[v]);
-            const fi_f32x8 u = __builtin_convertvector((fi_i32x8)(h >> 8), fi_f32x8) * 0x1p-24f;
-            const fi_f32x8 val = lo + r * u;
-            const fi_i32x8 below = val < cap;
-            const fi_i32x8 bits = ((fi_i32x8)val & below) | ((fi_i32x8)cap & ~below);
-            fi_store_vec(dst, t * 2 * FI_LANES + 8 * v, (fi_f32x8)bits, fmt, stream);
+        for (int v = 0; v < FI_NV; v++) {
+            const fi_u32xv h = (fi_u32xv)fi_stepv(&ln.s0[v], &ln.s1[v], &ln.s2[v], &ln.s3[v]);
+            const fi_f32xv u = __builtin_convertvector((fi_i32xv)(h >> 8), fi_f32xv) * 0x1p-24f;
+            const fi_f32xv val = lo + r * u;
+            const fi_i32xv below = val < cap;
+            const fi_i32xv bits = ((fi_i32xv)val & below) | ((fi_i32xv)cap & ~below);
+            fi_store_vecv(dst, t * 2 * FI_LANES + 2 * FI_VW * v, (fi_f32xv)bits, fmt, stream);
         }
 }
 
@@ -76,22 +76,22 @@ FI_INLINE void fi_uniform_f32_whole(uint64_t sigma, uint64_t block, const fi_uni
 FI_INLINE void fi_uniform_f64_whole(uint64_t sigma, uint64_t block, const fi_uniform_params *pr,
                                     void *dst, int stream, int fmt)
 {
-    fi_lanes ln;
-    fi_lanes_seed(&ln, sigma, block, 0);
-    const fi_f64x4 lo = fi_splat_f64(pr->low), r = fi_splat_f64(pr->range);
-    const fi_f64x4 cap = fi_splat_f64(pr->cap);
-    const fi_u64x4 one_bits = fi_splat_u64(0x3FF0000000000000ULL);    /* 1.0 */
-    const fi_u64x4 half_ulp = fi_splat_u64(0x3CA0000000000000ULL);    /* 2^-53 */
+    fi_lanesv ln;
+    fi_lanesv_seed(&ln, sigma, block, 0);
+    const fi_f64xv lo = fi_splatv_f64(pr->low), r = fi_splatv_f64(pr->range);
+    const fi_f64xv cap = fi_splatv_f64(pr->cap);
+    const fi_u64xv one_bits = fi_splatv_u64(0x3FF0000000000000ULL);    /* 1.0 */
+    const fi_u64xv half_ulp = fi_splatv_u64(0x3CA0000000000000ULL);    /* 2^-53 */
     for (int t = 0; t < FI_BLOCK / FI_LANES; t++)
-        for (int v = 0; v < FI_VECS; v++) {
-            const fi_u64x4 x = fi_step4(&ln.s0[v], &ln.s1[v], &ln.s2[v], &ln.s3[v]);
-            const fi_f64x4 high52 = (fi_f64x4)((x >> 12) | one_bits) - fi_splat_f64(1.0);
-            const fi_f64x4 low1 = (fi_f64x4)(half_ulp & -((x >> 11) & 1));
-            const fi_f64x4 u = high52 + low1;
-            const fi_f64x4 val = lo + r * u;
-            const fi_i64x4 below = val < cap;
-            const fi_i64x4 bits = ((fi_i64x4)val & below) | ((fi_i64x4)cap & ~below);
-            fi_store_vec(dst, t * FI_LANES + 4 * v, (fi_f32x8)bits, fmt, stream);
+        for (int v = 0; v < FI_NV; v++) {
+            const fi_u64xv x = fi_stepv(&ln.s0[v], &ln.s1[v], &ln.s2[v], &ln.s3[v]);
+            const fi_f64xv high52 = (fi_f64xv)((x >> 12) | one_bits) - fi_splatv_f64(1.0);
+            const fi_f64xv low1 = (fi_f64xv)(half_ulp & -((x >> 11) & 1));
+            const fi_f64xv u = high52 + low1;
+            const fi_f64xv val = lo + r * u;
+            const fi_i64xv below = val < cap;
+            const fi_i64xv bits = ((fi_i64xv)val & below) | ((fi_i64xv)cap & ~below);
+            fi_store_vecv(dst, t * FI_LANES + FI_VW * v, (fi_f32xv)bits, fmt, stream);
         }
 }
 

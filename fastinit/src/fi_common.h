@@ -87,6 +87,33 @@ FI_INLINE fi_u64xv fi_splatv_u64(uint64_t x)
     return v;
 }
 
+/* min(v, cap) as `v < cap ? v : cap` lane by lane (cap where v is a NaN or both are
+ * zeros): x86's MINPS/MINPD compute exactly that (they return the second operand
+ * unless the first is less), in one instruction instead of compare and blend. */
+FI_INLINE fi_f32xv fi_min_f32xv(fi_f32xv v, fi_f32xv cap)
+{
+#if FI_VW == 8
+    return (fi_f32xv)_mm512_min_ps((__m512)v, (__m512)cap);
+#elif defined(__AVX__)
+    return (fi_f32xv)_mm256_min_ps((__m256)v, (__m256)cap);
+#else
+    const fi_i32xv below = v < cap;
+    return (fi_f32xv)(((fi_i32xv)v & below) | ((fi_i32xv)cap & ~below));
+#endif
+}
+
+FI_INLINE fi_f64xv fi_min_f64xv(fi_f64xv v, fi_f64xv cap)
+{
+#if FI_VW == 8
+    return (fi_f64xv)_mm512_min_pd((__m512d)v, (__m512d)cap);
+#elif defined(__AVX__)
+    return (fi_f64xv)_mm256_min_pd((__m256d)v, (__m256d)cap);
+#else
+    const fi_i64xv below = v < cap;
+    return (fi_f64xv)(((fi_i64xv)v & below) | ((fi_i64xv)cap & ~below));
+#endif
+}
+
 /* The halves of a 64-byte vector. */
 #define FI_LO8(v) __builtin_shufflevector((v), (v), 0, 1, 2, 3, 4, 5, 6, 7)
 #define FI_HI8(v) __builtin_shufflevector((v), (v), 8, 9, 10, 11, 12, 13, 14, 15)

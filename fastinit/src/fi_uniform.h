@@ -63,10 +63,8 @@ FI_INLINE void fi_uniform_f32_whole(uint64_t sigma, uint64_t block, const fi_uni
         for (int v = 0; v < FI_NV; v++) {
             const fi_u32xv h = (fi_u32xv)fi_stepv(&ln.s0[v], &ln.s1[v], &ln.s2[v], &ln.s3[v]);
             const fi_f32xv u = __builtin_convertvector((fi_i32xv)(h >> 8), fi_f32xv) * 0x1p-24f;
-            const fi_f32xv val = lo + r * u;
-            const fi_i32xv below = val < cap;
-            const fi_i32xv bits = ((fi_i32xv)val & below) | ((fi_i32xv)cap & ~below);
-            fi_store_vecv(dst, t * 2 * FI_LANES + 2 * FI_VW * v, (fi_f32xv)bits, fmt, stream);
+            const fi_f32xv val = fi_min_f32xv(lo + r * u, cap);
+            fi_store_vecv(dst, t * 2 * FI_LANES + 2 * FI_VW * v, val, fmt, stream);
         }
 }
 
@@ -88,10 +86,8 @@ FI_INLINE void fi_uniform_f64_whole(uint64_t sigma, uint64_t block, const fi_uni
             const fi_f64xv high52 = (fi_f64xv)((x >> 12) | one_bits) - fi_splatv_f64(1.0);
             const fi_f64xv low1 = (fi_f64xv)(half_ulp & -((x >> 11) & 1));
             const fi_f64xv u = high52 + low1;
-            const fi_f64xv val = lo + r * u;
-            const fi_i64xv below = val < cap;
-            const fi_i64xv bits = ((fi_i64xv)val & below) | ((fi_i64xv)cap & ~below);
-            fi_store_vecv(dst, t * FI_LANES + FI_VW * v, (fi_f32xv)bits, fmt, stream);
+            const fi_f64xv val = fi_min_f64xv(lo + r * u, cap);
+            fi_store_vecv(dst, t * FI_LANES + FI_VW * v, (fi_f32xv)val, fmt, stream);
         }
 }
 

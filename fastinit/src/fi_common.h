@@ -87,6 +87,12 @@ FI_INLINE fi_u64xv fi_splatv_u64(uint64_t x)
     return v;
 }
 
+/* The halves of a 64-byte vector. */
+#define FI_LO8(v) __builtin_shufflevector((v), (v), 0, 1, 2, 3, 4, 5, 6, 7)
+#define FI_HI8(v) __builtin_shufflevector((v), (v), 8, 9, 10, 11, 12, 13, 14, 15)
+#define FI_LO4(v) __builtin_shufflevector((v), (v), 0, 1, 2, 3)
+#define FI_HI4(v) __builtin_shufflevector((v), (v), 4, 5, 6, 7)
+
 /* min(v, cap) as `v < cap ? v : cap` lane by lane (cap where v is a NaN or both are
  * zeros): x86's MINPS/MINPD compute exactly that (they return the second operand
  * unless the first is less), in one instruction instead of compare and blend. */
@@ -96,6 +102,10 @@ FI_INLINE fi_f32xv fi_min_f32xv(fi_f32xv v, fi_f32xv cap)
     return (fi_f32xv)_mm512_min_ps((__m512)v, (__m512)cap);
 #elif defined(__AVX__)
     return (fi_f32xv)_mm256_min_ps((__m256)v, (__m256)cap);
+#elif defined(FI_X86)
+    const fi_f32x4 lo = _mm_min_ps((__m128)FI_LO4(v), (__m128)FI_LO4(cap));
+    const fi_f32x4 hi = _mm_min_ps((__m128)FI_HI4(v), (__m128)FI_HI4(cap));
+    return __builtin_shufflevector(lo, hi, 0, 1, 2, 3, 4, 5, 6, 7);
 #else
     const fi_i32xv below = v < cap;
     return (fi_f32xv)(((fi_i32xv)v & below) | ((fi_i32xv)cap & ~below));
@@ -108,17 +118,19 @@ FI_INLINE fi_f64xv fi_min_f64xv(fi_f64xv v, fi_f64xv cap)
     return (fi_f64xv)_mm512_min_pd((__m512d)v, (__m512d)cap);
 #elif defined(__AVX__)
     return (fi_f64xv)_mm256_min_pd((__m256d)v, (__m256d)cap);
+#elif defined(FI_X86)
+    typedef double f64x2 __attribute__((vector_size(16)));
+    const f64x2 lo = (f64x2)_mm_min_pd((__m128d)__builtin_shufflevector(v, v, 0, 1),
+                                       (__m128d)__builtin_shufflevector(cap, cap, 0, 1));
+    const f64x2 hi = (f64x2)_mm_min_pd((__m128d)__builtin_shufflevector(v, v, 2, 3),
+                                       (__m128d)__builtin_shufflevector(cap, cap, 2, 3));
+    return __builtin_shufflevector(lo, hi, 0, 1, 2, 3);
 #else
     const fi_i64xv below = v < cap;
     return (fi_f64xv)(((fi_i64xv)v & below) | ((fi_i64xv)cap & ~below));
 #endif
 }
 
-/* The halves of a 64-byte vector. */
-#define FI_LO8(v) __builtin_shufflevector((v), (v), 0, 1, 2, 3, 4, 5, 6, 7)
-#define FI_HI8(v) __builtin_shufflevector((v), (v), 8, 9, 10, 11, 12, 13, 14, 15)
-#define FI_LO4(v) __builtin_shufflevector((v), (v), 0, 1, 2, 3)
-#define FI_HI4(v) __builtin_shufflevector((v), (v), 4, 5, 6, 7)
 
 /* A lane mask (each lane all ones or zero) as bits: bit i for lane i. */
 FI_INLINE uint32_t fi_mask_bits_u32x8(fi_u32x8 mask)

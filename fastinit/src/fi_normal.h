@@ -127,47 +127,6 @@ FI_INLINE void fi_zig64_layers(fi_u64x4 idx, fi_f64x4 *w, fi_i64x4 *k)
 #endif
 }
 
-/* The fast path of one float32 step: each lane's next main output gives two
- * candidates (low half, then high half) for elements 2l and 2l+1 of the step's
- * 32, computed 8 at a time. Accepted values go to z; a rejected candidate leaves
- * its raw bits in z and its bit in the returned mask. */
-FI_INLINE uint32_t fi_normal_f32_fast(fi_lanes *ln, fi_f32x8 *z)
-{
-    uint32_t rejected = 0;
-    for (int v = 0; v < FI_VECS; v++) {
-        const fi_u32x8 h = (fi_u32x8)fi_step4(&ln->s0[v], &ln->s1[v], &ln->s2[v], &ln->s3[v]);
-        const fi_u32x8 idx = h & 255, m = h >> 9;
-        fi_f32x8 w;
-        fi_i32x8 k;
-        fi_zig32_layers(idx, &w, &k);
-        const fi_f32x8 x = __builtin_convertvector((fi_i32x8)m, fi_f32x8) * w;
-        const fi_u32x8 signed_x = (fi_u32x8)x ^ ((h & 256) << 23);
-        const fi_u32x8 reject = (fi_u32x8)((fi_i32x8)m >= k);
-        z[v] = (fi_f32x8)((signed_x & ~reject) | (h & reject));
-        rejected |= fi_mask_bits_u32x8(reject) << (8 * v);
-    }
-    return rejected;
-}
-
-/* The same for float64: one candidate per lane, element l of the step's 16. */
-FI_INLINE uint32_t fi_normal_f64_fast(fi_lanes *ln, fi_f64x4 *z)
-{
-    uint32_t rejected = 0;
-    for (int v = 0; v < FI_VECS; v++) {
-        const fi_u64x4 x = fi_step4(&ln->s0[v], &ln->s1[v], &ln->s2[v], &ln->s3[v]);
-        const fi_u64x4 idx = x & 255, m = x >> 12;
-        fi_f64x4 w;
-        fi_i64x4 k;
-        fi_zig64_layers(idx, &w, &k);
-        const fi_f64x4 md = (fi_f64x4)(m | 0x4330000000000000ULL) - 0x1p52;  /* exact */
-        const fi_u64x4 signed_d = (fi_u64x4)(md * w) ^ ((x & 256) << 55);
-        const fi_u64x4 reject = (fi_u64x4)((fi_i64x4)m >= k);
-        z[v] = (fi_f64x4)((signed_d & ~reject) | (x & reject));
-        rejected |= fi_mask_bits_u64x4(reject) << (4 * v);
-    }
-    return rejected;
-}
-
 /* The layers of one vector of candidates at the path's width: the 8-wide (float64:
  * 4-wide) look-ups above, on each half of a 64-byte vector. (AVX-512's 16-lane
  * gathers were slower on Zen 5: 1.09 against 0.91 ns per normal.) */
@@ -199,8 +158,10 @@ FI_INLINE void fi_zig64_layersv(fi_u64xv idx, fi_f64xv *w, fi_i64xv *k)
 #endif
 }
 
-/* fi_normal_f32_fast at the path's width: the same candidates, values and
- * rejection bits (element e of the step at bit e). */
+/* The fast path of one float32 step at the path's width: each lane's next main
+ * output gives two candidates (low half, then high half) for elements 2l and 2l+1 of
+ * the step's 32. Accepted values go to z; a rejected candidate leaves its raw bits in
+ * z and its bit (element e at bit e) in the returned mask. */
 FI_INLINE uint32_t fi_normal_f32_fastv(fi_lanesv *ln, fi_f32xv *z)
 {
     uint32_t rejected = 0;
@@ -255,27 +216,25 @@ FI_INLINE void NAME(fi_lanes *aux, uint32_t rejected, VEC *zv)                  
 
 #define FI_LANE_OF_F32(k) ((k) >> 1)   /* two float32 candidates per lane and step */
 #define FI_LANE_OF_F64(k) (k)
-FI_DEFINE_NORMAL_FIX(fi_normal_f32_fix, fi_f32x8, float, uint32_t, fi_zig32_slow, FI_LANE_OF_F32)
-FI_DEFINE_NORMAL_FIX(fi_normal_f64_fix, fi_f64x4, double, uint64_t, fi_zig64_slow, FI_LANE_OF_F64)
 FI_DEFINE_NORMAL_FIX(fi_normal_f32_fixv, fi_f32xv, float, uint32_t, fi_zig32_slow,
                      FI_LANE_OF_F32)
 FI_DEFINE_NORMAL_FIX(fi_normal_f64_fixv, fi_f64xv, double, uint64_t, fi_zig64_slow,
                      FI_LANE_OF_F64)
 
 /* One step, fast path then fix-ups (the cursor's path). */
-FI_INLINE void fi_normal_f32_step(fi_lanes *ln, fi_lanes *aux, const void *pr, void *out)
+FI_INLINE void fi_normal_f32_step(fi_lanesv *ln, fi_lanes *aux, const void *pr, void *out)
 {
     (void)pr;
-    fi_f32x8 z[FI_VECS];
-    fi_normal_f32_fix(aux, fi_normal_f32_fast(ln, z), z);
+    fi_f32xv z[FI_NV];
+    fi_normal_f32_fixv(aux, fi_normal_f32_fastv(ln, z), z);
     memcpy(out, z, sizeof z);
 }
 
-FI_INLINE void fi_normal_f64_step(fi_lanes *ln, fi_lanes *aux, const void *pr, void *out)
+FI_INLINE void fi_normal_f64_step(fi_lanesv *ln, fi_lanes *aux, const void *pr, void *out)
 {
     (void)pr;
-    fi_f64x4 z[FI_VECS];
-    fi_normal_f64_fix(aux, fi_normal_f64_fast(ln, z), z);
+    fi_f64xv z[FI_NV];
+    fi_normal_f64_fixv(aux, fi_normal_f64_fastv(ln, z), z);
     memcpy(out, z, sizeof z);
 }
 

@@ -33,31 +33,13 @@ FI_INLINE void fi_lanes_seed(fi_lanes *ln, uint64_t sigma, uint64_t block, int a
     memcpy(ln->s2, w[2], sizeof ln->s2); memcpy(ln->s3, w[3], sizeof ln->s3);
 }
 
-FI_INLINE fi_u64x4 fi_rotl4(fi_u64x4 x, int k) { return (x << k) | (x >> (64 - k)); }
-
-/* One xoshiro256** step of 4 lanes; the multiplications by 5 and 9 are written
- * as shifts and adds, which AVX2 has and 64-bit vector multiplies are not. */
-FI_INLINE fi_u64x4 fi_step4(fi_u64x4 *s0, fi_u64x4 *s1, fi_u64x4 *s2, fi_u64x4 *s3)
-{
-    fi_u64x4 x = *s1 + (*s1 << 2);
-    x = fi_rotl4(x, 7);
-    x = x + (x << 3);
-    const fi_u64x4 t = *s1 << 17;
-    *s2 ^= *s0;
-    *s3 ^= *s1;
-    *s1 ^= *s2;
-    *s0 ^= *s3;
-    *s2 ^= t;
-    *s3 = fi_rotl4(*s3, 45);
-    return x;
-}
-
 /* A block's 16 lanes at the path's width: FI_NV vectors of FI_VW lanes per state
  * word (the same memory layout as fi_lanes). */
 #define FI_NV (FI_LANES / FI_VW)
 typedef struct {
     fi_u64xv s0[FI_NV], s1[FI_NV], s2[FI_NV], s3[FI_NV];
 } fi_lanesv;
+_Static_assert(sizeof(fi_lanesv) == sizeof(fi_lanes), "fi_lanesv is fi_lanes at another width");
 
 FI_INLINE void fi_lanesv_seed(fi_lanesv *ln, uint64_t sigma, uint64_t block, int aux)
 {
@@ -69,7 +51,8 @@ FI_INLINE void fi_lanesv_seed(fi_lanesv *ln, uint64_t sigma, uint64_t block, int
 
 FI_INLINE fi_u64xv fi_rotlv(fi_u64xv x, int k) { return (x << k) | (x >> (64 - k)); }
 
-/* One xoshiro256** step of FI_VW lanes (fi_step4's operations at the path's width). */
+/* One xoshiro256** step of FI_VW lanes; the multiplications by 5 and 9 are written
+ * as shifts and adds, which AVX2 has and 64-bit vector multiplies are not. */
 FI_INLINE fi_u64xv fi_stepv(fi_u64xv *s0, fi_u64xv *s1, fi_u64xv *s2, fi_u64xv *s3)
 {
     fi_u64xv x = *s1 + (*s1 << 2);
@@ -127,11 +110,11 @@ void fi_cursor_free(fi_cursor *c);
 void fi_cursor_bind(fi_cursor *c, int64_t job);
 
 /* One step of all 16 lanes for the uniform fills: 16 raw outputs. */
-FI_INLINE void fi_uniform_step(fi_lanes *ln, fi_lanes *aux, const void *pr, void *out)
+FI_INLINE void fi_uniform_step(fi_lanesv *ln, fi_lanes *aux, const void *pr, void *out)
 {
     (void)aux; (void)pr;
-    for (int v = 0; v < FI_VECS; v++) {
-        const fi_u64x4 x = fi_step4(&ln->s0[v], &ln->s1[v], &ln->s2[v], &ln->s3[v]);
+    for (int v = 0; v < FI_NV; v++) {
+        const fi_u64xv x = fi_stepv(&ln->s0[v], &ln->s1[v], &ln->s2[v], &ln->s3[v]);
         memcpy((char *)out + sizeof x * v, &x, sizeof x);
     }
 }
@@ -151,10 +134,11 @@ FI_INLINE void NAME(fi_cursor *c, const void *pr, uint64_t sigma, uint64_t block
         c->steps = 0;                                                                      \
         c->valid = 1;                                                                      \
     }                                                                                      \
-    fi_lanes ln = c->lanes;                                                                \
+    fi_lanesv ln;                                  /* (the same layout at the path's width) */ \
+    memcpy(&ln, &c->lanes, sizeof ln);                                                     \
     for (int64_t t = c->steps; t < steps; t++)                                             \
         STEP(&ln, &c->aux, pr, (char *)c->raw + t * (STEP_BYTES));                         \
-    c->lanes = ln;                                                                         \
+    memcpy(&c->lanes, &ln, sizeof ln);                                                     \
     if (steps > c->steps) c->steps = steps;                                                \
 }
 

@@ -58,7 +58,7 @@ static double fi_trunc_one(fi_lanes *aux, int lane, double z, uint64_t x0, const
 }
 
 /* One step: 16 standardized truncated normals (element l from lane l), binary64. */
-FI_INLINE void fi_trunc_step(fi_lanes *ln, fi_lanes *aux, const void *params, void *out)
+FI_INLINE void fi_trunc_step(fi_lanesv *ln, fi_lanes *aux, const void *params, void *out)
 {
     const fi_trunc_params *pr = (const fi_trunc_params *)params;
     double *z = (double *)out;
@@ -108,13 +108,13 @@ FI_INLINE void fi_trunc_f32_map(const uint64_t *raw, int64_t j0, int64_t n,
 FI_INLINE void fi_trunc_whole(uint64_t block, const fi_trunc_params *pr, uint64_t *zbits)
 {
     enum { STEPS = FI_BLOCK / FI_LANES };
-    fi_lanes ln, aux;
+    fi_lanesv ln;
+    fi_lanes aux;
+    fi_lanesv_seed(&ln, pr->sigma, block, 0);
     if (pr->mode == 0) {
-        fi_lanesv wide;
         fi_f64xv z[STEPS][FI_NV];
         uint32_t rejected[STEPS];
-        fi_lanesv_seed(&wide, pr->sigma, block, 0);
-        for (int t = 0; t < STEPS; t++) rejected[t] = fi_normal_f64_fastv(&wide, z[t]);
+        for (int t = 0; t < STEPS; t++) rejected[t] = fi_normal_f64_fastv(&ln, z[t]);
         fi_lanes_seed(&aux, pr->sigma, block, 1);
         const fi_f64xv alpha = fi_splatv_f64(pr->alpha), beta = fi_splatv_f64(pr->beta);
         for (int t = 0; t < STEPS; t++) {
@@ -132,7 +132,6 @@ FI_INLINE void fi_trunc_whole(uint64_t block, const fi_trunc_params *pr, uint64_
         memcpy(zbits, z, sizeof z);
         return;
     }
-    fi_lanes_seed(&ln, pr->sigma, block, 0);
     for (int t = 0; t < STEPS; t++) fi_uniform_step(&ln, &aux, pr, zbits + t * FI_LANES);
     fi_lanes_seed(&aux, pr->sigma, block, 1);
     double *z = (double *)zbits;

@@ -6,6 +6,7 @@ expected value (a false alarm has probability 6e-7); p-values must exceed 1e-4.
 The seeds are fixed, so every run tests the same samples.
 """
 
+import collections
 import math
 
 import numpy as np
@@ -16,7 +17,7 @@ import reference as ref
 import fastinit
 from fastinit import _runtime
 from fastinit._engine import det_exp, det_log
-from fastinit._ziggurat_tables import HEADER, boundaries, header_text
+from fastinit._ziggurat_tables import HEADER, boundaries, chord_gaps, header_text
 
 DTYPES = [np.float32, np.float64]
 
@@ -115,6 +116,74 @@ def test_shards_layouts_threads_and_paths_agree(dtype, num_threads, simd_path):
     f = np.empty(gshape, dtype, order="F")
     fastinit.Generator(11).normal_(f, 2.0, 3.0)
     np.testing.assert_array_equal(f, full)
+
+
+def slow_path_cases(sigma, block, dtype):
+    """What each candidate of a block that fails the fast test meets on its way to a
+    value, by the reference's own draws (the kernels branch on these cases: the
+    base strip, the chord deciding the wedge or leaving it to exp, a wedge rejection
+    whose next candidate the fast test accepts, and one whose next candidate fails
+    it too). Counts per case."""
+    is64 = np.dtype(dtype) == np.float64
+    xl, slope, gap = ([float(v) for v in column] for column in chord_gaps())
+    zig, cases = ref.ZIG, collections.Counter()
+    aux = [ref.Lane(sigma, block, lane) for lane in range(ref.LANES)]
+
+    def fast(w):
+        i, m = w & 255, (w >> 12 if is64 else w >> 9)
+        x = float(m) * zig["W64"][i] if is64 else float(np.float32(m) * np.float32(zig["W32"][i]))
+        return i, x, m < (zig["K64"] if is64 else zig["K32"])[i]
+
+    def complete(w, lane):
+        for rejections in range(1000):
+            i, x, accepted = fast(w)
+            if accepted:
+                cases["next candidate accepted" if rejections == 1 else "later candidate accepted"] += 1
+                return
+            if rejections == 1:
+                cases["rejected twice"] += 1
+            if i == 0:
+                cases["base strip"] += 1
+                ref.tail(lane)
+                return
+            y = zig["F"][i] + ref.u53(lane.next()) * (zig["F"][i - 1] - zig["F"][i])
+            chord = zig["F"][i - 1] + slope[i] * (x - xl[i])
+            if chord - gap[i] <= y <= chord + gap[i]:
+                cases["exp decides the wedge"] += 1
+                wedge_accepts = y < ref.exp_d(-0.5 * x * x)
+            else:
+                cases["chord decides the wedge"] += 1
+                wedge_accepts = y < chord - gap[i]
+            if wedge_accepts:
+                return
+            w = lane.next() if is64 else lane.next() & 0xFFFFFFFF
+
+    raw = ref.block_raw(sigma, block, ref.BLOCK if is64 else ref.BLOCK // 2)
+    for m, X in enumerate(raw):
+        lane = aux[m % ref.LANES]
+        for w in ([X] if is64 else [X & 0xFFFFFFFF, X >> 32]):
+            if not fast(w)[2]:
+                complete(w, lane)
+    return cases
+
+
+@pytest.mark.parametrize("dtype, block", [(np.float32, 6), (np.float64, 4)])
+def test_every_slow_path_case_matches_reference(dtype, block, simd_path):
+    """A block whose fix-ups meet every case (asserted from the reference's draws),
+    filled whole and through the cursor (a shard starting one element in), on every
+    path this CPU runs: bit for bit the reference."""
+    sigma = ref.call_seed(*fastinit.Generator(5).state["key"], 0)
+    cases = slow_path_cases(sigma, block, dtype)
+    assert {"base strip", "chord decides the wedge", "exp decides the wedge",
+            "next candidate accepted", "rejected twice"} <= set(cases), cases
+    gshape, start = ((block + 1) * ref.BLOCK,), block * ref.BLOCK
+    want = expected(5, 0, (ref.BLOCK,), dtype, global_shape=gshape, global_offset=(start,))
+    for path in _runtime.simd_paths():
+        simd_path(path)
+        for skip in (0, 1):                       # whole block; cursor
+            got = np.empty(ref.BLOCK - skip, dtype)
+            fastinit.Generator(5).normal_(got, global_shape=gshape, global_offset=(start + skip,))
+            np.testing.assert_array_equal(got, want[skip:], err_msg=f"{path}, skip {skip}")
 
 
 # --------------------------------------------------------------------------------------

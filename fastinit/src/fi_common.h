@@ -32,6 +32,7 @@
 #define FI_ALIGN64 __attribute__((aligned(64)))
 typedef uint32_t fi_u32_alias __attribute__((__may_alias__));
 typedef uint16_t fi_u16_alias __attribute__((__may_alias__));
+typedef uint64_t fi_u64_alias __attribute__((__may_alias__));
 
 /* 32-byte vectors: one source, lowered to SSE2 pairs, AVX2 or AVX-512VL per target. */
 typedef uint64_t fi_u64x4 __attribute__((vector_size(32)));

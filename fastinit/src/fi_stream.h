@@ -68,13 +68,21 @@ FI_INLINE fi_u64xv fi_stepv(fi_u64xv *s0, fi_u64xv *s1, fi_u64xv *s2, fi_u64xv *
     return x;
 }
 
+/* One lane's state in place: word j of lane l at fi_lane_state(ln, l)[FI_LANES j]
+ * (the vectors hold lanes in order). */
+_Static_assert(sizeof(fi_lanes) == 4 * FI_LANES * sizeof(uint64_t), "fi_lanes is four words per lane");
+FI_INLINE uint64_t *fi_lane_state(fi_lanes *ln, int lane)
+{
+    return (uint64_t *)ln + lane;
+}
+
 /* The next output of one lane, out of the vector states. */
 static inline uint64_t fi_lane_next(fi_lanes *ln, int lane)
 {
-    const int v = lane >> 2, i = lane & 3;
-    uint64_t s[4] = {ln->s0[v][i], ln->s1[v][i], ln->s2[v][i], ln->s3[v][i]};
+    uint64_t *state = fi_lane_state(ln, lane);
+    uint64_t s[4] = {state[0], state[FI_LANES], state[2 * FI_LANES], state[3 * FI_LANES]};
     const uint64_t x = fi_xoshiro_next(s);
-    ln->s0[v][i] = s[0]; ln->s1[v][i] = s[1]; ln->s2[v][i] = s[2]; ln->s3[v][i] = s[3];
+    state[0] = s[0]; state[FI_LANES] = s[1]; state[2 * FI_LANES] = s[2]; state[3 * FI_LANES] = s[3];
     return x;
 }
 

@@ -9,7 +9,7 @@ import pytest
 from scipy import stats
 
 import fastinit as fi
-from fastinit import _dtypes
+from fastinit import _dtypes, _runtime
 
 ml_dtypes = pytest.importorskip("ml_dtypes")
 DTYPES = [np.float16, ml_dtypes.bfloat16, np.float32, np.float64]
@@ -475,6 +475,25 @@ def test_trunc_normal_matches_reference(dtype, mean, std, a, b, mode):
     fi.trunc_normal_(part, mean, std, a, b, fi.Generator(9), global_shape=(n,),
                      global_offset=(1500,))
     np.testing.assert_array_equal(part.astype(np.float64), want[1500:2200].astype(np.float64))
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_trunc_normal_wide_interval_with_a_tail_value_outside(dtype, simd_path):
+    """An interval holding [-r, r] (r = 3.654..., the Ziggurat's base) whose blocks
+    hold float64 normals beyond it (asserted from the reference): the whole-block
+    kernel completes such a block's fix-ups in one loop, finds the value outside and
+    draws the block again step by step. Bit for bit the reference on every path."""
+    a, b, n = -3.7, 3.7, 4 * ref.BLOCK
+    assert a <= -ref.ZIG_R and b >= ref.ZIG_R
+    sigma = ref.call_seed(*key_of(3), 0)
+    beyond = [blk for blk in range(4) if np.any(np.abs(ref.normal_block_z(sigma, blk, np.float64)) > b)]
+    assert beyond, "no block with a value outside: the redrawing path would go untested"
+    want = ref.trunc_normal_fill(key_of(3), 0, (n,), dtype, 0.0, 1.0, a, b)
+    for path in _runtime.simd_paths():
+        simd_path(path)
+        out = np.empty(n, dtype)
+        fi.trunc_normal_(out, 0.0, 1.0, a, b, fi.Generator(3))
+        np.testing.assert_array_equal(out, want, err_msg=path)
 
 
 @pytest.mark.parametrize("shape", [(40, 60), (60, 40), (16, 4, 3, 3)])

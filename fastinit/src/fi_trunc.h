@@ -100,25 +100,60 @@ FI_INLINE void fi_trunc_f32_map(const uint64_t *raw, int64_t j0, int64_t n,
     }
 }
 
+/* Mode 0's float64 normal fast path over every step of a block, the main lanes in
+ * registers: the values in z, the rejected candidates' bits in `rejected` (element
+ * k at bit k % 64 of word k / 64). */
+FI_INLINE void fi_trunc_normal_fast(uint64_t block, const fi_trunc_params *pr,
+                                    fi_f64xv (*z)[FI_NV], uint64_t *rejected)
+{
+    fi_lanesv ln;
+    fi_lanesv_seed(&ln, pr->sigma, block, 0);
+    memset(rejected, 0, FI_BLOCK / 8);
+    for (int t = 0; t < FI_BLOCK / FI_LANES; t++)
+        rejected[t * FI_LANES / 64] |= (uint64_t)fi_normal_f64_fastv(&ln, z[t]) << (t * FI_LANES % 64);
+}
+
+/* Whether any of the block's values lies outside [alpha, beta]. */
+FI_INLINE int fi_trunc_any_outside(const fi_trunc_params *pr, fi_f64xv (*z)[FI_NV])
+{
+    const fi_f64xv alpha = fi_splatv_f64(pr->alpha), beta = fi_splatv_f64(pr->beta);
+    fi_i64xv outside = {0};
+    for (int t = 0; t < FI_BLOCK / FI_LANES; t++)
+        for (int v = 0; v < FI_NV; v++) outside |= (z[t][v] < alpha) | (z[t][v] > beta);
+    return fi_mask_bits_u64xv((fi_u64xv)outside) != 0;
+}
+
 /* A whole block's standardized values z (binary64, element j at z[j]) without a
- * cursor. Mode 0: the float64 normal fast path over every step with the main lanes
- * in registers, then step by step the Ziggurat fix-ups and the range rejections, so
- * each lane's auxiliary stream is consumed in its elements' order as in
- * fi_trunc_step. Modes 1 and 2: the main outputs, then each element in order. */
+ * cursor. Mode 0: the float64 normal fast path over every step, then step by step
+ * the Ziggurat fix-ups and the range rejections, so each lane's auxiliary stream is
+ * consumed in its elements' order as in fi_trunc_step. Over an interval holding
+ * [-r, r] (trunc_normal_(std=0.02)'s [-100, 100], say), where only the tail's rare
+ * values can fall outside, first all of the block's fix-ups in one loop (as
+ * fi_normal_f64_whole's) and a check: only should a value lie outside after all is
+ * the block drawn again that way. Modes 1 and 2: the main outputs, then each element
+ * in order. */
 FI_INLINE void fi_trunc_whole(uint64_t block, const fi_trunc_params *pr, uint64_t *zbits)
 {
     enum { STEPS = FI_BLOCK / FI_LANES };
-    fi_lanesv ln;
     fi_lanes aux;
-    fi_lanesv_seed(&ln, pr->sigma, block, 0);
     if (pr->mode == 0) {
         fi_f64xv z[STEPS][FI_NV];
-        uint32_t rejected[STEPS];
-        for (int t = 0; t < STEPS; t++) rejected[t] = fi_normal_f64_fastv(&ln, z[t]);
+        uint64_t rejected[FI_BLOCK / 64];
+        fi_trunc_normal_fast(block, pr, z, rejected);
         fi_lanes_seed(&aux, pr->sigma, block, 1);
+        if (pr->alpha <= -FI_ZIG_R && pr->beta >= FI_ZIG_R) {
+            fi_normal_f64_fix_block(&aux, rejected, z);
+            if (__builtin_expect(!fi_trunc_any_outside(pr, z), 1)) {
+                memcpy(zbits, z, sizeof z);
+                return;
+            }
+            fi_trunc_normal_fast(block, pr, z, rejected);
+            fi_lanes_seed(&aux, pr->sigma, block, 1);
+        }
         const fi_f64xv alpha = fi_splatv_f64(pr->alpha), beta = fi_splatv_f64(pr->beta);
         for (int t = 0; t < STEPS; t++) {
-            fi_normal_f64_fixv(&aux, rejected[t], z[t]);
+            fi_normal_f64_fixv(&aux, (uint32_t)(rejected[t * FI_LANES / 64] >> (t * FI_LANES % 64))
+                                         & ((1u << FI_LANES) - 1), z[t]);
             uint32_t outside = 0;
             for (int v = 0; v < FI_NV; v++)
                 outside |= fi_mask_bits_u64xv((fi_u64xv)((z[t][v] < alpha) | (z[t][v] > beta)))
@@ -132,6 +167,8 @@ FI_INLINE void fi_trunc_whole(uint64_t block, const fi_trunc_params *pr, uint64_
         memcpy(zbits, z, sizeof z);
         return;
     }
+    fi_lanesv ln;
+    fi_lanesv_seed(&ln, pr->sigma, block, 0);
     for (int t = 0; t < STEPS; t++) fi_uniform_step(&ln, &aux, pr, zbits + t * FI_LANES);
     fi_lanes_seed(&aux, pr->sigma, block, 1);
     double *z = (double *)zbits;

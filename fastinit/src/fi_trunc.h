@@ -100,17 +100,13 @@ FI_INLINE void fi_trunc_f32_map(const uint64_t *raw, int64_t j0, int64_t n,
     }
 }
 
-/* Mode 0's float64 normal fast path over every step of a block, the main lanes in
- * registers: the values in z, the rejected candidates' bits in `rejected` (element
- * k at bit k % 64 of word k / 64). */
+/* Mode 0's float64 normal fast path over a block (fi_normal_f64_fast_block). */
 FI_INLINE void fi_trunc_normal_fast(uint64_t block, const fi_trunc_params *pr,
                                     fi_f64xv (*z)[FI_NV], uint64_t *rejected)
 {
     fi_lanesv ln;
     fi_lanesv_seed(&ln, pr->sigma, block, 0);
-    memset(rejected, 0, FI_BLOCK / 8);
-    for (int t = 0; t < FI_BLOCK / FI_LANES; t++)
-        rejected[t * FI_LANES / 64] |= (uint64_t)fi_normal_f64_fastv(&ln, z[t]) << (t * FI_LANES % 64);
+    fi_normal_f64_fast_block(&ln, z, rejected);
 }
 
 /* Whether any of the block's values lies outside [alpha, beta]. */

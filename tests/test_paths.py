@@ -81,6 +81,29 @@ def test_trunc_normal_matches_reference(path, dtype, a, b, case):
     np.testing.assert_array_equal(out.view(np.uint8), np.asarray(want, dtype).view(np.uint8))
 
 
+@pytest.mark.parametrize("offset", [0, 8, 16, 24])        # bytes 0, 16, 32, 48 past a line
+@pytest.mark.parametrize("dtype", ["float16", "bfloat16"])
+@pytest.mark.parametrize("fill", list(FILLS))
+def test_streamed_16bit_fill_at_every_alignment(path, fill, dtype, offset):
+    # A fill this large is written with non-temporal stores (8 MiB and up); its whole
+    # blocks store 64-byte vectors, whole lines where aligned, else 16-byte pieces.
+    # The same elements filled as shards, each too small to stream, are the yardstick.
+    method, args = FILLS[fill][:2]
+    dt = _bf16() if dtype == "bfloat16" else np.dtype(dtype)
+    n = 4_300_000
+    buf = np.empty(n + 64, dt)
+    start = (-buf.ctypes.data // 2) % 32 + offset          # 64-byte line, then `offset`
+    out = buf[start:start + n]
+    assert out.ctypes.data % 64 == 2 * offset
+    getattr(fastinit.Generator(5), method)(out, *args)
+    want = np.empty(n, dt)
+    for lo in range(0, n, 1_000_000):
+        part = want[lo:lo + 1_000_000]
+        getattr(fastinit.Generator(5), method)(part, *args, global_shape=(n,),
+                                               global_offset=(lo,))
+    np.testing.assert_array_equal(out.view(np.uint16), want.view(np.uint16))
+
+
 # --------------------------------------------------------------------------------------
 # Rounding to 16 bits (docs/stream.md, section 7), on float32 bit patterns
 # --------------------------------------------------------------------------------------

@@ -74,43 +74,50 @@ FI_INLINE void fi_put_half8(uint16_t *dst, fi_f32x8 v, int stream, int bf16)
     memcpy(dst, &h, sizeof h);
 }
 
-/* Stores 16 float32 values rounded to 16 bits at dst (fi_put_half8 on each half; on
- * AVX-512 one conversion and one 32-byte store). */
-FI_INLINE void fi_put_half16(uint16_t *dst, fi_f32x16 v, int stream, int bf16)
+#ifdef __AVX512BW__
+/* Stores 32 float32 values (v0, then v1) rounded to 16 bits at dst, as fi_put_half8
+ * rounds them, in one 64-byte vector: bfloat16 from the high words of both vectors by
+ * one two-source word permute, float16 by two vcvtps2ph; a NaN is set as there, off
+ * the fast path (one compare per vector tells that no lane is a NaN). Non-temporal
+ * when stream is set (dst then 16-byte aligned): one store per 64-byte line where
+ * dst is 64-byte aligned. */
+typedef uint16_t fi_u16x32 __attribute__((vector_size(64)));
+FI_INLINE void fi_put_half32(uint16_t *dst, fi_f32x16 v0, fi_f32x16 v1, int stream, int bf16)
 {
-#ifdef __AVX512F__
-    fi_u16x16 h;
+    const __mmask16 nan0 = _mm512_cmp_ps_mask((__m512)v0, (__m512)v0, _CMP_UNORD_Q);
+    const __mmask16 nan1 = _mm512_cmp_ps_mask((__m512)v1, (__m512)v1, _CMP_UNORD_Q);
+    fi_u16x32 h;
     if (bf16) {
-        const fi_u32x16 b = (fi_u32x16)v;
-        const fi_u32x16 rounded = (b + 0x7FFFu + ((b >> 16) & 1u)) >> 16;
-        const __mmask16 nan = _mm512_cmp_ps_mask((__m512)v, (__m512)v, _CMP_UNORD_Q);
-        const fi_u32x16 bits = (fi_u32x16)_mm512_mask_mov_epi32(
-            (__m512i)rounded, nan, (__m512i)((b >> 16) | 0x40u));
-        h = (fi_u16x16)_mm512_cvtepi32_epi16((__m512i)bits);
+        const fi_u32x16 b0 = (fi_u32x16)v0, b1 = (fi_u32x16)v1;
+        fi_u32x16 r0 = b0 + 0x7FFFu + ((b0 >> 16) & 1u), r1 = b1 + 0x7FFFu + ((b1 >> 16) & 1u);
+        if (__builtin_expect((nan0 | nan1) != 0, 0)) {     /* the high word: quiet NaN */
+            r0 = (fi_u32x16)_mm512_mask_mov_epi32((__m512i)r0, nan0, (__m512i)(b0 | 0x400000u));
+            r1 = (fi_u32x16)_mm512_mask_mov_epi32((__m512i)r1, nan1, (__m512i)(b1 | 0x400000u));
+        }
+        const fi_u16x32 high = {1, 3, 5, 7, 9, 11, 13, 15, 17, 19, 21, 23, 25, 27, 29, 31,
+                                33, 35, 37, 39, 41, 43, 45, 47, 49, 51, 53, 55, 57, 59, 61, 63};
+        h = (fi_u16x32)_mm512_permutex2var_epi16((__m512i)r0, (__m512i)high, (__m512i)r1);
     } else {
-        h = (fi_u16x16)_mm512_cvtps_ph((__m512)v, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-        const __mmask16 nan = _mm512_cmp_ps_mask((__m512)v, (__m512)v, _CMP_UNORD_Q);
-        if (__builtin_expect(nan != 0, 0)) {
-            const fi_u16x16 is_nan = (fi_u16x16)((h & 0x7FFFu) > 0x7C00u);
+        const __m256i h0 = _mm512_cvtps_ph((__m512)v0, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+        const __m256i h1 = _mm512_cvtps_ph((__m512)v1, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+        h = (fi_u16x32)_mm512_inserti64x4(_mm512_castsi256_si512(h0), h1, 1);
+        if (__builtin_expect((nan0 | nan1) != 0, 0)) {
+            const fi_u16x32 is_nan = (fi_u16x32)((h & 0x7FFFu) > 0x7C00u);
             h = (h & ~is_nan) | (((h & 0x8000u) | 0x7E00u) & is_nan);
         }
     }
-    if (stream && !((uintptr_t)dst & 31)) {
-        _mm256_stream_si256((__m256i *)dst, (__m256i)h);
-        return;
+    if (stream && !((uintptr_t)dst & 63)) {
+        _mm512_stream_si512((__m512i *)dst, (__m512i)h);
+    } else if (stream) {
+        _mm_stream_si128((__m128i *)dst, _mm512_castsi512_si128((__m512i)h));
+        _mm_stream_si128((__m128i *)(dst + 8), _mm512_extracti32x4_epi32((__m512i)h, 1));
+        _mm_stream_si128((__m128i *)(dst + 16), _mm512_extracti32x4_epi32((__m512i)h, 2));
+        _mm_stream_si128((__m128i *)(dst + 24), _mm512_extracti32x4_epi32((__m512i)h, 3));
+    } else {
+        memcpy(dst, &h, sizeof h);
     }
-    if (stream) {
-        _mm_stream_si128((__m128i *)dst, (__m128i)__builtin_shufflevector(h, h, 0, 1, 2, 3, 4, 5, 6, 7));
-        _mm_stream_si128((__m128i *)(dst + 8),
-                         (__m128i)__builtin_shufflevector(h, h, 8, 9, 10, 11, 12, 13, 14, 15));
-        return;
-    }
-    memcpy(dst, &h, sizeof h);
-#else
-    fi_put_half8(dst, FI_LO8(v), stream, bf16);
-    fi_put_half8(dst + 8, FI_HI8(v), stream, bf16);
-#endif
 }
+#endif
 
 /* Converts m float32 values (m a multiple of 8) to 16 bits (BF16: bfloat16, else
  * float16) into dst. */

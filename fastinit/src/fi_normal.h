@@ -402,10 +402,13 @@ FI_INLINE void NAME(uint64_t sigma, uint64_t block, const fi_normal_params *pr, 
     fi_lanes_seed(&aux, sigma, block, 1);                                                  \
     FIX(&aux, rejected, z);                                                                \
     const VEC mean = SPLAT(pr->MEAN), std = SPLAT(pr->STD);                                \
-    for (int t = 0; t < STEPS; t++)                                                        \
-        for (int v = 0; v < FI_NV; v++)                                                    \
-            fi_store_vecv(dst, t * (PER_STEP) + PER_VEC * v, (fi_f32xv)(mean + std * z[t][v]), \
-                          fmt, stream);                                                    \
+    for (int t = 0; t < STEPS; t++) {                                                      \
+        fi_f32xv val[FI_NV];                                                               \
+        for (int v = 0; v < FI_NV; v++) val[v] = (fi_f32xv)(mean + std * z[t][v]);         \
+        if (sizeof(CTYPE) == 4) fi_store_stepv(dst, t * (PER_STEP), val, fmt, stream);     \
+        else for (int v = 0; v < FI_NV; v++)                                               \
+            fi_store_vecv(dst, t * (PER_STEP) + PER_VEC * v, val[v], fmt, stream);         \
+    }                                                                                      \
 }
 
 FI_DEFINE_NORMAL_WHOLE(fi_normal_f32_whole, float, fi_f32xv, fi_normal_f32_fast_block,

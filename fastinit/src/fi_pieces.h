@@ -26,16 +26,30 @@ FI_INLINE void fi_store_vec(void *dst, int64_t k, fi_f32x8 v, int fmt, int strea
 }
 
 /* Stores one vector of the path's width (2 FI_VW float32 values, or FI_VW float64
- * ones as bits) as elements k.. of dst in format fmt, as fi_store_vec does. */
+ * ones as bits) as elements k.. of dst in format fmt, as fi_store_vec does; the
+ * 16-bit formats are stored a step at a time (fi_store_stepv). */
 FI_INLINE void fi_store_vecv(void *dst, int64_t k, fi_f32xv v, int fmt, int stream)
 {
 #if FI_VW == 8
     if (fmt == FI_OUT_F64) fi_store64((double *)dst + k, v, stream);
-    else if (fmt == FI_OUT_F32) fi_store64((float *)dst + k, v, stream);
-    else fi_put_half16((uint16_t *)dst + k, v, stream, fmt == FI_OUT_BF16);
+    else fi_store64((float *)dst + k, v, stream);
 #else
     fi_store_vec(dst, k, v, fmt, stream);
 #endif
+}
+
+/* Stores one step's float32 values (FI_NV vectors, 32 values) as elements k.. of dst
+ * in format fmt: on AVX-512 the 16-bit formats as one 64-byte vector. */
+FI_INLINE void fi_store_stepv(void *dst, int64_t k, const fi_f32xv *v, int fmt, int stream)
+{
+#if FI_VW == 8
+    _Static_assert(FI_NV == 2, "a step is two 16-value vectors");
+    if (fmt == FI_OUT_F16 || fmt == FI_OUT_BF16) {
+        fi_put_half32((uint16_t *)dst + k, v[0], v[1], stream, fmt == FI_OUT_BF16);
+        return;
+    }
+#endif
+    for (int i = 0; i < FI_NV; i++) fi_store_vecv(dst, k + 2 * FI_VW * i, v[i], fmt, stream);
 }
 
 /* A random fill of one piece; PER_STEP elements per lane step (32 for float32,

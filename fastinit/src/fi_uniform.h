@@ -59,13 +59,15 @@ FI_INLINE void fi_uniform_f32_whole(uint64_t sigma, uint64_t block, const fi_uni
     fi_lanesv_seed(&ln, sigma, block, 0);
     const fi_f32xv lo = fi_splatv_f32(pr->low_f), r = fi_splatv_f32(pr->range_f);
     const fi_f32xv cap = fi_splatv_f32(pr->cap_f);
-    for (int t = 0; t < FI_BLOCK / (2 * FI_LANES); t++)
+    for (int t = 0; t < FI_BLOCK / (2 * FI_LANES); t++) {
+        fi_f32xv val[FI_NV];
         for (int v = 0; v < FI_NV; v++) {
             const fi_u32xv h = (fi_u32xv)fi_stepv(&ln.s0[v], &ln.s1[v], &ln.s2[v], &ln.s3[v]);
             const fi_f32xv u = __builtin_convertvector((fi_i32xv)(h >> 8), fi_f32xv) * 0x1p-24f;
-            const fi_f32xv val = fi_min_f32xv(lo + r * u, cap);
-            fi_store_vecv(dst, t * 2 * FI_LANES + 2 * FI_VW * v, val, fmt, stream);
+            val[v] = fi_min_f32xv(lo + r * u, cap);
         }
+        fi_store_stepv(dst, t * 2 * FI_LANES, val, fmt, stream);
+    }
 }
 
 /* A whole block of float64 uniforms into dst. u = (x >> 11) * 2^-53 is formed

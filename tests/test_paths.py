@@ -71,37 +71,45 @@ def test_fill_matches_reference(path, fill, dtype, case):
                                   (-0.3, 1.5),      # mode 0 with range rejections
                                   (0.5, 0.6),       # mode 1: uniform proposals
                                   (2.5, 9.0)])      # mode 2: exponential proposals
-@pytest.mark.parametrize("dtype", ["float32", "float64", "float16"])
+@pytest.mark.parametrize("dtype", ["float32", "float64", "float16", "bfloat16"])
 def test_trunc_normal_matches_reference(path, dtype, a, b, case):
+    dt = _bf16() if dtype == "bfloat16" else np.dtype(dtype)
     c = CASES[case]
-    out = np.empty(c["shape"], dtype)
+    out = np.empty(c["shape"], dt)
     fastinit.Generator(7).trunc_normal_(out, 0.0, 1.0, a, b, **c["shard"])
-    want = ref.trunc_normal_fill(_key(7), 0, c["shape"], np.dtype(dtype), 0.0, 1.0, a, b,
-                                 **c["shard"])
-    np.testing.assert_array_equal(out.view(np.uint8), np.asarray(want, dtype).view(np.uint8))
+    want = ref.trunc_normal_fill(_key(7), 0, c["shape"], dt, 0.0, 1.0, a, b, **c["shard"])
+    np.testing.assert_array_equal(out.view(np.uint8), np.asarray(want, dt).view(np.uint8))
 
 
-@pytest.mark.parametrize("offset", [0, 8, 16, 24])        # bytes 0, 16, 32, 48 past a line
-@pytest.mark.parametrize("dtype", ["float16", "bfloat16"])
-@pytest.mark.parametrize("fill", list(FILLS))
-def test_streamed_16bit_fill_at_every_alignment(path, fill, dtype, offset):
+STREAMED = {
+    "uniform": ("uniform_", (-0.5, 2.0)),
+    "normal": ("normal_", (0.25, 1.5)),
+    "trunc_normal": ("trunc_normal_", (0.0, 0.02)),
+}
+
+
+@pytest.mark.parametrize("offset", [0, 16, 32, 48])        # bytes past a 64-byte line
+@pytest.mark.parametrize("dtype", ["float32", "float16", "bfloat16"])
+@pytest.mark.parametrize("fill", list(STREAMED))
+def test_streamed_fill_at_every_alignment(path, fill, dtype, offset):
     # A fill this large is written with non-temporal stores (8 MiB and up); its whole
     # blocks store 64-byte vectors, whole lines where aligned, else 16-byte pieces.
     # The same elements filled as shards, each too small to stream, are the yardstick.
-    method, args = FILLS[fill][:2]
+    method, args = STREAMED[fill]
     dt = _bf16() if dtype == "bfloat16" else np.dtype(dtype)
+    size = np.dtype(dt).itemsize
     n = 4_300_000
     buf = np.empty(n + 64, dt)
-    start = (-buf.ctypes.data // 2) % 32 + offset          # 64-byte line, then `offset`
+    start = (-buf.ctypes.data // size) % (64 // size) + offset // size
     out = buf[start:start + n]
-    assert out.ctypes.data % 64 == 2 * offset
+    assert out.ctypes.data % 64 == offset
     getattr(fastinit.Generator(5), method)(out, *args)
     want = np.empty(n, dt)
     for lo in range(0, n, 1_000_000):
         part = want[lo:lo + 1_000_000]
         getattr(fastinit.Generator(5), method)(part, *args, global_shape=(n,),
                                                global_offset=(lo,))
-    np.testing.assert_array_equal(out.view(np.uint16), want.view(np.uint16))
+    np.testing.assert_array_equal(out.view(f"u{size}"), want.view(f"u{size}"))
 
 
 # --------------------------------------------------------------------------------------

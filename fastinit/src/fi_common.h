@@ -64,6 +64,7 @@ typedef uint32_t fi_u32xv __attribute__((vector_size(8 * FI_VW)));
 typedef int32_t fi_i32xv __attribute__((vector_size(8 * FI_VW)));
 typedef float fi_f32xv __attribute__((vector_size(8 * FI_VW)));
 typedef double fi_f64xv __attribute__((vector_size(8 * FI_VW)));
+typedef float fi_f32xh __attribute__((vector_size(4 * FI_VW)));      /* FI_VW float32 */
 
 /* Broadcasts. (Not x + (vector){0}: that would turn -0.0 into +0.0.) */
 FI_INLINE fi_f32x8 fi_splat_f32(float x) { return (fi_f32x8){x, x, x, x, x, x, x, x}; }

@@ -133,16 +133,13 @@ FI_INLINE void fi_trunc_whole(uint64_t block, const fi_trunc_params *pr, uint64_
     enum { STEPS = FI_BLOCK / FI_LANES };
     fi_lanes aux;
     if (pr->mode == 0) {
-        fi_f64xv z[STEPS][FI_NV];
+        fi_f64xv (*z)[FI_NV] = (fi_f64xv (*)[FI_NV])zbits;      /* in place (64-byte aligned) */
         uint64_t rejected[FI_BLOCK / 64];
         fi_trunc_normal_fast(block, pr, z, rejected);
         fi_lanes_seed(&aux, pr->sigma, block, 1);
         if (pr->alpha <= -FI_ZIG_R && pr->beta >= FI_ZIG_R) {
             fi_normal_f64_fix_block(&aux, rejected, z);
-            if (__builtin_expect(!fi_trunc_any_outside(pr, z), 1)) {
-                memcpy(zbits, z, sizeof z);
-                return;
-            }
+            if (__builtin_expect(!fi_trunc_any_outside(pr, z), 1)) return;
             fi_trunc_normal_fast(block, pr, z, rejected);
             fi_lanes_seed(&aux, pr->sigma, block, 1);
         }
@@ -160,7 +157,6 @@ FI_INLINE void fi_trunc_whole(uint64_t block, const fi_trunc_params *pr, uint64_
                 zt[k] = fi_trunc_one(&aux, k, zt[k], 0, pr);
             }
         }
-        memcpy(zbits, z, sizeof z);
         return;
     }
     fi_lanesv ln;
@@ -172,10 +168,60 @@ FI_INLINE void fi_trunc_whole(uint64_t block, const fi_trunc_params *pr, uint64_
         z[j] = fi_trunc_one(&aux, j % FI_LANES, 0.0, zbits[j], pr);
 }
 
+/* A whole block's values, as fi_trunc_f32_map and fi_trunc_f64_map compute them,
+ * vector by vector from its z (element j at z[j]) and stored as elements of dst:
+ * float32 values in format fmt (float32 or 16-bit) a step of 32 at a time, float64
+ * ones FI_VW at a time; non-temporal when stream is set. */
+FI_INLINE void fi_trunc_store_f32(const double *z, const fi_trunc_params *pr, void *dst, int fmt,
+                                  int stream)
+{
+    const fi_f64xv mean = fi_splatv_f64(pr->mean), std = fi_splatv_f64(pr->std);
+    const fi_f32xv lo = fi_splatv_f32((float)pr->lo_clip), hi = fi_splatv_f32((float)pr->hi_clip);
+    for (int k = 0; k < FI_BLOCK; k += 2 * FI_LANES) {
+        fi_f32xv val[FI_NV];
+        for (int v = 0; v < FI_NV; v++) {
+            fi_f64xv a, b;
+            memcpy(&a, z + k + 2 * FI_VW * v, sizeof a);
+            memcpy(&b, z + k + 2 * FI_VW * v + FI_VW, sizeof b);
+            const fi_f32xh fa = __builtin_convertvector(mean + std * a, fi_f32xh);
+            const fi_f32xh fb = __builtin_convertvector(mean + std * b, fi_f32xh);
+#if FI_VW == 8
+            fi_f32xv x = __builtin_shufflevector(fa, fb, 0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11,
+                                                 12, 13, 14, 15);
+#else
+            fi_f32xv x = __builtin_shufflevector(fa, fb, 0, 1, 2, 3, 4, 5, 6, 7);
+#endif
+            const fi_i32xv below = x < lo;
+            x = (fi_f32xv)(((fi_i32xv)lo & below) | ((fi_i32xv)x & ~below));
+            const fi_i32xv above = x > hi;
+            val[v] = (fi_f32xv)(((fi_i32xv)hi & above) | ((fi_i32xv)x & ~above));
+        }
+        fi_store_stepv(dst, k, val, fmt, stream);
+    }
+}
+
+FI_INLINE void fi_trunc_store_f64(const double *z, const fi_trunc_params *pr, double *dst,
+                                  int stream)
+{
+    const fi_f64xv mean = fi_splatv_f64(pr->mean), std = fi_splatv_f64(pr->std);
+    const fi_f64xv lo = fi_splatv_f64(pr->lo_clip), hi = fi_splatv_f64(pr->hi_clip);
+    for (int k = 0; k < FI_BLOCK; k += FI_VW) {
+        fi_f64xv x;
+        memcpy(&x, z + k, sizeof x);
+        x = mean + std * x;
+        const fi_i64xv below = x < lo;
+        x = (fi_f64xv)(((fi_i64xv)lo & below) | ((fi_i64xv)x & ~below));
+        const fi_i64xv above = x > hi;
+        x = (fi_f64xv)(((fi_i64xv)hi & above) | ((fi_i64xv)x & ~above));
+        fi_store_vecv(dst, k, (fi_f32xv)x, FI_OUT_F64, stream);
+    }
+}
+
 /* A piece: the standardized values of whole blocks from fi_trunc_whole, of partial
- * ones from the cursor; MAP turns them into the target's values in vals, and CONVERT
- * writes vals (m of them, from local flat index flat). */
-#define FI_DEFINE_TRUNC_PIECE(NAME, CTYPE, MAP, CONVERT)                                   \
+ * ones from the cursor. A whole block bound for memory STORE can write (DIRECT, given
+ * dst) is stored straight from them; otherwise MAP turns them into the target's
+ * values in vals, and CONVERT writes vals (m of them, from local flat index flat). */
+#define FI_DEFINE_TRUNC_PIECE(NAME, CTYPE, DTYPE, MAP, CONVERT, DIRECT, STORE)            \
 FI_INLINE void NAME(fi_cursor *c, const fi_plan *pl, const fi_trunc_params *pr, int64_t p) \
 {                                                                                          \
     CTYPE vals[FI_BLOCK] FI_ALIGN64;                                                       \
@@ -184,9 +230,14 @@ FI_INLINE void NAME(fi_cursor *c, const fi_plan *pl, const fi_trunc_params *pr, 
     for (int ok = fi_segment_first(&s, pl, p); ok; ok = fi_segment_next(&s)) {             \
         const uint64_t block = s.block;                                                    \
         const int64_t j0 = s.j0, m = s.m, flat = s.flat;                                   \
+        DTYPE *dst = (DTYPE *)pl->data + flat;                                             \
         const uint64_t *z = zbits;                                                         \
         if (m == FI_BLOCK) {                                                               \
             fi_trunc_whole(block, pr, zbits);                                              \
+            if (DIRECT) {                                                                  \
+                STORE;                                                                     \
+                continue;                                                                  \
+            }                                                                              \
         } else {                                                                           \
             fi_trunc_advance(c, pr, pr->sigma, block, (j0 + m + FI_LANES - 1) / FI_LANES); \
             z = c->raw;                                                                    \
@@ -196,15 +247,29 @@ FI_INLINE void NAME(fi_cursor *c, const fi_plan *pl, const fi_trunc_params *pr, 
     }                                                                                      \
 }
 
-FI_DEFINE_TRUNC_PIECE(fi_trunc_f64_body, double, fi_trunc_f64_map, fi_emit(pl, flat, vals, m);)
-FI_DEFINE_TRUNC_PIECE(fi_trunc_f32_body, float, fi_trunc_f32_map, fi_emit(pl, flat, vals, m);)
-FI_DEFINE_TRUNC_PIECE(fi_trunc_f16_body, float, fi_trunc_f32_map, {
+/* Whole blocks written straight: contiguous, aligned memory (16-byte aligned where
+ * the stores are non-temporal), as fi_pieces.h's kernels; 16-bit ones whenever
+ * contiguous, streamed only where 16-byte aligned. */
+#define FI_TRUNC_DIRECT (pl->contiguous && pl->aligned && !(pl->stream && ((uintptr_t)dst & 15)))
+#define FI_TRUNC_STORE16(FMT) \
+    fi_trunc_store_f32((const double *)zbits, pr, dst, FMT, pl->stream && !((uintptr_t)dst & 15))
+
+FI_DEFINE_TRUNC_PIECE(fi_trunc_f64_body, double, double, fi_trunc_f64_map,
+                      fi_emit(pl, flat, vals, m);, FI_TRUNC_DIRECT,
+                      fi_trunc_store_f64((const double *)zbits, pr, dst, pl->stream))
+FI_DEFINE_TRUNC_PIECE(fi_trunc_f32_body, float, float, fi_trunc_f32_map,
+                      fi_emit(pl, flat, vals, m);, FI_TRUNC_DIRECT,
+                      fi_trunc_store_f32((const double *)zbits, pr, dst, FI_OUT_F32, pl->stream))
+FI_DEFINE_TRUNC_PIECE(fi_trunc_f16_body, float, uint16_t, fi_trunc_f32_map, {
     uint16_t half[FI_BLOCK] FI_ALIGN64;
     fi_store_half(half, vals, (m + 7) & ~(int64_t)7, 0, 0);
-    fi_emit(pl, flat, half, m); })
-FI_DEFINE_TRUNC_PIECE(fi_trunc_bf16_body, float, fi_trunc_f32_map, {
+    fi_emit(pl, flat, half, m); }, pl->contiguous, FI_TRUNC_STORE16(FI_OUT_F16))
+FI_DEFINE_TRUNC_PIECE(fi_trunc_bf16_body, float, uint16_t, fi_trunc_f32_map, {
     uint16_t half[FI_BLOCK] FI_ALIGN64;
     fi_store_half(half, vals, (m + 7) & ~(int64_t)7, 1, 0);
-    fi_emit(pl, flat, half, m); })
+    fi_emit(pl, flat, half, m); }, pl->contiguous, FI_TRUNC_STORE16(FI_OUT_BF16))
+
+#undef FI_TRUNC_DIRECT
+#undef FI_TRUNC_STORE16
 
 #endif /* FI_TRUNC_H */

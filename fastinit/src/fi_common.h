@@ -134,6 +134,44 @@ FI_INLINE fi_f64xv fi_min_f64xv(fi_f64xv v, fi_f64xv cap)
 }
 
 
+/* max(a, b) as `a > b ? a : b` lane by lane (b where either is a NaN or both are
+ * zeros): MAXPS/MAXPD, as fi_min_*xv above. */
+FI_INLINE fi_f32xv fi_max_f32xv(fi_f32xv a, fi_f32xv b)
+{
+#if FI_VW == 8
+    return (fi_f32xv)_mm512_max_ps((__m512)a, (__m512)b);
+#elif defined(__AVX__)
+    return (fi_f32xv)_mm256_max_ps((__m256)a, (__m256)b);
+#elif defined(FI_X86)
+    const fi_f32x4 lo = _mm_max_ps((__m128)FI_LO4(a), (__m128)FI_LO4(b));
+    const fi_f32x4 hi = _mm_max_ps((__m128)FI_HI4(a), (__m128)FI_HI4(b));
+    return __builtin_shufflevector(lo, hi, 0, 1, 2, 3, 4, 5, 6, 7);
+#else
+    const fi_i32xv above = a > b;
+    return (fi_f32xv)(((fi_i32xv)a & above) | ((fi_i32xv)b & ~above));
+#endif
+}
+
+FI_INLINE fi_f64xv fi_max_f64xv(fi_f64xv a, fi_f64xv b)
+{
+#if FI_VW == 8
+    return (fi_f64xv)_mm512_max_pd((__m512d)a, (__m512d)b);
+#elif defined(__AVX__)
+    return (fi_f64xv)_mm256_max_pd((__m256d)a, (__m256d)b);
+#elif defined(FI_X86)
+    typedef double f64x2 __attribute__((vector_size(16)));
+    const f64x2 lo = (f64x2)_mm_max_pd((__m128d)__builtin_shufflevector(a, a, 0, 1),
+                                       (__m128d)__builtin_shufflevector(b, b, 0, 1));
+    const f64x2 hi = (f64x2)_mm_max_pd((__m128d)__builtin_shufflevector(a, a, 2, 3),
+                                       (__m128d)__builtin_shufflevector(b, b, 2, 3));
+    return __builtin_shufflevector(lo, hi, 0, 1, 2, 3);
+#else
+    const fi_i64xv above = a > b;
+    return (fi_f64xv)(((fi_i64xv)a & above) | ((fi_i64xv)b & ~above));
+#endif
+}
+
+
 /* A lane mask (each lane all ones or zero) as bits: bit i for lane i. */
 FI_INLINE uint32_t fi_mask_bits_u32x8(fi_u32x8 mask)
 {

@@ -48,6 +48,8 @@ CASES = {
 # the reference for 16-bit targets).
 FILLS = {
     "uniform": ("uniform_", (-0.5, 2.0), ref.uniform_fill, ref.uniform_fill_16),
+    # a range whose 2^-24-th is below float32's normal range (the kernels' unfused case)
+    "uniform_tiny": ("uniform_", (0.0, 1e-32), ref.uniform_fill, ref.uniform_fill_16),
     "normal": ("normal_", (0.25, 1.5), ref.normal_fill, ref.normal_fill_16),
 }
 

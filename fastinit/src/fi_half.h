@@ -98,8 +98,9 @@ FI_INLINE void fi_put_half32(uint16_t *dst, fi_f32x16 v0, fi_f32x16 v1, int stre
                                 33, 35, 37, 39, 41, 43, 45, 47, 49, 51, 53, 55, 57, 59, 61, 63};
         h = (fi_u16x32)_mm512_permutex2var_epi16((__m512i)r0, (__m512i)high, (__m512i)r1);
     } else {
-        const __m256i h0 = _mm512_cvtps_ph((__m512)v0, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-        const __m256i h1 = _mm512_cvtps_ph((__m512)v1, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+        enum { NEAREST = _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC };
+        const __m256i h0 = _mm512_cvtps_ph((__m512)v0, NEAREST);
+        const __m256i h1 = _mm512_cvtps_ph((__m512)v1, NEAREST);
         h = (fi_u16x32)_mm512_inserti64x4(_mm512_castsi256_si512(h0), h1, 1);
         if (__builtin_expect((nan0 | nan1) != 0, 0)) {
             const fi_u16x32 is_nan = (fi_u16x32)((h & 0x7FFFu) > 0x7C00u);

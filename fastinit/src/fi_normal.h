@@ -91,10 +91,10 @@ static float fi_zig32_slow(fi_lanes *aux, int lane, uint32_t w)
  * packed table, indexed from general registers, then split and interleaved by
  * shuffles. On AVX-512 vpmovdb narrows the 16 layers to bytes, two general
  * registers' worth (fewer vector instructions than extracting 32-bit lanes: 0.62
- * against 0.68 ns per normal on Zen 5; in an earlier build 16-lane gathers were
- * slower than those extractions, 1.09 against 0.91); on AVX2 each output's low byte and its byte 4 (1.08 against 1.19
- * on Zen 3; two 4-lane gathers were slower). Elsewhere one load per table and
- * candidate. */
+ * against 0.68 ns per normal on Zen 5; 16-lane gathers were slower than those
+ * extractions, 1.09 against 0.91, in an earlier build); on AVX2 each output's low
+ * byte and its byte 4 (1.08 against 1.19 on Zen 3; two 4-lane gathers were slower).
+ * Elsewhere one load per table and candidate. */
 FI_INLINE void fi_zig32_layersv(fi_u64xv o, fi_f32xv *w, fi_i32xv *k)
 {
 #if FI_VW == 8
@@ -107,10 +107,14 @@ FI_INLINE void fi_zig32_layersv(fi_u64xv o, fi_f32xv *w, fi_i32xv *k)
     const fi_u64x4 a1 = {FI_WK(i1, 0), FI_WK(i1, 1), FI_WK(i1, 4), FI_WK(i1, 5)};
     const fi_u64x4 b1 = {FI_WK(i1, 2), FI_WK(i1, 3), FI_WK(i1, 6), FI_WK(i1, 7)};
 #undef FI_WK
-    const fi_f32x8 w0 = (fi_f32x8)__builtin_shufflevector((fi_u32x8)a0, (fi_u32x8)b0, 0, 2, 8, 10, 4, 6, 12, 14);
-    const fi_i32x8 k0 = (fi_i32x8)__builtin_shufflevector((fi_u32x8)a0, (fi_u32x8)b0, 1, 3, 9, 11, 5, 7, 13, 15);
-    const fi_f32x8 w1 = (fi_f32x8)__builtin_shufflevector((fi_u32x8)a1, (fi_u32x8)b1, 0, 2, 8, 10, 4, 6, 12, 14);
-    const fi_i32x8 k1 = (fi_i32x8)__builtin_shufflevector((fi_u32x8)a1, (fi_u32x8)b1, 1, 3, 9, 11, 5, 7, 13, 15);
+#define FI_W(A, B) (fi_f32x8)__builtin_shufflevector((fi_u32x8)(A), (fi_u32x8)(B), \
+                                                   0, 2, 8, 10, 4, 6, 12, 14)
+#define FI_K(A, B) (fi_i32x8)__builtin_shufflevector((fi_u32x8)(A), (fi_u32x8)(B), \
+                                                   1, 3, 9, 11, 5, 7, 13, 15)
+    const fi_f32x8 w0 = FI_W(a0, b0), w1 = FI_W(a1, b1);
+    const fi_i32x8 k0 = FI_K(a0, b0), k1 = FI_K(a1, b1);
+#undef FI_W
+#undef FI_K
     *w = __builtin_shufflevector(w0, w1, 0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
     *k = __builtin_shufflevector(k0, k1, 0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
 #elif defined(__AVX2__)
@@ -158,8 +162,8 @@ FI_INLINE void fi_zig64_layersv(fi_u64xv o, fi_f64xv *w, fi_i64xv *k)
     const uint64_t i = (uint64_t)_mm_cvtsi128_si64(_mm512_cvtepi64_epi8((__m512i)o));
     fi_f64x4 w0, w1;
     fi_i64x4 k0, k1;
-    fi_zig64_layers4((fi_u64x4){(uint8_t)i, (uint8_t)(i >> 8), (uint8_t)(i >> 16), (uint8_t)(i >> 24)},
-                     &w0, &k0);
+    fi_zig64_layers4((fi_u64x4){(uint8_t)i, (uint8_t)(i >> 8), (uint8_t)(i >> 16),
+                                (uint8_t)(i >> 24)}, &w0, &k0);
     fi_zig64_layers4((fi_u64x4){(uint8_t)(i >> 32), (uint8_t)(i >> 40), (uint8_t)(i >> 48),
                                 (uint8_t)(i >> 56)}, &w1, &k1);
     *w = __builtin_shufflevector(w0, w1, 0, 1, 2, 3, 4, 5, 6, 7);

@@ -186,8 +186,8 @@ FI_INLINE void fi_trunc_store_f32(const double *z, const fi_trunc_params *pr, vo
             const fi_f32xh fa = __builtin_convertvector(mean + std * a, fi_f32xh);
             const fi_f32xh fb = __builtin_convertvector(mean + std * b, fi_f32xh);
 #if FI_VW == 8
-            const fi_f32xv x = __builtin_shufflevector(fa, fb, 0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11,
-                                                 12, 13, 14, 15);
+            const fi_f32xv x = __builtin_shufflevector(fa, fb, 0, 1, 2, 3, 4, 5, 6, 7, 8, 9,
+                                                       10, 11, 12, 13, 14, 15);
 #else
             const fi_f32xv x = __builtin_shufflevector(fa, fb, 0, 1, 2, 3, 4, 5, 6, 7);
 #endif

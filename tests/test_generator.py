@@ -1,4 +1,5 @@
 import copy
+import math
 import os
 import pickle
 import subprocess
@@ -231,3 +232,27 @@ def test_advance_substream_and_transaction():
     with g.transaction():
         g.advance(2)
     assert g.state["counter"] == before["counter"] + 2
+
+
+def test_scalar_bfloat16_rounding_matches_the_array_rounding():
+    # The arguments' rounding (_dtypes.round_to, _dtypes.bits) for bfloat16 runs in
+    # Python integers; the array version (and the kernels) are the yardstick, on
+    # every sign and exponent, ties, both ends of the mantissa, zeros, subnormals,
+    # the largest float32 and infinity.
+    from fastinit import _dtypes
+    rng = np.random.default_rng(3)
+    exps = np.arange(256, dtype=np.uint32) << np.uint32(23)
+    mant = np.array([0, 1, 0x7FFF, 0x8000, 0x8001, 0x18000, 0x7F7FFF, 0x7FFFFF], np.uint32)
+    patterns = (exps[:, None] | mant[None, :]).ravel()
+    patterns = np.concatenate([patterns, patterns | np.uint32(0x80000000),
+                               rng.integers(0, 2**32, 20_000, dtype=np.uint32)])
+    values = patterns.view(np.float32)
+    values = values[values == values]                        # NaNs have their own rule
+    want = _dtypes.bfloat16_bits(values)
+    got = np.array([_dtypes.bits(float(v), _dtypes.BFLOAT16.kind) for v in values], np.uint16)
+    np.testing.assert_array_equal(got, want)
+    back = np.array([_dtypes.round_to(float(v), _dtypes.BFLOAT16.kind) for v in values],
+                    np.float32)
+    np.testing.assert_array_equal(back.view(np.uint32), want.astype(np.uint32) << 16)
+    assert _dtypes.bits(float("nan"), _dtypes.BFLOAT16.kind) == 0x7FC0
+    assert math.isnan(_dtypes.round_to(float("nan"), _dtypes.BFLOAT16.kind))

@@ -95,82 +95,44 @@ FI_INLINE fi_u64xv fi_splatv_u64(uint64_t x)
 #define FI_LO4(v) __builtin_shufflevector((v), (v), 0, 1, 2, 3)
 #define FI_HI4(v) __builtin_shufflevector((v), (v), 4, 5, 6, 7)
 
-/* min(v, cap) as `v < cap ? v : cap` lane by lane (cap where v is a NaN or both are
- * zeros): x86's MINPS/MINPD compute exactly that (they return the second operand
- * unless the first is less), in one instruction instead of compare and blend. */
-FI_INLINE fi_f32xv fi_min_f32xv(fi_f32xv v, fi_f32xv cap)
-{
+/* min(a, b) as `a < b ? a : b` and max(a, b) as `a > b ? a : b`, lane by lane (b
+ * where either is a NaN or both are zeros): x86's MINPS/MINPD and MAXPS/MAXPD
+ * compute exactly that (they return the second operand unless the first is less,
+ * or greater), in one instruction instead of compare and blend. FI_PS and FI_PD
+ * apply the instruction OP (min or max) at the path's width. */
 #if FI_VW == 8
-    return (fi_f32xv)_mm512_min_ps((__m512)v, (__m512)cap);
+#define FI_PS(OP, A, B) (fi_f32xv)_mm512_##OP##_ps((__m512)(A), (__m512)(B))
+#define FI_PD(OP, A, B) (fi_f64xv)_mm512_##OP##_pd((__m512d)(A), (__m512d)(B))
 #elif defined(__AVX__)
-    return (fi_f32xv)_mm256_min_ps((__m256)v, (__m256)cap);
+#define FI_PS(OP, A, B) (fi_f32xv)_mm256_##OP##_ps((__m256)(A), (__m256)(B))
+#define FI_PD(OP, A, B) (fi_f64xv)_mm256_##OP##_pd((__m256d)(A), (__m256d)(B))
 #elif defined(FI_X86)
-    const fi_f32x4 lo = _mm_min_ps((__m128)FI_LO4(v), (__m128)FI_LO4(cap));
-    const fi_f32x4 hi = _mm_min_ps((__m128)FI_HI4(v), (__m128)FI_HI4(cap));
-    return __builtin_shufflevector(lo, hi, 0, 1, 2, 3, 4, 5, 6, 7);
+typedef double fi_f64x2 __attribute__((vector_size(16)));
+#define FI_PS(OP, A, B)                                                                    \
+    __builtin_shufflevector((fi_f32x4)_mm_##OP##_ps((__m128)FI_LO4(A), (__m128)FI_LO4(B)),  \
+                            (fi_f32x4)_mm_##OP##_ps((__m128)FI_HI4(A), (__m128)FI_HI4(B)),  \
+                            0, 1, 2, 3, 4, 5, 6, 7)
+#define FI_PD(OP, A, B)                                                                    \
+    __builtin_shufflevector(                                                               \
+        (fi_f64x2)_mm_##OP##_pd((__m128d)__builtin_shufflevector((A), (A), 0, 1),          \
+                                (__m128d)__builtin_shufflevector((B), (B), 0, 1)),         \
+        (fi_f64x2)_mm_##OP##_pd((__m128d)__builtin_shufflevector((A), (A), 2, 3),          \
+                                (__m128d)__builtin_shufflevector((B), (B), 2, 3)),         \
+        0, 1, 2, 3)
 #else
-    const fi_i32xv below = v < cap;
-    return (fi_f32xv)(((fi_i32xv)v & below) | ((fi_i32xv)cap & ~below));
+#define FI_FIRST_min(A, B) ((A) < (B))
+#define FI_FIRST_max(A, B) ((A) > (B))
+#define FI_PS(OP, A, B) ((fi_f32xv)(((fi_i32xv)(A) & FI_FIRST_##OP(A, B)) |                 \
+                                    ((fi_i32xv)(B) & ~FI_FIRST_##OP(A, B))))
+#define FI_PD(OP, A, B) ((fi_f64xv)(((fi_i64xv)(A) & FI_FIRST_##OP(A, B)) |                 \
+                                    ((fi_i64xv)(B) & ~FI_FIRST_##OP(A, B))))
 #endif
-}
-
-FI_INLINE fi_f64xv fi_min_f64xv(fi_f64xv v, fi_f64xv cap)
-{
-#if FI_VW == 8
-    return (fi_f64xv)_mm512_min_pd((__m512d)v, (__m512d)cap);
-#elif defined(__AVX__)
-    return (fi_f64xv)_mm256_min_pd((__m256d)v, (__m256d)cap);
-#elif defined(FI_X86)
-    typedef double f64x2 __attribute__((vector_size(16)));
-    const f64x2 lo = (f64x2)_mm_min_pd((__m128d)__builtin_shufflevector(v, v, 0, 1),
-                                       (__m128d)__builtin_shufflevector(cap, cap, 0, 1));
-    const f64x2 hi = (f64x2)_mm_min_pd((__m128d)__builtin_shufflevector(v, v, 2, 3),
-                                       (__m128d)__builtin_shufflevector(cap, cap, 2, 3));
-    return __builtin_shufflevector(lo, hi, 0, 1, 2, 3);
-#else
-    const fi_i64xv below = v < cap;
-    return (fi_f64xv)(((fi_i64xv)v & below) | ((fi_i64xv)cap & ~below));
-#endif
-}
-
-
-/* max(a, b) as `a > b ? a : b` lane by lane (b where either is a NaN or both are
- * zeros): MAXPS/MAXPD, as fi_min_*xv above. */
-FI_INLINE fi_f32xv fi_max_f32xv(fi_f32xv a, fi_f32xv b)
-{
-#if FI_VW == 8
-    return (fi_f32xv)_mm512_max_ps((__m512)a, (__m512)b);
-#elif defined(__AVX__)
-    return (fi_f32xv)_mm256_max_ps((__m256)a, (__m256)b);
-#elif defined(FI_X86)
-    const fi_f32x4 lo = _mm_max_ps((__m128)FI_LO4(a), (__m128)FI_LO4(b));
-    const fi_f32x4 hi = _mm_max_ps((__m128)FI_HI4(a), (__m128)FI_HI4(b));
-    return __builtin_shufflevector(lo, hi, 0, 1, 2, 3, 4, 5, 6, 7);
-#else
-    const fi_i32xv above = a > b;
-    return (fi_f32xv)(((fi_i32xv)a & above) | ((fi_i32xv)b & ~above));
-#endif
-}
-
-FI_INLINE fi_f64xv fi_max_f64xv(fi_f64xv a, fi_f64xv b)
-{
-#if FI_VW == 8
-    return (fi_f64xv)_mm512_max_pd((__m512d)a, (__m512d)b);
-#elif defined(__AVX__)
-    return (fi_f64xv)_mm256_max_pd((__m256d)a, (__m256d)b);
-#elif defined(FI_X86)
-    typedef double f64x2 __attribute__((vector_size(16)));
-    const f64x2 lo = (f64x2)_mm_max_pd((__m128d)__builtin_shufflevector(a, a, 0, 1),
-                                       (__m128d)__builtin_shufflevector(b, b, 0, 1));
-    const f64x2 hi = (f64x2)_mm_max_pd((__m128d)__builtin_shufflevector(a, a, 2, 3),
-                                       (__m128d)__builtin_shufflevector(b, b, 2, 3));
-    return __builtin_shufflevector(lo, hi, 0, 1, 2, 3);
-#else
-    const fi_i64xv above = a > b;
-    return (fi_f64xv)(((fi_i64xv)a & above) | ((fi_i64xv)b & ~above));
-#endif
-}
-
+FI_INLINE fi_f32xv fi_min_f32xv(fi_f32xv a, fi_f32xv b) { return FI_PS(min, a, b); }
+FI_INLINE fi_f32xv fi_max_f32xv(fi_f32xv a, fi_f32xv b) { return FI_PS(max, a, b); }
+FI_INLINE fi_f64xv fi_min_f64xv(fi_f64xv a, fi_f64xv b) { return FI_PD(min, a, b); }
+FI_INLINE fi_f64xv fi_max_f64xv(fi_f64xv a, fi_f64xv b) { return FI_PD(max, a, b); }
+#undef FI_PS
+#undef FI_PD
 
 /* A lane mask (each lane all ones or zero) as bits: bit i for lane i. */
 FI_INLINE uint32_t fi_mask_bits_u32x8(fi_u32x8 mask)

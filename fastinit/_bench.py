@@ -277,8 +277,8 @@ def _bench_gpt2_model(torch, threads, repeat, nbytes):
                  {"vs torch": "torch builds on CPU"})
 
 
-SIMD_FLAGS = ("avx2", "fma", "f16c", "avx512f", "avx512bw", "avx512vl", "avx512_bf16",
-              "avx512_fp16")
+SIMD_FLAGS = ("avx2", "fma", "f16c", "avx512f", "avx512bw", "avx512vl", "avx512vbmi",
+              "avx512_bf16", "avx512_fp16")
 
 
 def cpu_description():

@@ -174,9 +174,20 @@ def header_text():
     lines += ["};", "", "typedef struct { double w; uint64_t k; } fi_zig64_layer;",
               "static const fi_zig64_layer FI_ZIG64_WK[256] __attribute__((aligned(64))) = {"]
     lines += [f"    {{{w.hex()}, {k}u}}," for w, k in zip(t["W64"], t["K64"])]
+    lines += ["};", ""]
+    lines += _byte_planes(
+        "FI_ZIG32_PLANES",
+        "W_23 and K_23 again as byte planes, for look-ups of 64 layers at once by byte\n"
+        " * permutes (AVX-512 VBMI): plane b holds byte b of every entry, W_23[i]'s bits\n"
+        " * for b = 0..3 and K_23[i] (below 2^23) for b = 4..6.",
+        [int(np.float32(w).view(np.uint32)) for w in t["W32"]], 4, t["K32"], 3)
+    lines += _byte_planes(
+        "FI_ZIG64_PLANES",
+        "W_52 and K_52 likewise: W_52[i]'s bits for b = 0..7, K_52[i] (below 2^52)\n"
+        " * for b = 8..14.",
+        [int(np.float64(w).view(np.uint64)) for w in t["W64"]], 8, t["K64"], 7)
     xl, slope, gap = chord_gaps()
-    lines += ["};", "",
-              "/* The wedge's squeeze (chord_gaps in the generator): for layer i >= 1, every",
+    lines += ["/* The wedge's squeeze (chord_gaps in the generator): for layer i >= 1, every",
               " * x its wedge tests has |f(x) - (F[i-1] + SLOPE[i] (x - XL[i]))| <= GAP[i],",
               " * run-time rounding included. */",
               "typedef struct { double xl, slope, gap; } fi_zig_chord;",
@@ -185,6 +196,21 @@ def header_text():
               for a, b, c in zip(xl, slope, gap)]
     lines += ["};", "", "#endif /* FI_ZIGGURAT_TABLES_H */", ""]
     return "\n".join(lines)
+
+
+def _byte_planes(name, comment, w_bits, w_bytes, k, k_bytes):
+    """A C table of byte planes: byte b of each W entry's bits, then of each K entry."""
+    assert all(v < 2 ** (8 * w_bytes) for v in w_bits) and all(v < 2 ** (8 * k_bytes) for v in k)
+    planes = [[(v >> (8 * b)) & 255 for v in w_bits] for b in range(w_bytes)]
+    planes += [[(v >> (8 * b)) & 255 for v in k] for b in range(k_bytes)]
+    lines = [f"/* {comment} */",
+             f"static const uint8_t {name}[{len(planes)}][256] __attribute__((aligned(64))) = {{"]
+    for plane in planes:
+        lines.append("    {")
+        lines += ["        " + ", ".join(f"0x{v:02x}" for v in plane[i:i + 16]) + ","
+                  for i in range(0, 256, 16)]
+        lines.append("    },")
+    return lines + ["};", ""]
 
 
 HEADER = Path(__file__).parent / "src" / "fi_ziggurat_tables.h"

@@ -1,9 +1,9 @@
 """Every instruction-set path against the specification (docs/stream.md).
 
-The kernels are compiled once per path (baseline, AVX2, AVX-512: fastinit/src/
-fi_path_*.c) and the faster paths compute differently (gathers, F16C), so each path is
-held to the pure-Python reference on its own, whole blocks and partial ones. A path
-this CPU cannot run is skipped, and the skip says so.
+The kernels are compiled once per path (baseline, AVX2, AVX-512, AVX-512 with VBMI:
+fastinit/src/fi_path_*.c) and the faster paths compute differently (gathers, F16C,
+byte permutes), so each path is held to the pure-Python reference on its own, whole
+blocks and partial ones. A path this CPU cannot run is skipped, and the skip says so.
 """
 
 import numpy as np
@@ -13,7 +13,7 @@ import reference as ref
 import fastinit
 from fastinit import _runtime
 
-PATHS = ("baseline", "avx2", "avx512")
+PATHS = ("baseline", "avx2", "avx512", "avx512vbmi")
 
 
 @pytest.fixture(params=PATHS)

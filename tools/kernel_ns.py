@@ -6,7 +6,7 @@ by default) and a one-block array (2048 elements); the time per element is the
 difference divided by the difference in elements, which takes the fixed cost of a
 call (Python, checks, dispatch) out. Medians of interleaved rounds.
 
-    python tools/kernel_ns.py [--paths avx512,avx2,baseline] [--rounds 41]
+    python tools/kernel_ns.py [--paths avx512vbmi,avx512,avx2,baseline] [--rounds 41]
 
 Needs ml_dtypes for bfloat16. Run with nothing else on the machine.
 """
@@ -68,9 +68,9 @@ def main():
     paths = [p for p in args.paths.split(",") if p]
     table = measure(paths, args.rounds)
     print(f"in-cache ns per element, 1 thread ({BIG} elements minus {SMALL})")
-    print(f"  {'kernel':<40}" + "".join(f"{p:>10}" for p in paths))
+    print(f"  {'kernel':<40}" + "".join(f"{p:>12}" for p in paths))
     for name, row in table.items():
-        print(f"  {name:<40}" + "".join(f"{row[p]:>10.3f}" for p in paths))
+        print(f"  {name:<40}" + "".join(f"{row[p]:>12.3f}" for p in paths))
 
 
 if __name__ == "__main__":

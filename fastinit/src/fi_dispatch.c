@@ -21,7 +21,8 @@ const size_t fi_kernel_param_sizes[] = {FI_KERNELS(FI_SIZE)};
 
 const int fi_nkernels = (int)(sizeof fi_kernel_names / sizeof fi_kernel_names[0]);
 
-const char *const fi_path_names[FI_NPATHS] = {"baseline", "avx2", "avx512"};
+const char *const fi_path_names[FI_NPATHS] = {"baseline", "avx2", "avx512",
+                                              "avx512vbmi"};
 
 int fi_path_supported(int path)
 {
@@ -30,9 +31,11 @@ int fi_path_supported(int path)
     __builtin_cpu_init();
     const int f16c = __builtin_cpu_supports("f16c");
     if (path == FI_PATH_AVX2) return __builtin_cpu_supports("avx2") && f16c;
-    if (path == FI_PATH_AVX512)
-        return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512dq") &&
-               __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512vl") && f16c;
+    const int avx512 = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512dq") &&
+                       __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512vl") &&
+                       f16c;
+    if (path == FI_PATH_AVX512) return avx512;
+    if (path == FI_PATH_AVX512VBMI) return avx512 && __builtin_cpu_supports("avx512vbmi");
 #endif
     return 0;
 }
@@ -40,6 +43,7 @@ int fi_path_supported(int path)
 static const fi_path *fi_path_of(int path)
 {
 #ifdef FI_X86
+    if (path == FI_PATH_AVX512VBMI) return &fi_path_avx512vbmi;
     if (path == FI_PATH_AVX512) return &fi_path_avx512;
     if (path == FI_PATH_AVX2) return &fi_path_avx2;
 #endif

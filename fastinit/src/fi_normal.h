@@ -173,18 +173,13 @@ FI_INLINE void fi_zig64_layersv(fi_u64xv o, fi_f64xv *w, fi_i64xv *k)
 #endif
 }
 
-/* The fast path of one vector of FI_VW lanes: each lane's next main output gives
- * two float32 candidates (low half, then high half) for elements 2i and 2i + 1 of
- * the vector. Accepted values go to *z; a rejected candidate leaves its raw bits
- * there and its bit in the returned mask (element e at bit e). */
-FI_INLINE uint32_t fi_normal_f32_fast1(fi_u64xv *s0, fi_u64xv *s1, fi_u64xv *s2, fi_u64xv *s3,
-                                       fi_f32xv *z)
+/* The fast test of one vector of float32 candidates, the 32-bit halves of the
+ * outputs o, given their layers' W_23 and K_23: accepted values go to *z; a rejected
+ * candidate leaves its raw bits there and its bit in the returned mask (candidate e
+ * at bit e). */
+FI_INLINE uint32_t fi_normal_f32_test(fi_u64xv o, fi_f32xv w, fi_i32xv k, fi_f32xv *z)
 {
-    const fi_u64xv o = fi_stepv(s0, s1, s2, s3);
     const fi_u32xv h = (fi_u32xv)o, m = h >> 9;
-    fi_f32xv w;
-    fi_i32xv k;
-    fi_zig32_layersv(o, &w, &k);
     const fi_f32xv x = __builtin_convertvector((fi_i32xv)m, fi_f32xv) * w;
     const fi_u32xv signed_x = (fi_u32xv)x ^ ((h & 256) << 23);
     const fi_u32xv accept = (fi_u32xv)(k > (fi_i32xv)m);
@@ -196,15 +191,10 @@ FI_INLINE uint32_t fi_normal_f32_fast1(fi_u64xv *s0, fi_u64xv *s1, fi_u64xv *s2,
     return ~fi_mask_bits_u32xv(accept) & ((1u << (2 * FI_VW)) - 1);
 }
 
-/* The same for float64: one candidate per lane, the whole output. */
-FI_INLINE uint32_t fi_normal_f64_fast1(fi_u64xv *s0, fi_u64xv *s1, fi_u64xv *s2, fi_u64xv *s3,
-                                       fi_f64xv *z)
+/* The same for float64 candidates, the whole outputs. */
+FI_INLINE uint32_t fi_normal_f64_test(fi_u64xv x, fi_f64xv w, fi_i64xv k, fi_f64xv *z)
 {
-    const fi_u64xv x = fi_stepv(s0, s1, s2, s3);
     const fi_u64xv m = x >> 12;
-    fi_f64xv w;
-    fi_i64xv k;
-    fi_zig64_layersv(x, &w, &k);
     const fi_f64xv md = (fi_f64xv)(m | 0x4330000000000000ULL) - 0x1p52;  /* exact */
     const fi_u64xv signed_d = (fi_u64xv)(md * w) ^ ((x & 256) << 55);
     const fi_u64xv accept = (fi_u64xv)(k > (fi_i64xv)m);
@@ -214,6 +204,29 @@ FI_INLINE uint32_t fi_normal_f64_fast1(fi_u64xv *s0, fi_u64xv *s1, fi_u64xv *s2,
     *z = (fi_f64xv)((signed_d & accept) | (x & ~accept));
 #endif
     return ~fi_mask_bits_u64xv(accept) & ((1u << FI_VW) - 1);
+}
+
+/* The fast path of one vector of FI_VW lanes: each lane's next main output gives
+ * two float32 candidates (low half, then high half) for elements 2i and 2i + 1 of
+ * the vector (float64: one, the whole output). */
+FI_INLINE uint32_t fi_normal_f32_fast1(fi_u64xv *s0, fi_u64xv *s1, fi_u64xv *s2, fi_u64xv *s3,
+                                       fi_f32xv *z)
+{
+    const fi_u64xv o = fi_stepv(s0, s1, s2, s3);
+    fi_f32xv w;
+    fi_i32xv k;
+    fi_zig32_layersv(o, &w, &k);
+    return fi_normal_f32_test(o, w, k, z);
+}
+
+FI_INLINE uint32_t fi_normal_f64_fast1(fi_u64xv *s0, fi_u64xv *s1, fi_u64xv *s2, fi_u64xv *s3,
+                                       fi_f64xv *z)
+{
+    const fi_u64xv x = fi_stepv(s0, s1, s2, s3);
+    fi_f64xv w;
+    fi_i64xv k;
+    fi_zig64_layersv(x, &w, &k);
+    return fi_normal_f64_test(x, w, k, z);
 }
 
 /* The fast path of one step (all 16 lanes): the step's elements in z, a rejected
@@ -247,9 +260,134 @@ FI_INLINE void NAME(fi_lanesv *ln, VEC (*z)[FI_NV], uint64_t *rejected)         
         rejected[t * (PER_STEP) / 64] |= (uint64_t)FAST(ln, z[t]) << (t * (PER_STEP) % 64); \
 }
 
+#ifdef __AVX512VBMI__
+/* With AVX-512 VBMI the whole-block fast path looks up the layers of 64 candidates
+ * at once: one vpermt2b picks their layer bytes (the outputs' low bytes) from two
+ * vectors of outputs, and each byte plane of the tables (FI_ZIG32_PLANES,
+ * FI_ZIG64_PLANES) is looked up by two vpermt2b over its halves, merged by the
+ * layer's top bit; unpacks then join the planes' bytes into W and K, in the
+ * candidates' order (which the first permute's selector arranges). The other
+ * paths, and the partial blocks, look the same values up one candidate at a time
+ * (fi_zig32_layersv). Zen 5, C harness: the float32 fast pass from 0.34 to 0.20 ns
+ * per value. */
+FI_INLINE __m512i fi_plane_lookup(const uint8_t *plane, __m512i layer, __mmask64 high)
+{
+    const __m512i *t = (const __m512i *)plane;
+    return _mm512_mask_blend_epi8(high, _mm512_permutex2var_epi8(t[0], layer, t[1]),
+                                  _mm512_permutex2var_epi8(t[2], layer, t[3]));
+}
+
+/* Bytes p0..p3 of 64 values (byte plane b: byte b of each) joined into four vectors
+ * of 32-bit values: vector j, lane 4 L + r is position 16 L + 4 j + r. */
+FI_INLINE void fi_join_planes32(__m512i p0, __m512i p1, __m512i p2, __m512i p3, __m512i *d)
+{
+    const __m512i lo01 = _mm512_unpacklo_epi8(p0, p1), hi01 = _mm512_unpackhi_epi8(p0, p1);
+    const __m512i lo23 = _mm512_unpacklo_epi8(p2, p3), hi23 = _mm512_unpackhi_epi8(p2, p3);
+    d[0] = _mm512_unpacklo_epi16(lo01, lo23);
+    d[1] = _mm512_unpackhi_epi16(lo01, lo23);
+    d[2] = _mm512_unpacklo_epi16(hi01, hi23);
+    d[3] = _mm512_unpackhi_epi16(hi01, hi23);
+}
+
+/* Bytes p[0..7] of 64 values joined into eight vectors of 64-bit values: vector g,
+ * lane 2 L + r is position 16 L + 2 g + r. */
+FI_INLINE void fi_join_planes64(const __m512i *p, __m512i *q)
+{
+    __m512i lo[2][4];
+    for (int h = 0; h < 2; h++)                     /* bytes 0..3, then 4..7 */
+        fi_join_planes32(p[4 * h], p[4 * h + 1], p[4 * h + 2], p[4 * h + 3], lo[h]);
+    for (int x = 0; x < 4; x++) {
+        q[2 * x] = _mm512_unpacklo_epi32(lo[0][x], lo[1][x]);
+        q[2 * x + 1] = _mm512_unpackhi_epi32(lo[0][x], lo[1][x]);
+    }
+}
+
+/* Byte p of the layer vector: vector j's candidate 4 L + r (float32: lane l's two
+ * halves are candidates 2 l and 2 l + 1), p = 16 L + 4 j + r, picked from the pair
+ * of vectors holding j; float64: vector g's candidate 2 L + r, p = 16 L + 2 g + r. */
+#define FI_SEL32_AT(p) (64 * (((p) >> 2) & 1) + 16 * ((p) >> 4) + 4 * ((p) & 3))
+#define FI_SEL64_AT(p) (64 * (((p) >> 1) & 1) + 16 * ((p) >> 4) + 8 * ((p) & 1))
+#define FI_R4(F, B) F(B), F(B + 1), F(B + 2), F(B + 3)
+#define FI_R16(F, B) FI_R4(F, B), FI_R4(F, B + 4), FI_R4(F, B + 8), FI_R4(F, B + 12)
+#define FI_R64(F) FI_R16(F, 0), FI_R16(F, 16), FI_R16(F, 32), FI_R16(F, 48)
+static const uint8_t FI_SEL32[64] FI_ALIGN64 = {FI_R64(FI_SEL32_AT)};
+static const uint8_t FI_SEL64[64] FI_ALIGN64 = {FI_R64(FI_SEL64_AT)};
+#undef FI_R64
+#undef FI_R16
+#undef FI_R4
+#undef FI_SEL32_AT
+#undef FI_SEL64_AT
+#define FI_LAYER_PAIR(SEL, A, B) \
+    _mm512_permutex2var_epi8((__m512i)(A), _mm512_load_si512((const void *)(SEL)), (__m512i)(B))
+
+/* W_23 and K_23 of the 64 float32 candidates of four vectors of outputs. */
+FI_INLINE void fi_zig32_layers64(const fi_u64xv *o, fi_f32xv *w, fi_i32xv *k)
+{
+    const __m512i layer = _mm512_mask_blend_epi8(0xFF00FF00FF00FF00ULL,
+                                                 FI_LAYER_PAIR(FI_SEL32, o[0], o[1]),
+                                                 FI_LAYER_PAIR(FI_SEL32, o[2], o[3]));
+    const __mmask64 high = _mm512_movepi8_mask(layer);
+#define FI_P(B) fi_plane_lookup(FI_ZIG32_PLANES[B], layer, high)
+    __m512i d[4];
+    fi_join_planes32(FI_P(0), FI_P(1), FI_P(2), FI_P(3), d);
+    for (int j = 0; j < 4; j++) w[j] = (fi_f32xv)d[j];
+    fi_join_planes32(FI_P(4), FI_P(5), FI_P(6), _mm512_setzero_si512(), d);
+    for (int j = 0; j < 4; j++) k[j] = (fi_i32xv)d[j];
+#undef FI_P
+}
+
+/* W_52 and K_52 of the 64 float64 candidates of eight vectors of outputs. */
+FI_INLINE void fi_zig64_layers64(const fi_u64xv *o, fi_f64xv *w, fi_i64xv *k)
+{
+    const __m512i a = _mm512_mask_blend_epi8(0xF0F0F0F0F0F0F0F0ULL,
+                                             FI_LAYER_PAIR(FI_SEL64, o[0], o[1]),
+                                             FI_LAYER_PAIR(FI_SEL64, o[2], o[3]));
+    const __m512i b = _mm512_mask_blend_epi8(0xF0F0F0F0F0F0F0F0ULL,
+                                             FI_LAYER_PAIR(FI_SEL64, o[4], o[5]),
+                                             FI_LAYER_PAIR(FI_SEL64, o[6], o[7]));
+    const __m512i layer = _mm512_mask_blend_epi8(0xFF00FF00FF00FF00ULL, a, b);
+    const __mmask64 high = _mm512_movepi8_mask(layer);
+    __m512i p[8], q[8];
+    for (int b8 = 0; b8 < 8; b8++) p[b8] = fi_plane_lookup(FI_ZIG64_PLANES[b8], layer, high);
+    fi_join_planes64(p, q);
+    for (int g = 0; g < 8; g++) w[g] = (fi_f64xv)q[g];
+    for (int b8 = 0; b8 < 7; b8++) p[b8] = fi_plane_lookup(FI_ZIG64_PLANES[8 + b8], layer, high);
+    p[7] = _mm512_setzero_si512();
+    fi_join_planes64(p, q);
+    for (int g = 0; g < 8; g++) k[g] = (fi_i64xv)q[g];
+}
+#undef FI_LAYER_PAIR
+
+/* The whole-block fast paths, 64 candidates at a time: two steps of float32, four
+ * of float64. */
+#define FI_DEFINE_NORMAL_FAST_BLOCK64(NAME, VEC, KVEC, LAYERS, TEST, PER_STEP)             \
+FI_INLINE void NAME(fi_lanesv *ln, VEC (*z)[FI_NV], uint64_t *rejected)                    \
+{                                                                                          \
+    enum { STEPS = 64 / (PER_STEP), NVEC = STEPS * FI_NV, PER_VEC = (PER_STEP) / FI_NV };  \
+    for (int t = 0; t < FI_BLOCK / (PER_STEP); t += STEPS) {                               \
+        fi_u64xv o[NVEC];                                                                  \
+        VEC w[NVEC];                                                                       \
+        KVEC k[NVEC];                                                                      \
+        for (int q = 0; q < NVEC; q++)                                                     \
+            o[q] = fi_stepv(&ln->s0[q % FI_NV], &ln->s1[q % FI_NV], &ln->s2[q % FI_NV],    \
+                            &ln->s3[q % FI_NV]);                                           \
+        LAYERS(o, w, k);                                                                   \
+        uint64_t r = 0;                                                                    \
+        for (int q = 0; q < NVEC; q++)                                                     \
+            r |= (uint64_t)TEST(o[q], w[q], k[q], &z[t + q / FI_NV][q % FI_NV])            \
+                 << (PER_VEC * q);                                                         \
+        rejected[t / STEPS] = r;                                                           \
+    }                                                                                      \
+}
+
+FI_DEFINE_NORMAL_FAST_BLOCK64(fi_normal_f32_fast_block, fi_f32xv, fi_i32xv, fi_zig32_layers64,
+                              fi_normal_f32_test, 2 * FI_LANES)
+FI_DEFINE_NORMAL_FAST_BLOCK64(fi_normal_f64_fast_block, fi_f64xv, fi_i64xv, fi_zig64_layers64,
+                              fi_normal_f64_test, FI_LANES)
+#else
 FI_DEFINE_NORMAL_FAST_BLOCK(fi_normal_f32_fast_block, fi_f32xv, fi_normal_f32_fastv, 2 * FI_LANES)
 FI_DEFINE_NORMAL_FAST_BLOCK(fi_normal_f64_fast_block, fi_f64xv, fi_normal_f64_fastv, FI_LANES)
-
+#endif
 /* A value's bits: float32 in the low 32. */
 FI_INLINE uint64_t fi_bits32(float v) { uint32_t b; memcpy(&b, &v, 4); return b; }
 FI_INLINE uint64_t fi_bits64(double v) { uint64_t b; memcpy(&b, &v, 8); return b; }

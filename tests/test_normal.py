@@ -17,7 +17,7 @@ import reference as ref
 import fastinit
 from fastinit import _runtime
 from fastinit._engine import det_exp, det_log
-from fastinit._ziggurat_tables import HEADER, boundaries, chord_gaps, header_text
+from fastinit._ziggurat_tables import HEADER, boundaries, header_text, wedge_squeeze
 
 DTYPES = [np.float32, np.float64]
 
@@ -121,11 +121,11 @@ def test_shards_layouts_threads_and_paths_agree(dtype, num_threads, simd_path):
 def slow_path_cases(sigma, block, dtype):
     """What each candidate of a block that fails the fast test meets on its way to a
     value, by the reference's own draws (the kernels branch on these cases: the
-    base strip, the chord deciding the wedge or leaving it to exp, a wedge rejection
+    base strip, the squeeze deciding the wedge or leaving it to exp, a wedge rejection
     whose next candidate the fast test accepts, and one whose next candidate fails
     it too). Counts per case."""
     is64 = np.dtype(dtype) == np.float64
-    xl, slope, gap = ([float(v) for v in column] for column in chord_gaps())
+    xl, xr, slope, curve, gap = ([float(v) for v in column] for column in wedge_squeeze())
     zig, cases = ref.ZIG, collections.Counter()
     aux = [ref.Lane(sigma, block, lane) for lane in range(ref.LANES)]
 
@@ -147,13 +147,13 @@ def slow_path_cases(sigma, block, dtype):
                 ref.tail(lane)
                 return
             y = zig["F"][i] + ref.u53(lane.next()) * (zig["F"][i - 1] - zig["F"][i])
-            chord = zig["F"][i - 1] + slope[i] * (x - xl[i])
-            if chord - gap[i] <= y <= chord + gap[i]:
+            q = zig["F"][i - 1] + (x - xl[i]) * (slope[i] + curve[i] * (x - xr[i]))
+            if q - gap[i] <= y <= q + gap[i]:
                 cases["exp decides the wedge"] += 1
                 wedge_accepts = y < ref.exp_d(-0.5 * x * x)
             else:
-                cases["chord decides the wedge"] += 1
-                wedge_accepts = y < chord - gap[i]
+                cases["squeeze decides the wedge"] += 1
+                wedge_accepts = y < q - gap[i]
             if wedge_accepts:
                 return
             w = lane.next() if is64 else lane.next() & 0xFFFFFFFF
@@ -167,22 +167,25 @@ def slow_path_cases(sigma, block, dtype):
     return cases
 
 
-@pytest.mark.parametrize("dtype, block", [(np.float32, 6), (np.float64, 4)])
-def test_every_slow_path_case_matches_reference(dtype, block, simd_path):
+# A block whose fix-ups meet every case: rare for float32 (about 0.1 squeeze
+# ambiguities and 0.5 base-strip candidates per block), found by searching seeds.
+@pytest.mark.parametrize("dtype, seed, block", [(np.float32, 66, 2), (np.float64, 5, 106)])
+def test_every_slow_path_case_matches_reference(dtype, seed, block, simd_path):
     """A block whose fix-ups meet every case (asserted from the reference's draws),
     filled whole and through the cursor (a shard starting one element in), on every
     path this CPU runs: bit for bit the reference."""
-    sigma = ref.call_seed(*fastinit.Generator(5).state["key"], 0)
+    sigma = ref.call_seed(*fastinit.Generator(seed).state["key"], 0)
     cases = slow_path_cases(sigma, block, dtype)
-    assert {"base strip", "chord decides the wedge", "exp decides the wedge",
+    assert {"base strip", "squeeze decides the wedge", "exp decides the wedge",
             "next candidate accepted", "rejected twice"} <= set(cases), cases
     gshape, start = ((block + 1) * ref.BLOCK,), block * ref.BLOCK
-    want = expected(5, 0, (ref.BLOCK,), dtype, global_shape=gshape, global_offset=(start,))
+    want = expected(seed, 0, (ref.BLOCK,), dtype, global_shape=gshape, global_offset=(start,))
     for path in _runtime.simd_paths():
         simd_path(path)
         for skip in (0, 1):                       # whole block; cursor
             got = np.empty(ref.BLOCK - skip, dtype)
-            fastinit.Generator(5).normal_(got, global_shape=gshape, global_offset=(start + skip,))
+            fastinit.Generator(seed).normal_(got, global_shape=gshape,
+                                             global_offset=(start + skip,))
             np.testing.assert_array_equal(got, want[skip:], err_msg=f"{path}, skip {skip}")
 
 
@@ -316,19 +319,21 @@ def test_billion_samples(dtype):
     assert a2 < 6.0
 
 
-def test_wedge_chord_gaps_bound_the_density():
+def test_wedge_squeeze_bounds_the_density():
     """The squeeze of the wedge test (docs/architecture.md): on a dense grid of every
     layer's wedge, stray candidates beyond its ends included, f stays within GAP of
-    the chord the kernels evaluate (from the tables as rounded for C)."""
-    from fastinit._ziggurat_tables import LAYERS, chord_gaps, tables
-    xl, slope, gap = (np.array([float(v) for v in col]) for col in chord_gaps())
+    the parabola the kernels evaluate (from the tables as rounded for C)."""
+    from fastinit._ziggurat_tables import LAYERS, tables
+    xl, xr, slope, curve, gap = (np.array([float(v) for v in col]) for col in wedge_squeeze())
     x, _ = boundaries()
     f_tab = np.array(tables()["F"])
     for i in range(1, LAYERS):
         lo, hi = xl[i], float(x[i])
         t = np.concatenate([np.linspace(lo, hi, 4001), [lo - 2.0**-21, hi + 2.0**-22]])
-        chord = f_tab[i - 1] + slope[i] * (t - xl[i])
-        dev = np.abs(np.exp(-0.5 * t * t) - chord)
+        q = f_tab[i - 1] + (t - xl[i]) * (slope[i] + curve[i] * (t - xr[i]))
+        dev = np.abs(np.exp(-0.5 * t * t) - q)
         assert dev.max() <= gap[i] - 5e-14, (i, dev.max(), gap[i])
-        # and the squeeze is tight enough to decide most wedge candidates
-        assert gap[i] < 0.3 * (f_tab[i - 1] - f_tab[i]), i
+        # and within a factor 3 of the bound where the bound is above rounding, so
+        # that it decides all but 1% of the layer's wedge tests
+        assert dev.max() >= (gap[i] - 1e-13) / 3, (i, dev.max(), gap[i])
+        assert gap[i] < 0.005 * (f_tab[i - 1] - f_tab[i]), i

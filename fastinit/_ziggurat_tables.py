@@ -190,9 +190,12 @@ def header_text():
         [int(np.float32(w).view(np.uint32)) for w in t["W32"]], 4, t["K32"], 3)
     lines += _byte_planes(
         "FI_ZIG64_PLANES",
-        "W_52 and K_52 likewise: W_52[i]'s bits for b = 0..7, K_52[i] (below 2^52)\n"
-        " * for b = 8..14.",
-        [int(np.float64(w).view(np.uint64)) for w in t["W64"]], 8, t["K64"], 7)
+        "W_52 likewise (b = 0..7), and the top 16 of K_52's 52 bits, K_52[i] >> 36\n"
+        " * (b = 8, 9): a candidate whose magnitude's top 16 bits are below them is\n"
+        " * accepted, above them rejected, equal (one in 65536) left to the fix-up's full\n"
+        " * test.",
+        [int(np.float64(w).view(np.uint64)) for w in t["W64"]], 8,
+        [k >> 36 for k in t["K64"]], 2)
     xl, xr, slope, curve, gap = wedge_squeeze()
     lines += ["/* The wedge's squeeze (wedge_squeeze in the generator): for layer i >= 1,",
               " * every x its wedge tests has |f(x) - (F[i-1] + (x - XL[i]) (SLOPE[i] +",

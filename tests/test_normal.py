@@ -189,6 +189,27 @@ def test_every_slow_path_case_matches_reference(dtype, seed, block, simd_path):
             np.testing.assert_array_equal(got, want[skip:], err_msg=f"{path}, skip {skip}")
 
 
+def test_float64_top_bits_ties_are_completed_exactly(simd_path):
+    """The avx512vbmi path's float64 fast test compares only the top 16 bits of the
+    magnitude with K_52's and leaves ties to fi_zig_fix's full test. Element 1235 of
+    block 125 (seed 5, first call) is such a tie, which the full test accepts; were
+    it taken for a rejection, its wedge would accept the same value but draw from its
+    lane's auxiliary stream, and element 1347's fix-up (same lane) would change.
+    That block, filled whole on every path this CPU runs, is the reference's."""
+    block, element = 125, 1235
+    sigma = ref.call_seed(*fastinit.Generator(5).state["key"], 0)
+    x = ref.block_raw(sigma, block, ref.BLOCK)[element]
+    m, k = x >> 12, ref.ZIG["K64"][x & 255]
+    assert m >> 36 == k >> 36 and m < k
+    gshape, start = ((block + 1) * ref.BLOCK,), block * ref.BLOCK
+    want = expected(5, 0, (ref.BLOCK,), np.float64, global_shape=gshape, global_offset=(start,))
+    for path in _runtime.simd_paths():
+        simd_path(path)
+        got = np.empty(ref.BLOCK, np.float64)
+        fastinit.Generator(5).normal_(got, global_shape=gshape, global_offset=(start,))
+        np.testing.assert_array_equal(got, want, err_msg=path)
+
+
 # --------------------------------------------------------------------------------------
 # Arguments
 # --------------------------------------------------------------------------------------

@@ -193,13 +193,15 @@ FI_INLINE uint32_t fi_normal_f32_test(fi_u64xv o, fi_f32xv w, fi_i32xv k, fi_f32
     return ~fi_mask_bits_u32xv(accept) & ((1u << (2 * FI_VW)) - 1);
 }
 
-/* The same for float64 candidates, the whole outputs. */
-FI_INLINE uint32_t fi_normal_f64_test(fi_u64xv x, fi_f64xv w, fi_i64xv k, fi_f64xv *z)
+/* The same for float64 candidates, the whole outputs, given K_52 >> SHIFT (0: the
+ * exact test; 36: the top 16 bits, which reject the candidates whose magnitude's top
+ * 16 bits equal K's too, for fi_zig_fix to test in full). */
+FI_INLINE uint32_t fi_normal_f64_test(fi_u64xv x, fi_f64xv w, fi_i64xv k, int shift, fi_f64xv *z)
 {
     const fi_u64xv m = x >> 12;
     const fi_f64xv md = (fi_f64xv)(m | 0x4330000000000000ULL) - 0x1p52;  /* exact */
     const fi_u64xv signed_d = (fi_u64xv)(md * w) ^ ((x & 256) << 55);
-    const fi_u64xv accept = (fi_u64xv)(k > (fi_i64xv)m);
+    const fi_u64xv accept = (fi_u64xv)(k > (fi_i64xv)(m >> shift));
 #if FI_VW == 4 && defined(__AVX__)
     *z = (fi_f64xv)_mm256_blendv_pd((__m256d)x, (__m256d)signed_d, (__m256d)accept);
 #else
@@ -228,7 +230,7 @@ FI_INLINE uint32_t fi_normal_f64_fast1(fi_u64xv *s0, fi_u64xv *s1, fi_u64xv *s2,
     fi_f64xv w;
     fi_i64xv k;
     fi_zig64_layersv(x, &w, &k);
-    return fi_normal_f64_test(x, w, k, z);
+    return fi_normal_f64_test(x, w, k, 0, z);
 }
 
 /* The fast path of one step (all 16 lanes): the step's elements in z, a rejected
@@ -338,7 +340,7 @@ FI_INLINE void fi_zig32_layers64(const fi_u64xv *o, fi_f32xv *w, fi_i32xv *k)
 #undef FI_P
 }
 
-/* W_52 and K_52 of the 64 float64 candidates of eight vectors of outputs. */
+/* W_52 and K_52 >> 36 of the 64 float64 candidates of eight vectors of outputs. */
 FI_INLINE void fi_zig64_layers64(const fi_u64xv *o, fi_f64xv *w, fi_i64xv *k)
 {
     const __m512i a = _mm512_mask_blend_epi8(0xF0F0F0F0F0F0F0F0ULL,
@@ -353,12 +355,19 @@ FI_INLINE void fi_zig64_layers64(const fi_u64xv *o, fi_f64xv *w, fi_i64xv *k)
     for (int b8 = 0; b8 < 8; b8++) p[b8] = fi_plane_lookup(FI_ZIG64_PLANES[b8], layer, high);
     fi_join_planes64(p, q);
     for (int g = 0; g < 8; g++) w[g] = (fi_f64xv)q[g];
-    for (int b8 = 0; b8 < 7; b8++) p[b8] = fi_plane_lookup(FI_ZIG64_PLANES[8 + b8], layer, high);
-    p[7] = _mm512_setzero_si512();
+    for (int b8 = 0; b8 < 8; b8++)
+        p[b8] = b8 < 2 ? fi_plane_lookup(FI_ZIG64_PLANES[8 + b8], layer, high)
+                       : _mm512_setzero_si512();
     fi_join_planes64(p, q);
     for (int g = 0; g < 8; g++) k[g] = (fi_i64xv)q[g];
 }
 #undef FI_LAYER_PAIR
+
+/* The fast test of float64 candidates against K_52 >> 36, the planes' K. */
+FI_INLINE uint32_t fi_normal_f64_test_top16(fi_u64xv x, fi_f64xv w, fi_i64xv k, fi_f64xv *z)
+{
+    return fi_normal_f64_test(x, w, k, 36, z);
+}
 
 /* The whole-block fast paths, 64 candidates at a time: two steps of float32, four
  * of float64. */
@@ -385,7 +394,7 @@ FI_INLINE void NAME(fi_lanesv *ln, VEC (*z)[FI_NV], uint64_t *rejected)         
 FI_DEFINE_NORMAL_FAST_BLOCK64(fi_normal_f32_fast_block, fi_f32xv, fi_i32xv, fi_zig32_layers64,
                               fi_normal_f32_test, 2 * FI_LANES)
 FI_DEFINE_NORMAL_FAST_BLOCK64(fi_normal_f64_fast_block, fi_f64xv, fi_i64xv, fi_zig64_layers64,
-                              fi_normal_f64_test, FI_LANES)
+                              fi_normal_f64_test_top16, FI_LANES)
 #else
 FI_DEFINE_NORMAL_FAST_BLOCK(fi_normal_f32_fast_block, fi_f32xv, fi_normal_f32_fastv, 2 * FI_LANES)
 FI_DEFINE_NORMAL_FAST_BLOCK(fi_normal_f64_fast_block, fi_f64xv, fi_normal_f64_fastv, FI_LANES)
@@ -409,7 +418,8 @@ FI_INLINE uint64_t fi_zig_slow_bits(fi_lanes *aux, int lane, uint64_t w, int is6
  * the slow sampler's loop: the lane keeps its state after o1 where the wedge
  * accepts, after o2 where it rejects. The base strip and a second rejection go on
  * in the slow sampler. (On Zen 3 a block's fix-ups took 900 ns, now 430 measured
- * alone.) */
+ * alone.) A float64 candidate may also come here accepted: the VBMI fast path
+ * compares K's top 16 bits only, and leaves the ties here for the full test. */
 FI_INLINE uint64_t fi_zig_fix(fi_lanes *aux, int lane, uint64_t w, int is64)
 {
     const int idx = (int)(w & 255);
@@ -425,6 +435,8 @@ FI_INLINE uint64_t fi_zig_fix(fi_lanes *aux, int lane, uint64_t w, int is64)
         const uint64_t m2 = o2 >> 12;
         x = fi_u52_to_double(w >> 12) * FI_ZIG64_W[idx];
         xbits = fi_bits64(x) ^ (w & 256) << 55;
+        /* accepted by the full test, left here by a test of K's top bits */
+        if (__builtin_expect((w >> 12) < FI_ZIG64_K[idx], 0)) return xbits;
         x2bits = fi_bits64(fi_u52_to_double(m2) * FI_ZIG64_W[o2 & 255]) ^ (o2 & 256) << 55;
         fast2 = m2 < FI_ZIG64_K[o2 & 255];
     } else {

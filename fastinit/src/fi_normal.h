@@ -178,9 +178,20 @@ FI_INLINE void fi_zig64_layersv(fi_u64xv o, fi_f64xv *w, fi_i64xv *k)
 /* The fast test of one vector of float32 candidates, the 32-bit halves of the
  * outputs o, given their layers' W_23 and K_23: accepted values go to *z; a rejected
  * candidate leaves its raw bits there and its bit in the returned mask (candidate e
- * at bit e). */
+ * at bit e). On AVX-512 the comparison's mask register does the select and is the
+ * returned mask (GCC's generic code went from mask to vector and back: 4 more
+ * instructions per vector); the sign is moved in by one ternary-logic instruction. */
 FI_INLINE uint32_t fi_normal_f32_test(fi_u64xv o, fi_f32xv w, fi_i32xv k, fi_f32xv *z)
 {
+#if FI_VW == 8
+    const __m512i h = (__m512i)o, m = _mm512_srli_epi32(h, 9);
+    const __mmask16 accept = _mm512_cmpgt_epi32_mask((__m512i)k, m);
+    const __m512 x = _mm512_mul_ps(_mm512_cvtepi32_ps(m), (__m512)w);
+    const __m512i signed_x = _mm512_ternarylogic_epi32(              /* x ^ (h << 23 & sign) */
+        (__m512i)x, _mm512_slli_epi32(h, 23), _mm512_set1_epi32(INT32_MIN), 0x78);
+    *z = (fi_f32xv)_mm512_mask_blend_epi32(accept, h, signed_x);
+    return (uint16_t)~accept;
+#else
     const fi_u32xv h = (fi_u32xv)o, m = h >> 9;
     const fi_f32xv x = __builtin_convertvector((fi_i32xv)m, fi_f32xv) * w;
     const fi_u32xv signed_x = (fi_u32xv)x ^ ((h & 256) << 23);
@@ -191,6 +202,7 @@ FI_INLINE uint32_t fi_normal_f32_test(fi_u64xv o, fi_f32xv w, fi_i32xv k, fi_f32
     *z = (fi_f32xv)((signed_x & accept) | (h & ~accept));
 #endif
     return ~fi_mask_bits_u32xv(accept) & ((1u << (2 * FI_VW)) - 1);
+#endif
 }
 
 /* The same for float64 candidates, the whole outputs, given K_52 >> SHIFT (0: the
@@ -198,6 +210,18 @@ FI_INLINE uint32_t fi_normal_f32_test(fi_u64xv o, fi_f32xv w, fi_i32xv k, fi_f32
  * 16 bits equal K's too, for fi_zig_fix to test in full). */
 FI_INLINE uint32_t fi_normal_f64_test(fi_u64xv x, fi_f64xv w, fi_i64xv k, int shift, fi_f64xv *z)
 {
+#if FI_VW == 8
+    const __m512i m = _mm512_srli_epi64((__m512i)x, 12);
+    const __mmask8 accept = _mm512_cmpgt_epi64_mask((__m512i)k, _mm512_srli_epi64(m, shift));
+    const __m512d md = _mm512_sub_pd(                                    /* exact */
+        (__m512d)_mm512_or_si512(m, _mm512_set1_epi64(0x4330000000000000LL)),
+        _mm512_set1_pd(0x1p52));
+    const __m512i signed_d = _mm512_ternarylogic_epi64(              /* d ^ (x << 55 & sign) */
+        (__m512i)_mm512_mul_pd(md, (__m512d)w), _mm512_slli_epi64((__m512i)x, 55),
+        _mm512_set1_epi64(INT64_MIN), 0x78);
+    *z = (fi_f64xv)_mm512_mask_blend_epi64(accept, (__m512i)x, signed_d);
+    return (uint8_t)~accept;
+#else
     const fi_u64xv m = x >> 12;
     const fi_f64xv md = (fi_f64xv)(m | 0x4330000000000000ULL) - 0x1p52;  /* exact */
     const fi_u64xv signed_d = (fi_u64xv)(md * w) ^ ((x & 256) << 55);
@@ -208,6 +232,7 @@ FI_INLINE uint32_t fi_normal_f64_test(fi_u64xv x, fi_f64xv w, fi_i64xv k, int sh
     *z = (fi_f64xv)((signed_d & accept) | (x & ~accept));
 #endif
     return ~fi_mask_bits_u64xv(accept) & ((1u << FI_VW) - 1);
+#endif
 }
 
 /* The fast path of one vector of FI_VW lanes: each lane's next main output gives

@@ -29,6 +29,9 @@
 #endif
 
 #define FI_INLINE static inline __attribute__((always_inline))
+/* The rare paths of the rejection samplers: never inlined, so that the hot loops
+ * around their calls keep their registers and their code compact. */
+#define FI_COLD __attribute__((noinline, cold))
 #define FI_ALIGN64 __attribute__((aligned(64)))
 typedef uint32_t fi_u32_alias __attribute__((__may_alias__));
 typedef uint16_t fi_u16_alias __attribute__((__may_alias__));

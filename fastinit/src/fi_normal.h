@@ -31,21 +31,37 @@ static double fi_zig_tail(fi_lanes *aux, int lane, int negative)
     }
 }
 
-/* Whether the wedge of layer idx accepts x (given as a double), from the uniform
- * output o: y < exp_d(-x^2/2). The parabola through f at the wedge's ends and
- * middle decides first, when y is farther from it than f can be (FI_ZIG_SQUEEZE),
- * then fi_less_than_exp: the answer is exp_d's. The parabola leaves 0.3% of the
- * float32 wedge tests to exp, the chord it replaced 13% (whose mispredicted branch
- * and rough exp took 30% of the fix-ups' time in a C harness on Zen 5). */
-FI_INLINE int fi_zig_wedge_accepts(uint64_t o, int idx, double x)
+/* The wedge test where the squeeze cannot decide: y < exp_d(-x^2/2), out of line. */
+static FI_COLD int fi_zig_wedge_exp(double y, double x)
+{
+    return fi_less_than_exp(y, -0.5 * x * x);
+}
+
+/* The wedge test of layer idx (>= 1) for x (given as a double) and the uniform
+ * output o, y < exp_d(-x^2/2), as far as the squeeze decides it: the parabola
+ * through f at the wedge's ends and middle (FI_ZIG_SQUEEZE), when y is farther from
+ * it than f can be. FI_ZIG_BELOW (accept) or FI_ZIG_ABOVE (reject), or 0 where only
+ * exp_d can tell; *y gets y. The parabola leaves 0.3% of the float32 wedge tests to
+ * exp, the chord it replaced 13% (whose mispredicted branch and rough exp took 30%
+ * of the fix-ups' time in a C harness on Zen 5). */
+enum { FI_ZIG_BELOW = 1, FI_ZIG_ABOVE = 2 };
+FI_INLINE int fi_zig_squeeze_side(uint64_t o, int idx, double x, double *y)
 {
     const double u = fi_u53(o);
-    const double y = FI_ZIG_F[idx] + u * (FI_ZIG_F[idx - 1] - FI_ZIG_F[idx]);
+    *y = FI_ZIG_F[idx] + u * (FI_ZIG_F[idx - 1] - FI_ZIG_F[idx]);
     const fi_zig_squeeze sq = FI_ZIG_SQUEEZE[idx];
     const double q = FI_ZIG_F[idx - 1] + (x - sq.xl) * (sq.slope + sq.curve * (x - sq.xr));
-    const int below = y < q - sq.gap, above = y > q + sq.gap;
-    if (__builtin_expect(!(below | above), 0)) return fi_less_than_exp(y, -0.5 * x * x);
-    return below;
+    return (*y < q - sq.gap) * FI_ZIG_BELOW + (*y > q + sq.gap) * FI_ZIG_ABOVE;
+}
+
+/* Whether the wedge of layer idx accepts x: the squeeze's answer, else exp_d's
+ * (fi_less_than_exp). */
+FI_INLINE int fi_zig_wedge_accepts(uint64_t o, int idx, double x)
+{
+    double y;
+    const int side = fi_zig_squeeze_side(o, idx, x, &y);
+    if (__builtin_expect(!side, 0)) return fi_zig_wedge_exp(y, x);
+    return side == FI_ZIG_BELOW;
 }
 
 /* Exact-to-bits helper: the magnitude m (< 2^52) as a double. */
@@ -59,7 +75,7 @@ FI_INLINE double fi_u52_to_double(uint64_t m)
 
 /* A float64 candidate that left the fast path (idx = X & 255, negative = bit 8,
  * magnitude = X >> 12), completed from its lane's auxiliary outputs. */
-static double fi_zig64_slow(fi_lanes *aux, int lane, uint64_t x64)
+static FI_COLD double fi_zig64_slow(fi_lanes *aux, int lane, uint64_t x64)
 {
     for (;;) {
         const int idx = (int)(x64 & 255), negative = (int)(x64 >> 8) & 1;
@@ -74,7 +90,7 @@ static double fi_zig64_slow(fi_lanes *aux, int lane, uint64_t x64)
 
 /* A float32 candidate w that left the fast path (idx = w & 255, negative = bit 8,
  * magnitude = w >> 9); new candidates are the low halves of auxiliary outputs. */
-static float fi_zig32_slow(fi_lanes *aux, int lane, uint32_t w)
+static FI_COLD float fi_zig32_slow(fi_lanes *aux, int lane, uint32_t w)
 {
     for (;;) {
         const int idx = (int)(w & 255), negative = (int)(w >> 8) & 1;
@@ -439,31 +455,34 @@ FI_INLINE uint64_t fi_zig_slow_bits(fi_lanes *aux, int lane, uint64_t w, int is6
 /* One rejected candidate completed from its lane's auxiliary stream: the bits of
  * the value fi_zig_slow_bits gives. The wedge test draws output o1; should it
  * reject, the next candidate is output o2, which the fast test accepts 98.5% of the
- * time. Both are drawn at once, so the common cases take one short path instead of
- * the slow sampler's loop: the lane keeps its state after o1 where the wedge
- * accepts, after o2 where it rejects. The base strip and a second rejection go on
- * in the slow sampler. (On Zen 3 a block's fix-ups took 900 ns, now 430 measured
- * alone.) A float64 candidate may also come here accepted: the VBMI fast path
- * compares K's top 16 bits only, and leaves the ties here for the full test. */
+ * time. Both are drawn at once and both outcomes computed, and the lane keeps its
+ * state after o1 where the wedge accepts, after o2 where it rejects, chosen by
+ * masks: the common cases run without a branch on the data (the wedge's coin flip
+ * is one no predictor can guess). The rest, 2.5% of the candidates (the base strip,
+ * the squeeze undecided, a second rejection; and a float64 candidate the full test
+ * accepts, which the avx512vbmi fast path leaves here when the top 16 bits of its
+ * magnitude tie K's), take one predictable branch to the slow sampler, from the
+ * candidate and the lane's state as they came. (C harness on Zen 5, a block's
+ * fix-ups interleaved with the branchy version: 1330 against 1750 TSC ticks, first
+ * quartiles; on Zen 3 the first version of this took 430 ns against the slow
+ * sampler's 900.) */
 FI_INLINE uint64_t fi_zig_fix(fi_lanes *aux, int lane, uint64_t w, int is64)
 {
-    const int idx = (int)(w & 255);
-    if (__builtin_expect(idx == 0, 0)) return fi_zig_slow_bits(aux, lane, w, is64);
+    const int idx = (int)(w & 255), layer = idx | (idx == 0);   /* layer 0 goes slow */
     uint64_t *state = fi_lane_state(aux, lane);
     uint64_t s[4] = {state[0], state[FI_LANES], state[2 * FI_LANES], state[3 * FI_LANES]};
     const uint64_t o1 = fi_xoshiro_next(s);
     const uint64_t after_o1[4] = {s[0], s[1], s[2], s[3]};
     const uint64_t o2 = fi_xoshiro_next(s);
     double x;
-    uint64_t xbits, x2bits, fast2;
+    uint64_t xbits, x2bits, fast2, accepted;
     if (is64) {
-        const uint64_t m2 = o2 >> 12;
-        x = fi_u52_to_double(w >> 12) * FI_ZIG64_W[idx];
+        const uint64_t m = w >> 12, m2 = o2 >> 12;
+        x = fi_u52_to_double(m) * FI_ZIG64_W[idx];
         xbits = fi_bits64(x) ^ (w & 256) << 55;
-        /* accepted by the full test, left here by a test of K's top bits */
-        if (__builtin_expect((w >> 12) < FI_ZIG64_K[idx], 0)) return xbits;
         x2bits = fi_bits64(fi_u52_to_double(m2) * FI_ZIG64_W[o2 & 255]) ^ (o2 & 256) << 55;
         fast2 = m2 < FI_ZIG64_K[o2 & 255];
+        accepted = m < FI_ZIG64_K[idx];
     } else {
         const uint32_t w2 = (uint32_t)o2, m2 = w2 >> 9;
         const float xf = (float)(int32_t)((uint32_t)w >> 9) * FI_ZIG32_W[idx];
@@ -471,12 +490,17 @@ FI_INLINE uint64_t fi_zig_fix(fi_lanes *aux, int lane, uint64_t w, int is64)
         xbits = fi_bits32(xf) ^ (w & 256) << 23;
         x2bits = fi_bits32((float)(int32_t)m2 * FI_ZIG32_W[w2 & 255]) ^ (w2 & 256) << 23;
         fast2 = m2 < FI_ZIG32_K[w2 & 255];
+        accepted = 0;
     }
-    const int accept = fi_zig_wedge_accepts(o1, idx, x);
-    const uint64_t *kept = accept ? after_o1 : s;
-    state[0] = kept[0]; state[FI_LANES] = kept[1]; state[2 * FI_LANES] = kept[2]; state[3 * FI_LANES] = kept[3];
-    if (__builtin_expect(!(accept | fast2), 0)) return fi_zig_slow_bits(aux, lane, o2, is64);
-    return accept ? xbits : x2bits;
+    double y;
+    const int side = fi_zig_squeeze_side(o1, layer, x, &y);
+    const uint64_t below = side == FI_ZIG_BELOW;
+    if (__builtin_expect((idx == 0) | (side == 0) | !(below | fast2) | accepted, 0))
+        return fi_zig_slow_bits(aux, lane, w, is64);
+    uint64_t keep = -below;
+    __asm__("" : "+r"(keep));        /* keep the selects selects, not branches */
+    for (int j = 0; j < 4; j++) state[j * FI_LANES] = (after_o1[j] & keep) | (s[j] & ~keep);
+    return (xbits & keep) | (x2bits & ~keep);
 }
 
 /* Completes the rejected candidates of one step in element order: element k holds

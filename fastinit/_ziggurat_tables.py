@@ -121,10 +121,10 @@ def wedge_squeeze():
     some s between t and the nodes, with w(t) = (t - xl)(t - mid)(t - xr); for t up
     to _STRAY = d beyond either end, |f3(s)| <= M3 = _f3_bound(xl - d, xr + d) and
     |w| <= max(h^3 / (12 sqrt 3), (h + d)(h/2 + d) d) (h = xr - xl). So GAP = M3/6
-    max|w| + _SLACK. (The chord, the previous squeeze,
-    left 13% of the float32 wedge tests to exp, nearly all in layer 1, where f bends
-    most against its small drop; the parabola leaves 0.3%.) Returns (XL, XR, SLOPE,
-    CURVE, GAP) as lists of 256 Decimals (layer 0 unused)."""
+    max|w| + _SLACK. (The chord, the previous squeeze, left 13% of the float32 wedge
+    tests to exp, nearly all in layer 1, where f bends most against its small drop;
+    the parabola leaves 0.13%.) Returns (XL, XR, SLOPE, CURVE, GAP) as lists of 256
+    Decimals (layer 0 unused)."""
     x, _ = boundaries()
     getcontext().prec = 60
 

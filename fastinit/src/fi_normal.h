@@ -41,7 +41,7 @@ static FI_COLD int fi_zig_wedge_exp(double y, double x)
  * output o, y < exp_d(-x^2/2), as far as the squeeze decides it: the parabola
  * through f at the wedge's ends and middle (FI_ZIG_SQUEEZE), when y is farther from
  * it than f can be. FI_ZIG_BELOW (accept) or FI_ZIG_ABOVE (reject), or 0 where only
- * exp_d can tell; *y gets y. The parabola leaves 0.3% of the float32 wedge tests to
+ * exp_d can tell; *y gets y. The parabola leaves 0.13% of the float32 wedge tests to
  * exp, the chord it replaced 13% (whose mispredicted branch and rough exp took 30%
  * of the fix-ups' time in a C harness on Zen 5). */
 enum { FI_ZIG_BELOW = 1, FI_ZIG_ABOVE = 2 };
@@ -458,7 +458,7 @@ FI_INLINE uint64_t fi_zig_slow_bits(fi_lanes *aux, int lane, uint64_t w, int is6
  * time. Both are drawn at once and both outcomes computed, and the lane keeps its
  * state after o1 where the wedge accepts, after o2 where it rejects, chosen by
  * masks: the common cases run without a branch on the data (the wedge's coin flip
- * is one no predictor can guess). The rest, 2.5% of the candidates (the base strip,
+ * is one no predictor can guess). The rest, 2.5% of them (the base strip,
  * the squeeze undecided, a second rejection; and a float64 candidate the full test
  * accepts, which the avx512vbmi fast path leaves here when the top 16 bits of its
  * magnitude tie K's), take one predictable branch to the slow sampler, from the

@@ -619,3 +619,42 @@ def test_kaiming_on_a_tensor_fastinit_does_not_fill_directly_keeps_its_bits():
     want = fi.kaiming_uniform_(torch.empty(6, 10), a=math.sqrt(5), mode="fan_out",
                                generator=fi.Generator(3))
     assert torch.equal(-base.imag, want)
+
+
+def test_binder_binds_as_signature_bind():
+    """_Binder's names-only binding gives what Signature.bind and apply_defaults give
+    (None where bind refuses), for every signature the handlers bind and calls
+    valid and not: too many arguments, unknown, repeated and missing ones."""
+    import inspect
+    from fastinit import _torch_draws as draws
+
+    def reference(signature, args, kwargs):
+        try:
+            bound = signature.bind(*args, **kwargs)
+        except TypeError:
+            return None
+        bound.apply_defaults()
+        return dict(bound.arguments)
+
+    t = torch.empty(3)
+    binders = [draws._UNIFORM_, draws._NORMAL_, draws._BERNOULLI_,
+               *(binder for binder, _, _ in draws._ONE_PARAM.values()),
+               *(draws._Binder(inspect.signature(getattr(nn.init, name)))
+                 for name in ("uniform_", "normal_", "kaiming_uniform_"))]
+    gen = torch.Generator()
+    calls = [((t,), {}), ((t, 1.0), {}), ((t, 1.0, 2.0), {}), ((t, 1.0, 2.0, 3.0), {}),
+             ((t, 1.0, 2.0, 3.0, 4.0, 5.0, 6.0), {}), ((), {}), ((), {"tensor": t}),
+             ((), {"self": t, "mean": 1.0}), ((t,), {"std": 0.5}), ((t,), {"b": 2.0, "a": 1.0}),
+             ((t, 1.0), {"a": 2.0}), ((t, 1.0), {"mean": 2.0}), ((t,), {"nope": 1}),
+             ((t,), {"generator": gen}), ((t, 0.0, 1.0), {"generator": None}),
+             ((t, 0.5, "fan_out", "relu"), {}), ((t,), {"mode": "fan_out", "a": 0.1}),
+             ((t,), {"p": 0.3}), ((t, 0.3), {}), ((t, 0.3), {"p": 0.3})]
+    bound = 0
+    for binder in binders:
+        for args, kwargs in calls:
+            want = reference(binder.signature, args, kwargs)
+            got = binder(args, kwargs)
+            assert got == want and (got is None or list(got) == list(want)), \
+                (binder.signature, args, kwargs)
+            bound += want is not None
+    assert bound > 40                      # both kinds of call were held

@@ -93,10 +93,11 @@ class _Binder:
     """A call's arguments bound to a signature, as ``Signature.bind`` and
     ``apply_defaults`` bind them ({name: value} in the signature's order; None for a
     call the signature refuses). The calls torch's functions receive (arguments in
-    order, keywords by name) are bound by names alone, in about a tenth of
-    ``Signature.bind``'s time (a small tensor's whole ``normal_`` under
-    ``patch_init`` took 53 us, 23 of them in ``bind``); any other call (too many
-    arguments, a keyword unknown or given twice, one missing) is left to it."""
+    order, keywords by name) are bound by names alone, in under a third of
+    ``Signature.bind``'s time (1.9 against 6.2 us for ``normal_(t, std=0.02)``; a
+    tenth of a small tensor's whole ``normal_`` under ``patch_init`` was ``bind``'s);
+    any other call (too many arguments, a keyword unknown or given twice, one
+    missing) is left to it."""
 
     def __init__(self, signature):
         P = inspect.Parameter

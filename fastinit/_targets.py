@@ -100,12 +100,15 @@ _OVERLAP_MESSAGE = (
 
 
 def _tensor_view(x):
-    """The numpy view of a CPU tensor's memory and its kind override (None when the
-    numpy dtype says it; 2 and 3 for float16 and bfloat16 seen as int16); for a meta
-    tensor, a stand-in of its shape and dtype without memory."""
+    """The numpy view of a CPU tensor's memory, its kind override (None when the
+    numpy dtype says it; 2 and 3 for float16 and bfloat16 seen as int16), and whether
+    it is a meta tensor, for which the view is a stand-in of its shape and dtype
+    without memory."""
     torch = sys.modules["torch"]
-    if x.device.type not in ("cpu", "meta"):
-        raise TypeError(f"expected a CPU tensor, got a tensor on {x.device}")
+    device = x.device
+    if device.type not in ("cpu", "meta"):
+        raise TypeError(f"expected a CPU tensor, got a tensor on {device}")
+    meta = device.type == "meta"
     if x.layout != torch.strided:
         raise TypeError(f"expected a dense (strided) tensor, got layout {x.layout}")
     dtype = _dtypes.torch_dtypes(torch).get(x.dtype)
@@ -113,18 +116,19 @@ def _tensor_view(x):
         raise TypeError(f"unsupported dtype {x.dtype}; {_dtypes.UNSUPPORTED}")
     if x.is_inference() and not torch.is_inference_mode_enabled():
         raise RuntimeError(_INFERENCE_MESSAGE)
-    if x.device.type == "cpu" and torch._debug_has_internal_overlap(x) == 1:
+    # (A contiguous tensor cannot overlap itself: the cheap question first.)
+    if not meta and not x.is_contiguous() and torch._debug_has_internal_overlap(x) == 1:
         raise RuntimeError(_OVERLAP_MESSAGE)
     if x.is_neg():
         raise TypeError("expected a tensor without the negative bit (this is a view such as "
                         ".imag of a conjugate); torch.nn.init's functions under "
                         "fastinit.torch.patch_init fill it")
     bits_as = dtype.kind if dtype.itemsize == 2 else None       # 16-bit: seen as int16
-    np_dtype = np.int16 if bits_as is not None else np.dtype(dtype.name)
-    if x.device.type == "meta":
-        return np.broadcast_to(np.empty((), np_dtype), tuple(x.shape)), bits_as
+    if meta:
+        np_dtype = np.int16 if bits_as is not None else np.dtype(dtype.name)
+        return np.broadcast_to(np.empty((), np_dtype), tuple(x.shape)), bits_as, True
     d = x.detach()
-    return (d.numpy() if bits_as is None else d.view(torch.int16).numpy()), bits_as
+    return (d.numpy() if bits_as is None else d.view(torch.int16).numpy()), bits_as, False
 
 
 def as_array(x):
@@ -132,7 +136,7 @@ def as_array(x):
     kind override _plan.Target needs for it (None when the dtype says it)."""
     if not is_tensor(x):
         return x, None
-    return _tensor_view(x)
+    return _tensor_view(x)[:2]
 
 
 def target(x, global_shape=None, global_offset=None):
@@ -142,9 +146,8 @@ def target(x, global_shape=None, global_offset=None):
     x, global_shape, global_offset = global_view(x, global_shape, global_offset)
     if not is_tensor(x):
         return _plan.Target(x, global_shape, global_offset)
-    array, bits_as = _tensor_view(x)
-    return _plan.Target(array, global_shape, global_offset, bits_as,
-                        no_memory=x.device.type == "meta")
+    array, bits_as, meta = _tensor_view(x)
+    return _plan.Target(array, global_shape, global_offset, bits_as, no_memory=meta)
 
 
 def written(x):

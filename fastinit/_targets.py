@@ -153,7 +153,7 @@ def target(x, global_shape=None, global_offset=None):
 def written(x):
     """Tell autograd that ``x`` was modified in place, as torch's in-place fills do
     (so stale saved tensors are detected); no history is recorded."""
-    if is_tensor(x) and not is_meta(x):
+    if is_tensor(x) and x.device.type != "meta":
         increment = sys.modules["torch"].autograd.graph.increment_version
         increment(x)
         if is_dtensor(x):

@@ -192,10 +192,13 @@ FI_INLINE void fi_zig64_layersv(fi_u64xv o, fi_f64xv *w, fi_i64xv *k)
 }
 
 /* The fast test of one vector of float32 candidates, the 32-bit halves of the
- * outputs o, given their layers' W_23 and K_23: accepted values go to *z; a rejected
- * candidate leaves its raw bits there and its bit in the returned mask (candidate e
- * at bit e). On AVX-512 the comparison's mask register does the select and is the
- * returned mask (GCC's generic code went from mask to vector and back: 4 more
+ * outputs o, given their layers' W_23 and K_23: accepted values go to *z, and their
+ * bits to the returned mask (candidate e at bit e); a rejected candidate leaves its
+ * raw bits in *z. The mask is of the accepted ones, not the rejected, because that
+ * is what the comparison gives: the block kernels invert a whole word of them at
+ * once (inverting each vector's bits took two more instructions of some 80 per
+ * vector on AVX2). On AVX-512 the comparison's mask register does the select and is
+ * the returned mask (GCC's generic code went from mask to vector and back: 4 more
  * instructions per vector); the sign is moved in by one ternary-logic instruction. */
 FI_INLINE uint32_t fi_normal_f32_test(fi_u64xv o, fi_f32xv w, fi_i32xv k, fi_f32xv *z)
 {
@@ -206,7 +209,7 @@ FI_INLINE uint32_t fi_normal_f32_test(fi_u64xv o, fi_f32xv w, fi_i32xv k, fi_f32
     const __m512i signed_x = _mm512_ternarylogic_epi32(              /* x ^ (h << 23 & sign) */
         (__m512i)x, _mm512_slli_epi32(h, 23), _mm512_set1_epi32(INT32_MIN), 0x78);
     *z = (fi_f32xv)_mm512_mask_blend_epi32(accept, h, signed_x);
-    return (uint16_t)~accept;
+    return accept;
 #else
     const fi_u32xv h = (fi_u32xv)o, m = h >> 9;
     const fi_f32xv x = __builtin_convertvector((fi_i32xv)m, fi_f32xv) * w;
@@ -217,7 +220,7 @@ FI_INLINE uint32_t fi_normal_f32_test(fi_u64xv o, fi_f32xv w, fi_i32xv k, fi_f32
 #else
     *z = (fi_f32xv)((signed_x & accept) | (h & ~accept));
 #endif
-    return ~fi_mask_bits_u32xv(accept) & ((1u << (2 * FI_VW)) - 1);
+    return fi_mask_bits_u32xv(accept);
 #endif
 }
 
@@ -236,7 +239,7 @@ FI_INLINE uint32_t fi_normal_f64_test(fi_u64xv x, fi_f64xv w, fi_i64xv k, int sh
         (__m512i)_mm512_mul_pd(md, (__m512d)w), _mm512_slli_epi64((__m512i)x, 55),
         _mm512_set1_epi64(INT64_MIN), 0x78);
     *z = (fi_f64xv)_mm512_mask_blend_epi64(accept, (__m512i)x, signed_d);
-    return (uint8_t)~accept;
+    return accept;
 #else
     const fi_u64xv m = x >> 12;
     const fi_f64xv md = (fi_f64xv)(m | 0x4330000000000000ULL) - 0x1p52;  /* exact */
@@ -247,7 +250,7 @@ FI_INLINE uint32_t fi_normal_f64_test(fi_u64xv x, fi_f64xv w, fi_i64xv k, int sh
 #else
     *z = (fi_f64xv)((signed_d & accept) | (x & ~accept));
 #endif
-    return ~fi_mask_bits_u64xv(accept) & ((1u << FI_VW) - 1);
+    return fi_mask_bits_u64xv(accept);
 #endif
 }
 
@@ -274,35 +277,39 @@ FI_INLINE uint32_t fi_normal_f64_fast1(fi_u64xv *s0, fi_u64xv *s1, fi_u64xv *s2,
     return fi_normal_f64_test(x, w, k, 0, z);
 }
 
-/* The fast path of one step (all 16 lanes): the step's elements in z, a rejected
+/* The fast path of one step (all 16 lanes): the step's elements in z, an accepted
  * element's bit in the returned mask. */
 FI_INLINE uint32_t fi_normal_f32_fastv(fi_lanesv *ln, fi_f32xv *z)
 {
-    uint32_t rejected = 0;
+    uint32_t accepted = 0;
     for (int v = 0; v < FI_NV; v++)
-        rejected |= fi_normal_f32_fast1(&ln->s0[v], &ln->s1[v], &ln->s2[v], &ln->s3[v], &z[v])
+        accepted |= fi_normal_f32_fast1(&ln->s0[v], &ln->s1[v], &ln->s2[v], &ln->s3[v], &z[v])
                     << (2 * FI_VW * v);
-    return rejected;
+    return accepted;
 }
 
 FI_INLINE uint32_t fi_normal_f64_fastv(fi_lanesv *ln, fi_f64xv *z)
 {
-    uint32_t rejected = 0;
+    uint32_t accepted = 0;
     for (int v = 0; v < FI_NV; v++)
-        rejected |= fi_normal_f64_fast1(&ln->s0[v], &ln->s1[v], &ln->s2[v], &ln->s3[v], &z[v])
+        accepted |= fi_normal_f64_fast1(&ln->s0[v], &ln->s1[v], &ln->s2[v], &ln->s3[v], &z[v])
                     << (FI_VW * v);
-    return rejected;
+    return accepted;
 }
 
 /* The fast path over every step of a block, the main lanes in registers: the
  * values in z, the rejected candidates' bits in `rejected` (32 words: element k at
- * bit k % 64 of word k / 64). */
+ * bit k % 64 of word k / 64), each word the inverse of its accepted bits. */
 #define FI_DEFINE_NORMAL_FAST_BLOCK(NAME, VEC, FAST, PER_STEP)                             \
 FI_INLINE void NAME(fi_lanesv *ln, VEC (*z)[FI_NV], uint64_t *rejected)                    \
 {                                                                                          \
-    memset(rejected, 0, FI_BLOCK / 8);                                                     \
-    for (int t = 0; t < FI_BLOCK / (PER_STEP); t++)                                        \
-        rejected[t * (PER_STEP) / 64] |= (uint64_t)FAST(ln, z[t]) << (t * (PER_STEP) % 64); \
+    enum { STEPS = 64 / (PER_STEP) };                                                      \
+    for (int t = 0; t < FI_BLOCK / (PER_STEP); t += STEPS) {                               \
+        uint64_t accepted = 0;                                                             \
+        for (int u = 0; u < STEPS; u++)                                                    \
+            accepted |= (uint64_t)FAST(ln, z[t + u]) << ((PER_STEP) * u);                  \
+        rejected[t / STEPS] = ~accepted;                                                   \
+    }                                                                                      \
 }
 
 #ifdef __AVX512VBMI__
@@ -424,11 +431,11 @@ FI_INLINE void NAME(fi_lanesv *ln, VEC (*z)[FI_NV], uint64_t *rejected)         
             o[q] = fi_stepv(&ln->s0[q % FI_NV], &ln->s1[q % FI_NV], &ln->s2[q % FI_NV],    \
                             &ln->s3[q % FI_NV]);                                           \
         LAYERS(o, w, k);                                                                   \
-        uint64_t r = 0;                                                                    \
+        uint64_t accepted = 0;                                                             \
         for (int q = 0; q < NVEC; q++)                                                     \
-            r |= (uint64_t)TEST(o[q], w[q], k[q], &z[t + q / FI_NV][q % FI_NV])            \
-                 << (PER_VEC * q);                                                         \
-        rejected[t / STEPS] = r;                                                           \
+            accepted |= (uint64_t)TEST(o[q], w[q], k[q], &z[t + q / FI_NV][q % FI_NV])     \
+                        << (PER_VEC * q);                                                  \
+        rejected[t / STEPS] = ~accepted;                                                   \
     }                                                                                      \
 }
 
@@ -558,7 +565,7 @@ FI_INLINE void fi_normal_f32_step(fi_lanesv *ln, fi_lanes *aux, const void *pr, 
 {
     (void)pr;
     fi_f32xv z[FI_NV];
-    fi_normal_f32_fixv(aux, fi_normal_f32_fastv(ln, z), z);
+    fi_normal_f32_fixv(aux, ~fi_normal_f32_fastv(ln, z), z);     /* 32 elements */
     memcpy(out, z, sizeof z);
 }
 
@@ -566,7 +573,7 @@ FI_INLINE void fi_normal_f64_step(fi_lanesv *ln, fi_lanes *aux, const void *pr, 
 {
     (void)pr;
     fi_f64xv z[FI_NV];
-    fi_normal_f64_fixv(aux, fi_normal_f64_fastv(ln, z), z);
+    fi_normal_f64_fixv(aux, ~fi_normal_f64_fastv(ln, z) & 0xFFFF, z);
     memcpy(out, z, sizeof z);
 }
 

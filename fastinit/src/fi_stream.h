@@ -23,7 +23,7 @@ typedef struct {
  * 64-bit multiply; GCC composes it of three 32-bit ones, which on AVX2 still
  * beats the scalar function (a block's lanes seeded in 98 against 172 TSC ticks on
  * Zen 3, rdtsc included; a float32 normal block, which seeds two sets, takes about
- * 4,500), and on SSE2 does not (294 against 270). */
+ * 4,200), and on SSE2 does not (294 against 270). */
 FI_INLINE fi_u64x4 fi_mix64x4(fi_u64x4 z)
 {
     z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;

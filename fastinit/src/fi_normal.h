@@ -308,6 +308,7 @@ FI_INLINE uint32_t fi_normal_f64_fastv(fi_lanesv *ln, fi_f64xv *z)
 FI_INLINE void NAME(fi_lanesv *ln, VEC (*z)[FI_NV], uint64_t *rejected)                    \
 {                                                                                          \
     enum { STEPS = 64 / (PER_STEP) };                                                      \
+    _Static_assert(64 % (PER_STEP) == 0, "a word of rejected bits is whole steps");        \
     for (int t = 0; t < FI_BLOCK / (PER_STEP); t += STEPS) {                               \
         uint64_t accepted = 0;                                                             \
         for (int u = 0; u < STEPS; u++)                                                    \

@@ -9,6 +9,10 @@ warning and the fills run on one thread. Environment variables:
 - FASTINIT_SANITIZE=1: build with AddressSanitizer and UndefinedBehaviorSanitizer
   (GCC or Clang; float-to-integer conversions that overflow included), for testing;
   see docs/quality.md for how to run it.
+- FASTINIT_EMULATE_AVX512=DIR: run the AVX-512 paths on any CPU, their intrinsics
+  computed by SIMDe's portable code (headers in DIR/simde; Debian's libsimde-dev puts
+  them in /usr/include), for testing their bits on a machine without AVX-512
+  (tools/emulated_paths.py; fastinit/src/fi_emulate.h). Slow; never for users.
 
 The compile flags are part of what decides a rebuild: when they differ from those the
 existing objects were built with (say FASTINIT_SANITIZE was set or unset), every
@@ -88,6 +92,12 @@ def base_flags(compiler_type):
                     "-fno-omit-frame-pointer", "-g"]
         cflags += sanitize
         ldflags += sanitize
+    simde = os.environ.get("FASTINIT_EMULATE_AVX512", "").strip()
+    if simde:
+        if not os.path.isfile(os.path.join(simde, "simde", "x86", "avx512.h")):
+            raise RuntimeError(f"FASTINIT_EMULATE_AVX512={simde!r}: no simde/x86/avx512.h there "
+                               "(Debian: apt-get install libsimde-dev, then /usr/include)")
+        cflags += ["-DFI_EMULATE_AVX512", "-isystem", simde]
     return cflags, ldflags
 
 

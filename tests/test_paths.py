@@ -3,7 +3,9 @@
 The kernels are compiled once per path (baseline, AVX2, AVX-512, AVX-512 with VBMI:
 fastinit/src/fi_path_*.c) and the faster paths compute differently (gathers, F16C,
 byte permutes), so each path is held to the pure-Python reference on its own, whole
-blocks and partial ones. A path this CPU cannot run is skipped, and the skip says so.
+blocks and partial ones. A path this CPU cannot run is skipped, and the skip says so;
+tools/emulated_paths.py runs this file (and the other exactness tests) against a build
+whose AVX-512 paths run on any CPU, their intrinsics emulated.
 """
 
 import numpy as np
@@ -20,7 +22,8 @@ PATHS = ("baseline", "avx2", "avx512", "avx512vbmi")
 def path(request, simd_path):
     name = request.param
     if name not in _runtime.simd_paths():
-        pytest.skip(f"this CPU cannot run the {name} path (it runs {_runtime.simd_paths()})")
+        pytest.skip(f"this CPU cannot run the {name} path (it runs {_runtime.simd_paths()}); "
+                    "tools/emulated_paths.py tests the AVX-512 paths emulated")
     simd_path(name)
     return name
 

@@ -16,7 +16,9 @@
 #include <string.h>
 
 #if (defined(__x86_64__) || defined(_M_X64)) && defined(__GNUC__)
+#ifndef FI_EMULATED_INTRINSICS     /* else fi_emulate.h's */
 #include <immintrin.h>
+#endif
 #define FI_X86 1
 #endif
 

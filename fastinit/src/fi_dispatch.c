@@ -27,6 +27,9 @@ const char *const fi_path_names[FI_NPATHS] = {"baseline", "avx2", "avx512",
 int fi_path_supported(int path)
 {
     if (path == FI_PATH_BASELINE) return 1;
+#ifdef FI_EMULATE_AVX512           /* fi_emulate.h: every CPU runs them, emulated */
+    if (path == FI_PATH_AVX512 || path == FI_PATH_AVX512VBMI) return 1;
+#endif
 #ifdef FI_X86
     __builtin_cpu_init();
     const int f16c = __builtin_cpu_supports("f16c");

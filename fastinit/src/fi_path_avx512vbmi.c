@@ -4,7 +4,10 @@
  * under __AVX512VBMI__). fi_dispatch.c runs it only on CPUs with all of them; the
  * AVX-512 CPUs without VBMI (Skylake-SP, Cascade Lake) run fi_path_avx512.c. */
 #if (defined(__x86_64__) || defined(_M_X64)) && defined(__GNUC__)   /* as FI_X86 */
-#if defined(__clang__)
+#if defined(FI_EMULATE_AVX512)      /* the build's own instruction set, emulated */
+#define __AVX512VBMI__ 1
+#include "fi_emulate.h"
+#elif defined(__clang__)
 #pragma clang attribute push(                                                              \
     __attribute__((target("avx512f,avx512dq,avx512bw,avx512vl,avx512vbmi,f16c"))),          \
     apply_to = function)
@@ -13,7 +16,7 @@
 #endif
 #define FI_PATH_SUFFIX avx512vbmi
 #include "fi_path.inc"
-#if defined(__clang__)
+#if defined(__clang__) && !defined(FI_EMULATE_AVX512)
 #pragma clang attribute pop
 #endif
 #endif

@@ -1,0 +1,115 @@
+/*
+ * An emulated AVX-512: what fi_path_avx512.c and fi_path_avx512vbmi.c include instead
+ * of setting their instruction set when the build defines FI_EMULATE_AVX512 (setup.py,
+ * FASTINIT_EMULATE_AVX512; run by tools/emulated_paths.py). Their kernels then take
+ * the same AVX-512 branches, with the same intrinsics, computed by SIMDe's portable
+ * implementations (the SIMD Everywhere library, Debian's libsimde-dev) in the
+ * build's own instruction set. So a CPU without AVX-512 runs those paths, slowly, and
+ * the tests hold their bits to the specification on any machine. Never in a build
+ * that users install: such a build says FI_EMULATE_AVX512 in its flags
+ * (fastinit._runtime.build_facts()).
+ */
+#ifndef FI_EMULATE_H
+#define FI_EMULATE_H
+
+#include <stdint.h>
+#include <string.h>
+
+/* the ISA macros that GCC's target pragma defines for the AVX-512 paths: the kernels
+ * choose their branches by them (fi_path_avx512vbmi.c adds __AVX512VBMI__) */
+#define __AVX__ 1
+#define __AVX2__ 1
+#define __F16C__ 1
+#define __AVX512F__ 1
+#define __AVX512DQ__ 1
+#define __AVX512BW__ 1
+#define __AVX512VL__ 1
+
+#define SIMDE_NO_NATIVE                     /* computed, never the CPU's own instructions */
+#define SIMDE_ENABLE_NATIVE_ALIASES         /* under the intrinsics' own names */
+#include <simde/x86/avx512.h>
+#include <simde/x86/f16c.h>
+
+/* fi_common.h: the intrinsics are these, not <immintrin.h>'s */
+#define FI_EMULATED_INTRINSICS 1
+
+/* The few the kernels use that SIMDe 0.7 (Debian 12's) lacks, by their definitions in
+ * Intel's manual; a SIMDe that has one defines its name, and its own is used. */
+#ifndef _mm512_cvtepi32_ps
+static inline __m512 _mm512_cvtepi32_ps(__m512i a)          /* vcvtdq2ps, nearest */
+{
+    int32_t s[16];
+    float d[16];
+    __m512 r;
+    memcpy(s, &a, sizeof s);
+    for (int i = 0; i < 16; i++) d[i] = (float)s[i];
+    memcpy(&r, d, sizeof r);
+    return r;
+}
+#endif
+
+#ifndef _mm512_cvtepi32_epi8
+static inline __m128i _mm512_cvtepi32_epi8(__m512i a)        /* vpmovdb: truncated */
+{
+    uint32_t s[16];
+    uint8_t d[16];
+    __m128i r;
+    memcpy(s, &a, sizeof s);
+    for (int i = 0; i < 16; i++) d[i] = (uint8_t)s[i];
+    memcpy(&r, d, sizeof r);
+    return r;
+}
+#endif
+
+#ifndef _mm512_cvtepi64_epi8
+static inline __m128i _mm512_cvtepi64_epi8(__m512i a)        /* vpmovqb: upper half 0 */
+{
+    uint64_t s[8];
+    uint8_t d[16] = {0};
+    __m128i r;
+    memcpy(s, &a, sizeof s);
+    for (int i = 0; i < 8; i++) d[i] = (uint8_t)s[i];
+    memcpy(&r, d, sizeof r);
+    return r;
+}
+#endif
+
+#ifndef _mm512_cvtps_ph
+static inline __m256i fi_emulated_cvtps_ph512(__m512 a, const int rounding)   /* vcvtps2ph */
+{
+    __m256 half[2];
+    __m128i h[2];
+    __m256i r;
+    memcpy(half, &a, sizeof half);
+    h[0] = _mm256_cvtps_ph(half[0], rounding);
+    h[1] = _mm256_cvtps_ph(half[1], rounding);
+    memcpy(&r, h, sizeof r);
+    return r;
+}
+#define _mm512_cvtps_ph(a, rounding) fi_emulated_cvtps_ph512((a), (rounding))
+#endif
+
+/* the mask types' and constants' own names */
+typedef simde__mmask8 __mmask8;
+typedef simde__mmask16 __mmask16;
+typedef simde__mmask32 __mmask32;
+typedef simde__mmask64 __mmask64;
+#ifndef _MM_FROUND_TO_NEAREST_INT
+#define _MM_FROUND_TO_NEAREST_INT SIMDE_MM_FROUND_TO_NEAREST_INT
+#endif
+#ifndef _MM_FROUND_NO_EXC
+#define _MM_FROUND_NO_EXC SIMDE_MM_FROUND_NO_EXC
+#endif
+#ifndef _CMP_UNORD_Q
+#define _CMP_UNORD_Q SIMDE_CMP_UNORD_Q
+#endif
+
+/* non-temporal stores: plain ones (the values are what the tests see) */
+#ifndef _mm512_stream_ps
+static inline void _mm512_stream_ps(void *p, __m512 a) { memcpy(p, &a, sizeof a); }
+#endif
+#ifndef _mm512_stream_si512
+static inline void _mm512_stream_si512(void *p, __m512i a) { memcpy(p, &a, sizeof a); }
+#endif
+
+#endif

@@ -34,45 +34,30 @@
 #define FI_EMULATED_INTRINSICS 1
 
 /* The few the kernels use that SIMDe 0.7 (Debian 12's) lacks, by their definitions in
- * Intel's manual; a SIMDe that has one defines its name, and its own is used. */
+ * Intel's manual; a SIMDe that has one defines its name, and its own is used. The
+ * three lane conversions: N lanes of type FROM converted (C's conversion: to nearest,
+ * or truncated to the low bits) to type TO, the result's other bytes zero. */
+#define FI_EMULATED_CONVERT(NAME, RESULT, ARG, FROM, TO, N)                              \
+    static inline RESULT NAME(ARG a)                                                      \
+    {                                                                                     \
+        FROM s[N];                                                                        \
+        TO d[sizeof(RESULT) / sizeof(TO)] = {0};                                          \
+        RESULT r;                                                                         \
+        memcpy(s, &a, sizeof s);                                                          \
+        for (int i = 0; i < (N); i++) d[i] = (TO)s[i];                                    \
+        memcpy(&r, d, sizeof r);                                                          \
+        return r;                                                                         \
+    }
 #ifndef _mm512_cvtepi32_ps
-static inline __m512 _mm512_cvtepi32_ps(__m512i a)          /* vcvtdq2ps, nearest */
-{
-    int32_t s[16];
-    float d[16];
-    __m512 r;
-    memcpy(s, &a, sizeof s);
-    for (int i = 0; i < 16; i++) d[i] = (float)s[i];
-    memcpy(&r, d, sizeof r);
-    return r;
-}
+FI_EMULATED_CONVERT(_mm512_cvtepi32_ps, __m512, __m512i, int32_t, float, 16)    /* vcvtdq2ps */
 #endif
-
 #ifndef _mm512_cvtepi32_epi8
-static inline __m128i _mm512_cvtepi32_epi8(__m512i a)        /* vpmovdb: truncated */
-{
-    uint32_t s[16];
-    uint8_t d[16];
-    __m128i r;
-    memcpy(s, &a, sizeof s);
-    for (int i = 0; i < 16; i++) d[i] = (uint8_t)s[i];
-    memcpy(&r, d, sizeof r);
-    return r;
-}
+FI_EMULATED_CONVERT(_mm512_cvtepi32_epi8, __m128i, __m512i, uint32_t, uint8_t, 16) /* vpmovdb */
 #endif
-
 #ifndef _mm512_cvtepi64_epi8
-static inline __m128i _mm512_cvtepi64_epi8(__m512i a)        /* vpmovqb: upper half 0 */
-{
-    uint64_t s[8];
-    uint8_t d[16] = {0};
-    __m128i r;
-    memcpy(s, &a, sizeof s);
-    for (int i = 0; i < 8; i++) d[i] = (uint8_t)s[i];
-    memcpy(&r, d, sizeof r);
-    return r;
-}
+FI_EMULATED_CONVERT(_mm512_cvtepi64_epi8, __m128i, __m512i, uint64_t, uint8_t, 8)  /* vpmovqb */
 #endif
+#undef FI_EMULATED_CONVERT
 
 #ifndef _mm512_cvtps_ph
 static inline __m256i fi_emulated_cvtps_ph512(__m512 a, const int rounding)   /* vcvtps2ph */

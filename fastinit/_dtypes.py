@@ -31,7 +31,7 @@ UNSUPPORTED = "expected float16, bfloat16, float32 or float64"
 
 @functools.lru_cache(maxsize=1)
 def torch_dtypes(torch):
-    """torch's floating dtypes -> the DType fastinit fills them as (built once)."""
+    """torch's floating dtypes -> the DType fastinit fills them as."""
     return {torch.float32: FLOAT32, torch.float64: FLOAT64, torch.float16: FLOAT16,
             torch.bfloat16: BFLOAT16}
 

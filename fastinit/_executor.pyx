@@ -178,7 +178,15 @@ class _Paused:
 def run_batch(jobs):
     """Write ``jobs`` in order: consecutive fills in one parallel loop, except that a
     fill of memory an earlier fill of the loop writes starts a new loop, and Python
-    writes run alone, after what precedes them."""
+    writes run alone, after what precedes them. RuntimeError, nothing written, if the
+    memory of a fill has moved since it was kept (code that ran meanwhile, an
+    init_all callable, reallocated a tensor)."""
+    for job in jobs:
+        if isinstance(job, Job) and (<Job>job).target.moved():
+            raise RuntimeError("the memory of a pending fill was reallocated before it was "
+                               "written (a tensor of the plan was resized by code that ran "
+                               "in between, such as an init_all callable); resize tensors "
+                               "before initializing them")
     group = []
     for job in jobs:
         if isinstance(job, WriteJob):

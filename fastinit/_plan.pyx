@@ -40,8 +40,8 @@ def _as_index_tuple(value, name, ndim):
     return tuple(int(v) for v in items)
 
 
-def _self_overlapping(a):
-    """Whether two distinct indices of ``a`` address overlapping bytes.
+def _self_overlapping(shape, strides, itemsize):
+    """Whether two distinct indices of an array of this layout address overlapping bytes.
 
     Sorting the dimensions of size > 1 by |stride|, the array does not overlap
     itself if each stride is at least the extent of all smaller-stride dimensions.
@@ -49,8 +49,8 @@ def _self_overlapping(a):
     reshaping; an exotic as_strided layout that interleaves without overlap is
     rejected too (conservative).
     """
-    dims = sorted((abs(s), n) for s, n in zip(a.strides, a.shape) if n > 1)
-    extent = a.itemsize
+    dims = sorted((abs(s), n) for s, n in zip(strides, shape) if n > 1)
+    extent = itemsize
     for stride, size in dims:
         if stride < extent:
             return True
@@ -66,12 +66,13 @@ cdef class Target:
     ``global_shape``; by default ``out`` is the whole tensor. With ``no_memory``,
     ``out`` stands for a tensor without storage (torch's meta device): it is checked
     for dtype and shard as usual, and the target has no elements to write.
+    ``memory_target`` makes one from a memory description instead (a torch tensor's).
     """
 
     # (Its attributes are declared in _plan.pxd.)
 
-    def __cinit__(self, out, global_shape=None, global_offset=None, bits_as=None,
-                  bint no_memory=False):
+    def __init__(self, out, global_shape=None, global_offset=None, bits_as=None,
+                 bint no_memory=False):
         if not cnp.PyArray_Check(out):
             out = _buffer_array(out)
         elif type(out) is not np.ndarray:
@@ -79,7 +80,7 @@ cdef class Target:
         cdef cnp.ndarray a = <cnp.ndarray>out
         cdef int typenum = cnp.PyArray_TYPE(a)
         if bits_as is not None:
-            # A 16-bit integer view of float16 or bfloat16 memory (a torch tensor's).
+            # A 16-bit integer view of float16 or bfloat16 memory.
             if typenum not in (cnp.NPY_INT16, cnp.NPY_UINT16) or bits_as not in (2, 3):
                 raise TypeError("bits_as needs a 16-bit integer view and kind 2 or 3")
             self.kind = bits_as
@@ -93,36 +94,48 @@ cdef class Target:
             self.kind = 3
         elif out.dtype.kind == "u" and out.dtype.itemsize == 8:   # raw outputs (random_raw_):
             self.kind = 4                                        # uint64, ulonglong, 'Q'
-
         else:
             raise TypeError(f"unsupported dtype {out.dtype}; {_dtypes.UNSUPPORTED}")
         if not cnp.PyArray_ISNOTSWAPPED(a):
             raise TypeError(f"unsupported dtype {out.dtype.str}: byte order is not native")
         if not no_memory and not cnp.PyArray_ISWRITEABLE(a):
             raise ValueError("output array is read-only")
-        cdef Py_ssize_t size = 0 if no_memory else cnp.PyArray_SIZE(a)
-        cdef int contiguous = cnp.PyArray_IS_C_CONTIGUOUS(a)
-        if size > 1 and not contiguous and _self_overlapping(out):
-            raise ValueError("output array overlaps itself (a zero or overlapping stride); "
-                             "its elements cannot all receive values")
         cdef int nd = cnp.PyArray_NDIM(a)
         if nd > FI_MAXDIM:      # the plan holds FI_MAXDIM dimensions (numpy's own limit)
             raise ValueError(f"arrays of more than {FI_MAXDIM} dimensions are not supported")
-        cdef cnp.npy_intp *dims = cnp.PyArray_DIMS(a)
-        cdef int k, j
-        cdef fi_plan *pl = &self.plan
-        pl.data = <char *>cnp.PyArray_DATA(a)
-        if contiguous and size > 0:
-            pl.data = self._typed_view(out)
-        pl.ndim = nd
-        pl.itemsize = <int>cnp.PyArray_ITEMSIZE(a)
-        pl.contiguous = contiguous
-        pl.aligned = cnp.PyArray_ISALIGNED(a)
-        pl.stream = size * pl.itemsize >= STREAM_MIN_BYTES
+        cdef int k
         for k in range(nd):
-            pl.shape[k] = dims[k]
-            pl.strides[k] = cnp.PyArray_STRIDE(a, k)
-        self.array = out
+            self.plan.shape[k] = cnp.PyArray_DIM(a, k)
+            self.plan.strides[k] = cnp.PyArray_STRIDE(a, k)
+        self._lay_out(out, <char *>cnp.PyArray_DATA(a), nd, <int>cnp.PyArray_ITEMSIZE(a),
+                      no_memory, cnp.PyArray_IS_C_CONTIGUOUS(a), cnp.PyArray_ISALIGNED(a),
+                      global_shape, global_offset)
+
+    cdef int _lay_out(self, owner, char *data, int nd, int itemsize, bint no_memory,
+                      bint contiguous, bint aligned, global_shape, global_offset) except -1:
+        """The checks and the plan common to every target, its ``nd`` dimensions'
+        shape and byte strides already in the plan: self-overlap, the shard, runs and
+        pieces; ``owner`` is held while the target lives."""
+        cdef fi_plan *pl = &self.plan
+        cdef Py_ssize_t size = 0
+        cdef int k, j
+        if not no_memory:
+            size = 1
+            for k in range(nd):
+                size *= pl.shape[k]
+        if size > 1 and not contiguous and _self_overlapping(
+                [pl.shape[k] for k in range(nd)], [pl.strides[k] for k in range(nd)], itemsize):
+            raise ValueError("output array overlaps itself (a zero or overlapping stride); "
+                             "its elements cannot all receive values")
+        pl.data = data
+        if contiguous and size > 0 and cnp.PyArray_Check(owner):
+            pl.data = self._typed_view(owner)
+        pl.ndim = nd
+        pl.itemsize = itemsize
+        pl.contiguous = contiguous
+        pl.aligned = aligned
+        pl.stream = size * pl.itemsize >= STREAM_MIN_BYTES
+        self.owner = owner
         self.size = size
         self.mem_lo = self.mem_hi = <size_t>pl.data
         if size > 0:
@@ -141,7 +154,7 @@ cdef class Target:
             pl.run_len = size
             pl.gbase = 0
         else:
-            shape = tuple(out.shape)
+            shape = tuple([pl.shape[k] for k in range(nd)])
             gshape = _as_index_tuple(global_shape, "global_shape", nd)
             offset = (0,) * nd if global_offset is None else _as_index_tuple(
                 global_offset, "global_offset", nd)
@@ -179,6 +192,13 @@ cdef class Target:
         else:
             pl.pieces_per_run = (pl.run_len + _PIECE_LEN - 1) // _PIECE_LEN
             pl.npieces = (size // pl.run_len) * pl.pieces_per_run
+        return 0
+
+    def moved(self):
+        """Whether the memory has moved since the target was made: its owner, a
+        storage, has another data pointer (a torch ``resize_`` reallocated it), so
+        the target's addresses are no longer its memory."""
+        return self.owner_ptr != 0 and self.owner.data_ptr() != self.owner_ptr
 
     cdef char *_typed_view(self, out) except NULL:
         """Hold a contiguous target as a 1-D typed memoryview of its dtype (the kernels
@@ -204,6 +224,39 @@ cdef class Target:
         u16 = flat.view(np.uint16)                      # float16 and bfloat16 bits
         self.view = u16
         return <char *>&u16[0]
+
+
+def memory_target(storage, size_t address, shape, strides, int kind, global_shape=None,
+                  global_offset=None, bint no_memory=False):
+    """A Target for memory that is not a numpy array (a CPU torch tensor's): ``kind``
+    values (a _dtypes kind) at ``address`` with ``shape`` and ``strides`` in elements,
+    the layout checked as an array's is. ``storage`` (with a ``data_ptr()``) holds the
+    memory: the target keeps it alive, and ``moved()`` tells when it was reallocated
+    (nothing stops that, as a numpy export stops a resize)."""
+    cdef Target t = Target.__new__(Target)
+    cdef int nd = len(shape), k, itemsize = _dtypes.BY_KIND[kind].itemsize
+    cdef int64_t expected = 1
+    cdef bint contiguous = True, aligned = address % itemsize == 0
+    if nd > FI_MAXDIM:
+        raise ValueError(f"arrays of more than {FI_MAXDIM} dimensions are not supported")
+    t.kind = kind
+    for k in range(nd):
+        t.plan.shape[k] = shape[k]
+        t.plan.strides[k] = strides[k] * itemsize
+    # C-contiguous as numpy says it: dimensions of one element have any stride, and an
+    # array without elements is contiguous.
+    for k in range(nd - 1, -1, -1):
+        if t.plan.shape[k] != 1:
+            if t.plan.strides[k] != expected * itemsize:
+                contiguous = False
+            expected *= t.plan.shape[k]
+    if expected == 0:
+        contiguous = True
+    t._lay_out(storage, <char *>address, nd, itemsize, no_memory, contiguous, aligned,
+               global_shape, global_offset)
+    if t.size:
+        t.owner_ptr = storage.data_ptr()
+    return t
 
 
 # Buffer formats a fill accepts from objects other than numpy arrays and tensors.

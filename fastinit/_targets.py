@@ -73,7 +73,7 @@ def _one_block(x, k, strided, placements):
 
 def is_meta(x):
     """A tensor on the meta device: no storage, so every initializer is a no-op."""
-    return is_tensor(x) and x.device.type == "meta"
+    return is_tensor(x) and x.is_meta
 
 
 def shape_of(x):
@@ -99,19 +99,28 @@ _OVERLAP_MESSAGE = (
     "single memory location. Please clone() the tensor before performing the operation.")
 
 
-def _tensor_view(x):
-    """The numpy view of a CPU tensor's memory, its kind override (None when the
-    numpy dtype says it; 2 and 3 for float16 and bfloat16 seen as int16), and whether
-    it is a meta tensor, for which the view is a stand-in of its shape and dtype
-    without memory."""
+# torch's floating dtypes -> the DType fastinit fills them as, and torch's CPU device
+# (both made on first use).
+_torch_dtypes = _cpu = None
+
+
+def _tensor_dtype(x):
+    """(DType, meta) of a tensor that a fill may write, after the checks torch's own
+    in-place fill makes (device, layout, inference tensor, self-overlap, negative bit),
+    with torch's errors. A meta tensor passes them as a CPU tensor would."""
+    global _torch_dtypes, _cpu
     torch = sys.modules["torch"]
+    if _torch_dtypes is None:
+        _torch_dtypes, _cpu = _dtypes.torch_dtypes(torch), torch.device("cpu")
     device = x.device
-    if device.type not in ("cpu", "meta"):
-        raise TypeError(f"expected a CPU tensor, got a tensor on {device}")
-    meta = device.type == "meta"
+    meta = False
+    if device != _cpu:                  # (a device comparison is cheaper than its .type)
+        if device.type not in ("cpu", "meta"):
+            raise TypeError(f"expected a CPU tensor, got a tensor on {device}")
+        meta = device.type == "meta"
     if x.layout != torch.strided:
         raise TypeError(f"expected a dense (strided) tensor, got layout {x.layout}")
-    dtype = _dtypes.torch_dtypes(torch).get(x.dtype)
+    dtype = _torch_dtypes.get(x.dtype)
     if dtype is None:
         raise TypeError(f"unsupported dtype {x.dtype}; {_dtypes.UNSUPPORTED}")
     if x.is_inference() and not torch.is_inference_mode_enabled():
@@ -123,12 +132,7 @@ def _tensor_view(x):
         raise TypeError("expected a tensor without the negative bit (this is a view such as "
                         ".imag of a conjugate); torch.nn.init's functions under "
                         "fastinit.torch.patch_init fill it")
-    bits_as = dtype.kind if dtype.itemsize == 2 else None       # 16-bit: seen as int16
-    if meta:
-        np_dtype = np.int16 if bits_as is not None else np.dtype(dtype.name)
-        return np.broadcast_to(np.empty((), np_dtype), tuple(x.shape)), bits_as, True
-    d = x.detach()
-    return (d.numpy() if bits_as is None else d.view(torch.int16).numpy()), bits_as, False
+    return dtype, meta
 
 
 def as_array(x):
@@ -136,7 +140,11 @@ def as_array(x):
     kind override _plan.Target needs for it (None when the dtype says it)."""
     if not is_tensor(x):
         return x, None
-    return _tensor_view(x)[:2]
+    dtype, _ = _tensor_dtype(x)
+    d = x.detach()
+    if dtype.itemsize != 2:
+        return d.numpy(), None
+    return d.view(sys.modules["torch"].int16).numpy(), dtype.kind     # 16-bit: as int16
 
 
 def target(x, global_shape=None, global_offset=None):
@@ -146,14 +154,16 @@ def target(x, global_shape=None, global_offset=None):
     x, global_shape, global_offset = global_view(x, global_shape, global_offset)
     if not is_tensor(x):
         return _plan.Target(x, global_shape, global_offset)
-    array, bits_as, meta = _tensor_view(x)
-    return _plan.Target(array, global_shape, global_offset, bits_as, no_memory=meta)
+    dtype, meta = _tensor_dtype(x)
+    return _plan.memory_target(x.untyped_storage(), 0 if meta else x.data_ptr(), x.shape,
+                               x.stride(), dtype.kind, global_shape, global_offset,
+                               no_memory=meta)
 
 
 def written(x):
     """Tell autograd that ``x`` was modified in place, as torch's in-place fills do
     (so stale saved tensors are detected); no history is recorded."""
-    if is_tensor(x) and x.device.type != "meta":
+    if is_tensor(x) and not x.is_meta:
         increment = sys.modules["torch"].autograd.graph.increment_version
         increment(x)
         if is_dtensor(x):

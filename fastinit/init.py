@@ -551,7 +551,11 @@ def init_all(plan, generator=None):
     it reads). Fills of the entries before it that write its target are written
     first; the others stay with the pass. If a later entry raises, what was written
     so stays written, and the generator is put back only if no call was taken
-    outside the plan's named entries (a callable's own calls are never undone).
+    outside the plan's named entries (a callable's own calls are never undone). So
+    too if the pass raises: a KeyboardInterrupt, or a RuntimeError, before anything is
+    written, when a callable reallocated a tensor whose fill was pending (a torch
+    ``resize_``; a fill kept past ``t.data = ...`` writes the memory ``t`` had, as
+    the call in plan order would have).
     """
     gen = _generator(generator)
     calls = [_plan_call(entry, gen) for entry in plan]
@@ -576,10 +580,10 @@ def init_all(plan, generator=None):
                     batch.write_before(memory)
                     with batch.paused():
                         init(target, **kwargs)
+        batch.run()
     except BaseException:
         _rewind(gen, start, taken)
         raise
-    batch.run()
 
 
 def _rewind(gen, start, taken):

@@ -223,6 +223,38 @@ def test_a_callable_writing_a_target_sees_the_earlier_fills_of_it():
     assert (seen["a"] == 0).all() and (b == 1).all()
 
 
+def test_a_callable_swapping_a_pending_tensors_memory_sees_one_by_one_results():
+    """A fill kept past a callable writes the memory its tensor had when the call was
+    made, which it keeps alive: as when the fill was written first, the tensor then
+    shows what the callable gave it."""
+    torch = pytest.importorskip("torch")
+    b, a = torch.full((5000,), 7.0), torch.zeros(10)
+    old = b.detach()
+    new = torch.full((5000,), 3.0)
+
+    def swap(t, generator=None):
+        b.data = new
+
+    fi.init_all([(b, "uniform_"), (a, swap), (a, "ones_")], fi.Generator(2))
+    assert torch.equal(old, fi.uniform_(torch.empty(5000), generator=fi.Generator(2)))
+    assert torch.equal(b, new) and (a == 1).all()
+
+
+def test_a_callable_reallocating_a_pending_tensor_raises_before_any_write():
+    torch = pytest.importorskip("torch")
+    b, c, a = torch.full((10,), 7.0), torch.full((10,), 7.0), torch.zeros(4)
+
+    def grow(t, generator=None):
+        b.resize_(1 << 20)                  # realloc: b's old memory is freed
+
+    g = fi.Generator(2)
+    before = g.state
+    with pytest.raises(RuntimeError, match="reallocated before it was written"):
+        fi.init_all([(b, "uniform_"), (c, "normal_"), (a, grow)], g)
+    assert (b[:10] == 7.0).all() and (c == 7.0).all() and (a == 0).all()
+    assert g.state == before
+
+
 def test_a_raising_callable_keeps_the_generator_when_nothing_else_drew():
     target = np.full(64, 7.0)
     g = fi.Generator(1)

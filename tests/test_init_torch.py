@@ -168,6 +168,54 @@ def test_parameters_views_and_autograd():
     assert (base[:, :10] == 0).all() and (base[:, 70:] == 0).all()
 
 
+# Layouts of a tensor of 60 x 40 elements: (the view to fill, of a base tensor).
+TENSOR_LAYOUTS = {
+    "contiguous": lambda b: b,
+    "transposed": lambda b: b.t(),
+    "stepped columns": lambda b: b[:, 3:33:3],
+    "rows from an offset": lambda b: b[7:50],
+    "a column": lambda b: b[:, 5],
+    "size-1 dimensions, odd strides": lambda b: b.as_strided((20, 1, 1, 30), (40, 3, 999, 1), 2),
+    "zero elements": lambda b: b[:, 4:4],
+    "0-d": lambda b: b[2, 3],
+    "interleaved (torch: too hard to tell)": lambda b: b.view(-1).as_strided((4, 5), (2, 10)),
+}
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.float32, torch.float64])
+@pytest.mark.parametrize("layout", list(TENSOR_LAYOUTS))
+def test_a_tensor_target_is_its_numpy_views(layout, dtype):
+    """A tensor's target is read from its sizes, strides and data pointer, not from a
+    numpy view: the same checks, bytes and bits as its numpy view's target."""
+    from fastinit import _plan, _targets
+    make = TENSOR_LAYOUTS[layout]
+    base, twin = torch.zeros(60, 40, dtype=dtype), torch.zeros(60, 40, dtype=dtype)
+    view, array = make(base), make(twin).numpy()
+    try:
+        want = _plan.Target(array)
+    except ValueError as e:                         # the same refusal, the tensor untouched
+        with pytest.raises(ValueError, match=str(e)):
+            fi.normal_(view, generator=fi.Generator(5))
+        assert not base.any()
+        return
+    got = _targets.target(view)
+    assert (got.kind, got.size, got.mem_hi - got.mem_lo) == \
+        (want.kind, want.size, want.mem_hi - want.mem_lo)
+    if got.size:
+        assert got.mem_lo - base.data_ptr() == want.mem_lo - twin.data_ptr()
+    fi.normal_(view, generator=fi.Generator(5))
+    fi.normal_(array, generator=fi.Generator(5))
+    assert torch.equal(base.view(torch.uint8), twin.view(torch.uint8))
+    assert base.any() == (got.size > 0)
+
+
+def test_an_unaligned_tensor_gets_the_bits_of_an_aligned_one():
+    t = torch.frombuffer(bytearray(4 * 1000 + 2), dtype=torch.float32, offset=2, count=1000)
+    assert t.data_ptr() % 4 == 2
+    fi.normal_(t, generator=fi.Generator(6))
+    assert torch.equal(t, fi.normal_(torch.empty(1000), generator=fi.Generator(6)))
+
+
 # Every public function on a tensor; whether it takes a generator call.
 EVERY_INIT = {
     "uniform_": (lambda t, g: fi.uniform_(t, generator=g), True),

@@ -4,6 +4,7 @@ GIL-free OpenMP loop over all their pieces (in rounds, so that Ctrl-C can stop a
 fill), now or, for a Batch (init_all's plan), all at once. Which thread writes a piece never
 changes what is written: values depend only on the call seed and the global index."""
 
+import bisect
 import contextvars
 import operator
 import struct
@@ -115,20 +116,42 @@ def submit_write(Target target, write):
 class Batch:
     """The fills of a set of targets, collected and then written together.
 
-    ``Batch(ranges)`` holds the byte ranges [lo, hi) of its targets. Within ``with
+    ``hold(targets)`` adds targets (their byte ranges) to the batch. Within ``with
     batch:``, fills are checked and take their calls as usual, but those that write
-    memory of the targets are only kept; others (an initializer's own scratch
+    memory of the held targets are only kept; others (an initializer's own scratch
     arrays) run at once. ``run()`` then writes the kept fills, every piece of every
     fill shared among the threads in as few GIL-free loops as order allows: the bits
     of running them one by one. Leaving the block on an exception discards them.
     """
 
-    def __init__(self, ranges):
-        self.ranges = [(int(lo), int(hi)) for lo, hi in ranges]
+    def __init__(self):
+        self._ranges = []
+        # The union of the held ranges as disjoint intervals in address order, so
+        # that ``holds`` is a binary search however many targets a plan has.
+        self._los, self._his = [], []
         self.jobs = []
 
+    def hold(self, targets):
+        """Add ``targets`` (Targets) to those whose fills the batch keeps."""
+        cdef Target t
+        for t in targets:
+            if t.size:
+                self._ranges.append((t.mem_lo, t.mem_hi))
+        self._ranges.sort()
+        # (No negative indices: this module is compiled without wraparound.)
+        los, his = [], []
+        for lo, hi in self._ranges:
+            if his and lo <= his[len(his) - 1]:
+                his[len(his) - 1] = max(his[len(his) - 1], hi)
+            else:
+                los.append(lo)
+                his.append(hi)
+        self._los, self._his = los, his
+
     def holds(self, Target t):
-        return any(t.mem_lo < hi and lo < t.mem_hi for lo, hi in self.ranges)
+        """Whether ``t`` writes memory of the held targets."""
+        i = bisect.bisect_right(self._his, t.mem_lo)     # the first interval ending past it
+        return i < len(self._los) and self._los[i] < t.mem_hi
 
     def __enter__(self):
         self._token = _collecting.set(self)

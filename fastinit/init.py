@@ -559,25 +559,26 @@ def init_all(plan, generator=None):
     """
     gen = _generator(generator)
     calls = [_plan_call(entry, gen) for entry in plan]
-    ranges = [_targets.memory_range(target) for _, target, _ in calls]
-    batch = _executor.Batch(r for r in ranges if r)
+    batch = _executor.Batch()
     with gen.transaction():
         start = gen.state
     taken = 0
     try:
         with batch:
-            runs = itertools.groupby(zip(calls, ranges),
-                                     key=lambda c: c[0][0] in _FASTINIT_INITIALIZERS)
+            runs = itertools.groupby(calls, key=lambda c: c[0] in _FASTINIT_INITIALIZERS)
             for ours, run in runs:
-                if ours:                                    # a run of ours: calls in order
-                    with gen.transaction():
+                if ours:               # a run of ours: targets validated once, calls in order
+                    run = list(run)
+                    targets = _targets.prepare(target for _, target, _ in run)
+                    batch.hold(targets.values())
+                    with gen.transaction(), _targets.prepared(targets):
                         before = gen.state["counter"]
-                        for (init, target, kwargs), _ in run:
+                        for init, target, kwargs in run:
                             init(target, **kwargs)
                         taken += gen.state["counter"] - before
                     continue
-                for (init, target, kwargs), memory in run:  # a callable, as a plain call
-                    batch.write_before(memory)
+                for init, target, kwargs in run:            # a callable, as a plain call
+                    batch.write_before(_targets.memory_range(target))
                     with batch.paused():
                         init(target, **kwargs)
         batch.run()

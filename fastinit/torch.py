@@ -114,10 +114,12 @@ def default_plan(module, init_fn=None):
     kwargs)`` for any parameter, overriding its default, or None to keep it.
     """
     plan, fallbacks = [], []
-    owners = {id(p): (m, name) for m in module.modules()
-              for name, p in m.named_parameters(recurse=False)}
+    owners = {}                 # id(parameter) -> (module, name), made when first needed
 
     def custom_of(p):
+        if not owners:
+            owners.update((id(q), (m, name)) for m in module.modules()
+                          for name, q in m.named_parameters(recurse=False))
         m, name = owners[id(p)]
         return init_fn(m, name, p)
 

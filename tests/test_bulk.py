@@ -255,6 +255,24 @@ def test_a_callable_reallocating_a_pending_tensor_raises_before_any_write():
     assert g.state == before
 
 
+def test_entries_after_a_callable_fill_what_it_left():
+    """The entries after a callable are validated after it ran: a tensor it grew or
+    gave new memory is filled whole, in its new memory."""
+    torch = pytest.importorskip("torch")
+    a, grown, swapped = torch.zeros(4), torch.zeros(10), torch.zeros(10)
+
+    def reshape(t, generator=None):
+        grown.resize_(3000)
+        swapped.data = torch.zeros(2000)
+
+    g = fi.Generator(4)
+    fi.init_all([(a, "ones_"), (a, reshape), (grown, "uniform_"), (swapped, "normal_")], g)
+    h = fi.Generator(4)
+    assert torch.equal(grown, fi.uniform_(torch.empty(3000), generator=h))
+    assert torch.equal(swapped, fi.normal_(torch.empty(2000), generator=h))
+    assert g.state == h.state
+
+
 def test_a_raising_callable_keeps_the_generator_when_nothing_else_drew():
     target = np.full(64, 7.0)
     g = fi.Generator(1)

@@ -1,6 +1,7 @@
 """Whole models by thread count: the GPT-2 small set (148 tensors, 124M float32
-parameters) initialized at once, and a small Hugging Face Llama built from its config
-(allocation and first touch included)."""
+parameters) initialized at once, 1,000 small tensors (the cost per tensor), and a
+small Hugging Face Llama built from its config (allocation and first touch
+included)."""
 
 import numpy as np
 
@@ -68,6 +69,30 @@ class GPT2SmallReset(_Contender):
             self.run = lambda: reset_parameters(model, gen)
         else:
             layers = [m for m in model.modules() if hasattr(m, "reset_parameters")]
+            self.run = lambda: [m.reset_parameters() for m in layers]
+
+
+class SmallLayers(_Contender):
+    """The cost per tensor: torch's default initialization of 500 Linear layers of
+    ``width`` x ``width`` (1,000 tensors), fastinit.torch.reset_parameters against every
+    layer's own reset_parameters(). At width 4 the fill is nothing and the time is
+    what each tensor costs in Python."""
+
+    params = (["fastinit", "torch"], ["4", "64", "256"], THREADS)
+    param_names = ["contender", "width", "threads"]
+
+    def setup(self, contender, width, threads):
+        torch = import_torch(threads)
+        width = int(width)
+        model = torch.nn.Sequential(*[torch.nn.Linear(width, width) for _ in range(500)])
+        self.nbytes = sum(p.numel() * p.element_size() for p in model.parameters())
+        if contender == "fastinit":
+            from fastinit.torch import reset_parameters
+            use_fastinit_threads(threads)
+            gen = fastinit.Generator(0)
+            self.run = lambda: reset_parameters(model, gen)
+        else:
+            layers = list(model)
             self.run = lambda: [m.reset_parameters() for m in layers]
 
 

@@ -47,6 +47,11 @@ def _generator(generator):
     return generator
 
 
+# The nonlinearities of gain 1: the linear ones and sigmoid.
+_GAIN_ONE = ("linear", "conv1d", "conv2d", "conv3d", "conv_transpose1d", "conv_transpose2d",
+             "conv_transpose3d", "sigmoid")
+
+
 def calculate_gain(nonlinearity, param=None):
     r"""The recommended gain for a nonlinearity, as torch.nn.init.calculate_gain.
 
@@ -64,9 +69,7 @@ def calculate_gain(nonlinearity, param=None):
 
     ``param`` is leaky_relu's negative slope (default 0.01); an int or float, not a bool.
     """
-    linear_fns = ["linear", "conv1d", "conv2d", "conv3d", "conv_transpose1d",
-                  "conv_transpose2d", "conv_transpose3d"]
-    if nonlinearity in linear_fns or nonlinearity == "sigmoid":
+    if nonlinearity in _GAIN_ONE:
         return 1
     if nonlinearity == "tanh":
         return 5.0 / 3
@@ -98,9 +101,8 @@ def _fans(shape):
 
 def _correct_fan(shape, mode):
     mode = mode.lower()
-    valid_modes = ["fan_in", "fan_out"]
-    if mode not in valid_modes:
-        raise ValueError(f"Mode {mode} not supported, please use one of {valid_modes}")
+    if mode not in ("fan_in", "fan_out"):
+        raise ValueError(f"Mode {mode} not supported, please use one of ['fan_in', 'fan_out']")
     fan_in, fan_out = _fans(shape)
     return fan_in if mode == "fan_in" else fan_out
 

@@ -26,7 +26,8 @@ FILLS = [fills.Uniform, fills.Normal, fills.TruncNormal]
 INITIALIZERS = [initializers.KaimingUniform, initializers.KaimingNormal,
                 initializers.XavierUniform, initializers.XavierNormal,
                 initializers.LecunNormal, initializers.Orthogonal]
-MODELS = [models.GPT2SmallUniform, models.GPT2SmallReset, models.LlamaFromConfig]
+MODELS = [models.GPT2SmallUniform, models.GPT2SmallReset, models.SmallLayers,
+          models.LlamaFromConfig]
 
 
 @pytest.fixture(autouse=True)
@@ -174,6 +175,14 @@ def test_gpt2_benchmarks_cover_the_whole_set():
     bench, gbps = run_once(models.GPT2SmallReset, ("fastinit", "1"))
     assert bench.nbytes == 124_439_808 * 4
     assert run_once(models.GPT2SmallUniform, ("numpy", "all")) is None
+
+
+def test_small_layers_benchmark_initializes_all_thousand_tensors():
+    pytest.importorskip("torch")
+    bench, gbps = run_once(models.SmallLayers, ("fastinit", "4", "1"))
+    assert bench.nbytes == 500 * (16 + 4) * 4 and gbps > 0
+    bench, _ = run_once(models.SmallLayers, ("torch", "64", "1"))
+    assert bench.nbytes == 500 * (64 * 64 + 64) * 4
 
 
 def test_llama_benchmark_materializes_the_whole_model(capsys):

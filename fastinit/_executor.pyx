@@ -125,28 +125,27 @@ class Batch:
     """
 
     def __init__(self):
-        self._ranges = []
-        # The union of the held ranges as disjoint intervals in address order, so
-        # that ``holds`` is a binary search however many targets a plan has.
+        # The union of the held targets' byte ranges as disjoint intervals in address
+        # order, so that ``holds`` is a binary search however many targets a plan has.
         self._los, self._his = [], []
         self.jobs = []
 
     def hold(self, targets):
         """Add ``targets`` (Targets) to those whose fills the batch keeps."""
         cdef Target t
+        cdef Py_ssize_t i, j
+        los, his = self._los, self._his
         for t in targets:
-            if t.size:
-                self._ranges.append((t.mem_lo, t.mem_hi))
-        self._ranges.sort()
-        # (No negative indices: this module is compiled without wraparound.)
-        los, his = [], []
-        for lo, hi in self._ranges:
-            if his and lo <= his[len(his) - 1]:
-                his[len(his) - 1] = max(his[len(his) - 1], hi)
-            else:
-                los.append(lo)
-                his.append(hi)
-        self._los, self._his = los, his
+            if not t.size:
+                continue
+            lo, hi = t.mem_lo, t.mem_hi
+            # Intervals [i, j) overlap or touch [lo, hi): they become one with it.
+            i = bisect.bisect_left(his, lo)
+            j = bisect.bisect_right(los, hi)
+            if i < j:
+                lo, hi = min(lo, los[i]), max(hi, his[j - 1])
+            los[i:j] = [lo]
+            his[i:j] = [hi]
 
     def holds(self, Target t):
         """Whether ``t`` writes memory of the held targets."""

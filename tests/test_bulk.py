@@ -152,6 +152,25 @@ def test_a_fill_does_not_depend_on_the_rest_of_its_pass():
     assert out.returncode == 0 and out.stdout.strip() == "same bits", out.stderr[-2000:]
 
 
+def test_a_batch_tells_fills_of_its_targets_from_others():
+    """Batch.holds (a binary search over the held ranges, merged) against comparing
+    with every held target, for random slices of one buffer, held in random order."""
+    from fastinit import _executor, _plan
+    buf = np.zeros(3000, np.float32)
+    rng = np.random.default_rng(0)
+    for _ in range(200):
+        batch, held = _executor.Batch(), []
+        for _ in range(rng.integers(1, 40)):
+            lo = rng.integers(0, 2900)
+            held.append(_plan.Target(buf[lo:lo + rng.integers(0, 120)]))
+            batch.hold(held[-1:])
+        for _ in range(60):
+            lo = rng.integers(0, 2950)
+            q = _plan.Target(buf[lo:lo + rng.integers(1, 60)])
+            assert batch.holds(q) == any(q.mem_lo < h.mem_hi and h.mem_lo < q.mem_hi
+                                         for h in held if h.size)
+
+
 def test_default_generator_and_many_small_tensors(num_threads):
     num_threads(2)
     arrays = [np.empty((17, 13), np.float32) for _ in range(500)]

@@ -58,18 +58,8 @@ class GPT2SmallReset(_Contender):
     param_names = ["contender", "threads"]
 
     def setup(self, contender, threads):
-        torch = import_torch(threads)
         from fastinit import _bench
-        model = _bench._gpt2_model(torch)
-        self.nbytes = sum(p.numel() * p.element_size() for p in model.parameters())
-        if contender == "fastinit":
-            from fastinit.torch import reset_parameters
-            use_fastinit_threads(threads)
-            gen = fastinit.Generator(0)
-            self.run = lambda: reset_parameters(model, gen)
-        else:
-            layers = [m for m in model.modules() if hasattr(m, "reset_parameters")]
-            self.run = lambda: [m.reset_parameters() for m in layers]
+        _reset_model(self, contender, threads, _bench._gpt2_model(import_torch(threads)))
 
 
 class SmallLayers(_Contender):
@@ -82,18 +72,24 @@ class SmallLayers(_Contender):
     param_names = ["contender", "width", "threads"]
 
     def setup(self, contender, width, threads):
-        torch = import_torch(threads)
-        width = int(width)
-        model = torch.nn.Sequential(*[torch.nn.Linear(width, width) for _ in range(500)])
-        self.nbytes = sum(p.numel() * p.element_size() for p in model.parameters())
-        if contender == "fastinit":
-            from fastinit.torch import reset_parameters
-            use_fastinit_threads(threads)
-            gen = fastinit.Generator(0)
-            self.run = lambda: reset_parameters(model, gen)
-        else:
-            layers = list(model)
-            self.run = lambda: [m.reset_parameters() for m in layers]
+        nn = import_torch(threads).nn
+        w = int(width)
+        model = nn.Sequential(*[nn.Linear(w, w) for _ in range(500)])
+        _reset_model(self, contender, threads, model)
+
+
+def _reset_model(bench, contender, threads, model):
+    """``bench.run``: torch's default initialization of ``model``, by
+    fastinit.torch.reset_parameters or by every module's own reset_parameters()."""
+    bench.nbytes = sum(p.numel() * p.element_size() for p in model.parameters())
+    if contender == "fastinit":
+        from fastinit.torch import reset_parameters
+        use_fastinit_threads(threads)
+        gen = fastinit.Generator(0)
+        bench.run = lambda: reset_parameters(model, gen)
+    else:
+        layers = [m for m in model.modules() if hasattr(m, "reset_parameters")]
+        bench.run = lambda: [m.reset_parameters() for m in layers]
 
 
 class LlamaFromConfig(_Contender):

@@ -181,16 +181,18 @@ def written(x):
     return x
 
 
+def _target_or_none(x):
+    """``target(x)``, or None when ``x`` is no target (its initializer will say why)."""
+    try:
+        return target(x)
+    except (TypeError, ValueError, RuntimeError):
+        return None
+
+
 def prepare(objects):
-    """{id: Target} of those of ``objects`` that are valid targets (the others'
-    initializers will say why), for ``prepared``."""
-    targets = {}
-    for x in objects:
-        try:
-            targets[id(x)] = target(x)
-        except (TypeError, ValueError, RuntimeError):
-            pass
-    return targets
+    """{id: Target} of those of ``objects`` that are valid targets, for ``prepared``."""
+    targets = {id(x): _target_or_none(x) for x in objects}
+    return {k: t for k, t in targets.items() if t is not None}
 
 
 @contextlib.contextmanager
@@ -208,8 +210,5 @@ def prepared(targets):
 def memory_range(x):
     """The bytes [lo, hi) a fill of ``x`` may write (its Target's), or None when it has
     none (an empty or meta tensor) or is no target (its initializer will say why)."""
-    try:
-        t = target(x)
-    except (TypeError, ValueError, RuntimeError):
-        return None
-    return (t.mem_lo, t.mem_hi) if t.size else None
+    t = _target_or_none(x)
+    return (t.mem_lo, t.mem_hi) if t is not None and t.size else None

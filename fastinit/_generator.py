@@ -1,6 +1,7 @@
 """fastinit.Generator: a keyed, counted stream of fills (docs/stream.md)."""
 
 import contextlib
+import contextvars
 import os
 import threading
 import weakref
@@ -16,6 +17,10 @@ _MASK64 = (1 << 64) - 1
 # A substream's SeedSequence extends its parent's spawn key with this tag and its word:
 # no child of the parent (spawn keys ending in 0, 1, 2, ...) can have it.
 _SUBSTREAM_TAG = 1 << 64
+
+# The tallies open in this context (a thread, or an asyncio task): each counts the
+# calls the context takes from its generator (threads started inside are not counted).
+_tallies = contextvars.ContextVar("fastinit_tallies", default=())
 
 # Every live generator, so that a forked child can give each a fresh lock (a lock
 # held by a parent's thread at fork would never be released in the child).
@@ -76,6 +81,8 @@ class Generator:
                 raise OverflowError("this generator has made 2**64 calls")
             self._counter = c + 1
             k0, k1 = self._key
+        if _tallies.get():
+            _count(self, 1)
         return _call_seed(k0, k1, c)
 
     def advance(self, calls=1):
@@ -89,6 +96,8 @@ class Generator:
                 raise OverflowError(f"advancing by {calls} calls passes this generator's "
                                     f"2**64 calls (it has made {self._counter})")
             self._counter += int(calls)
+        if _tallies.get():
+            _count(self, int(calls))
         return self
 
     def substream(self, word):
@@ -263,6 +272,41 @@ def _state_int(x, what):
     if x < 0:
         raise ValueError(f"state {what} must be non-negative, got {x}")
     return int(x)
+
+
+class _Tally:
+    __slots__ = ("generator", "calls")
+
+    def __init__(self, generator):
+        self.generator, self.calls = generator, 0
+
+
+def _count(gen, calls):
+    for tally in _tallies.get():
+        if tally.generator is gen:
+            tally.calls += calls
+
+
+@contextlib.contextmanager
+def tally(gen):
+    """Count, in the yielded tally's ``calls``, the calls this context takes from
+    ``gen`` inside the block (not those of threads it starts, nor of other threads)."""
+    t = _Tally(gen)
+    token = _tallies.set(_tallies.get() + (t,))
+    try:
+        yield t
+    finally:
+        _tallies.reset(token)
+
+
+def rewind(gen, start, taken):
+    """Put ``gen`` back to ``start`` (its ``state``) if the ``taken`` calls since are
+    all it has handed out: calls another thread took meanwhile are never handed out
+    twice."""
+    with gen.transaction():
+        state = gen.state
+        if state["key"] == start["key"] and state["counter"] == start["counter"] + taken:
+            gen.state = {"key": start["key"], "counter": start["counter"]}
 
 
 def _after_fork_in_child():

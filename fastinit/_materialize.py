@@ -11,7 +11,8 @@ Parametrized tensors (weight norm, spectral norm, ``torch.nn.utils.parametrize``
 are first rebuilt as an eager build makes them: the module's own reset of the plain
 tensor, then the parametrization's ``right_inverse``. torch's version counters then
 tell which tensors were written; none may be left as uninitialized memory. On any
-exception the model is put back exactly as it was (on meta, ready for a retry).
+exception the model is put back exactly as it was (on meta, ready for a retry), and
+so is the generator.
 """
 
 import sys
@@ -21,7 +22,7 @@ from torch import nn
 from torch.nn.utils import parametrize
 from torch.nn.utils.weight_norm import WeightNorm
 
-from fastinit import _deferred, _runtime, _targets
+from fastinit import _deferred, _generator, _runtime, _targets
 from fastinit import init as _fast
 from fastinit._torch_patch import patch_init
 
@@ -332,7 +333,9 @@ def materialize(module, generator=None, init=None):
       memory.
     - **All or nothing.** On any exception (an unwritten tensor, a module's own init
       raising, KeyboardInterrupt) every module is put back as it was, on meta, and
-      ``materialize`` can be called again.
+      the generator too (unless another thread drew from it meanwhile: its calls are
+      never handed out twice), so ``materialize`` can be called again and gives the
+      model a first call would have.
 
     Large fresh tensors are advised to use transparent huge pages before their first
     write where that is faster (``fastinit.build_info()["huge_pages"]`` says whether,
@@ -349,12 +352,24 @@ def materialize(module, generator=None, init=None):
     if init is not None and not callable(init):
         raise TypeError(f"init must be callable, got {type(init).__name__}")
     records = _deferred.records_of(module)
-    if records:
-        if init is not None:
-            raise ValueError("materialize: init= applies to models built on the meta "
-                             "device; a model built by deferred_init replays its own "
-                             "construction")
-        return _materialize_deferred(module, gen, records)
+    if records and init is not None:
+        raise ValueError("materialize: init= applies to models built on the meta "
+                         "device; a model built by deferred_init replays its own "
+                         "construction")
+    start = gen.state
+    with _generator.tally(gen) as taken:
+        try:
+            if records:
+                return _materialize_deferred(module, gen, records)
+            return _materialize_meta(module, gen, init)
+        except BaseException:
+            _generator.rewind(gen, start, taken.calls)
+            raise
+
+
+def _materialize_meta(module, gen, init):
+    """Fresh CPU memory for every tensor, then the model's own init (or ``init``)
+    under ``patch_init(gen)``; every tensor must have been written."""
     sites = _sites(module)
     _check_devices(sites)
     with torch.no_grad():

@@ -25,6 +25,7 @@ import numpy as np
 
 from fastinit import _dtypes, _executor, _requests, _runtime, _targets
 from fastinit._generator import Generator, default_generator
+from fastinit._generator import rewind as _rewind
 
 __all__ = [
     "calculate_gain", "uniform_", "normal_", "trunc_normal_", "constant_", "ones_",
@@ -587,15 +588,6 @@ def init_all(plan, generator=None):
     except BaseException:
         _rewind(gen, start, taken)
         raise
-
-
-def _rewind(gen, start, taken):
-    """Put ``gen`` back to ``start`` if the calls since are the plan's own (``taken``):
-    calls another thread took meanwhile are never handed out twice."""
-    with gen.transaction():
-        state = gen.state
-        if state["key"] == start["key"] and state["counter"] == start["counter"] + taken:
-            gen.state = {"key": start["key"], "counter": start["counter"]}
 
 
 def _plan_call(entry, gen):

@@ -10,6 +10,7 @@ checked by their bound, their extreme and a Kolmogorov-Smirnov test at 1e-4.
 
 import math
 import re
+import threading
 
 import numpy as np
 import pytest
@@ -20,6 +21,7 @@ from torch import nn  # noqa: E402
 
 import fastinit as fi  # noqa: E402
 import fastinit.torch as ft  # noqa: E402
+from fastinit import _deferred as fi_deferred  # noqa: E402
 
 
 def assert_normal_std(t, std):
@@ -318,20 +320,78 @@ class Failing(nn.Module):
 
 
 @pytest.mark.parametrize("error", [KeyError("boom"), KeyboardInterrupt(), ValueError("x")])
-def test_a_failing_init_leaves_the_model_as_it_was_and_retryable(error):
+def test_a_failing_init_leaves_the_model_and_generator_as_they_were(error):
     with torch.device("meta"):
-        model = Failing(error)
+        model, clean = Failing(error), Failing(None)
     before = meta_state(model)
     g = fi.Generator(0)
+    fi.normal_(np.empty(3), generator=g)
+    start = g.state
     with pytest.raises(type(error)):
-        ft.materialize(model, g)
+        ft.materialize(model, g)                # raises after both Linear layers drew
     after = meta_state(model)
     assert after.keys() == before.keys() and all(after[k] is before[k] for k in before)
     assert all(t.device.type == "meta" for t in after.values())
+    assert g.state == start
     model.error = None
-    ft.materialize(model, fi.Generator(0))                 # the retry
+    ft.materialize(model, g)                               # the retry, same generator
     assert all(p.device.type == "cpu" for p in model.parameters())
     check_linear(model.first)
+    h = fi.Generator(0)
+    fi.normal_(np.empty(3), generator=h)
+    ft.materialize(clean, h)                               # as if it never failed
+    assert g.state == h.state
+    for (name, p), q in zip(model.named_parameters(), clean.parameters()):
+        assert torch.equal(p, q), name
+
+
+class DrawsInAThread(nn.Module):
+    """A model whose init has another thread draw from the generator, then raises."""
+
+    def __init__(self, generator):
+        super().__init__()
+        self.layer = nn.Linear(4, 4)
+        self.generator = generator
+
+    def reset_parameters(self):
+        worker = threading.Thread(
+            target=lambda: fi.normal_(np.empty(5), generator=self.generator))
+        worker.start()
+        worker.join()
+        raise ValueError("after the thread drew")
+
+
+def test_a_failed_materialize_keeps_the_calls_other_threads_took():
+    g = fi.Generator(3)
+    with torch.device("meta"):
+        model = DrawsInAThread(g)
+    start = g.state
+    with pytest.raises(ValueError, match="thread drew"):
+        ft.materialize(model, g)
+    # Linear's weight and bias, then the thread's fill: none is handed out again.
+    assert g.state["counter"] == start["counter"] + 3
+    assert all(p.device.type == "meta" for p in model.parameters())
+
+
+def test_a_deferred_model_failing_after_its_replay_puts_the_generator_back(monkeypatch):
+    model = ft.deferred_init(lambda: nn.Sequential(nn.Linear(6, 6), nn.Linear(6, 2)))
+    g = fi.Generator(4)
+    start = g.state
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    with monkeypatch.context() as patched:
+        patched.setattr(fi_deferred, "tensor_for", interrupted)
+        with pytest.raises(KeyboardInterrupt):
+            ft.materialize(model, g)
+    assert g.state == start
+    assert all(p.device.type == "meta" for p in model.parameters())
+    ft.materialize(model, g)
+    clean = ft.materialize(ft.deferred_init(
+        lambda: nn.Sequential(nn.Linear(6, 6), nn.Linear(6, 2))), fi.Generator(4))
+    for p, q in zip(model.parameters(), clean.parameters()):
+        assert torch.equal(p, q)
 
 
 def test_an_unwritten_tensor_leaves_the_model_on_meta():

@@ -130,7 +130,10 @@ class Generator:
             try:
                 yield self
             except BaseException:
+                undone = self._counter - before[1] if self._key == before[0] else 0
                 self._key, self._counter = before
+                if undone > 0 and _tallies.get():
+                    _count(self, -undone)                # (all this thread's: it held the lock)
                 raise
 
     def _fill(self, request, out, global_shape, global_offset, *args):
@@ -302,11 +305,13 @@ def tally(gen):
 def rewind(gen, start, taken):
     """Put ``gen`` back to ``start`` (its ``state``) if the ``taken`` calls since are
     all it has handed out: calls another thread took meanwhile are never handed out
-    twice."""
+    twice. Calls put back (here, or by a ``transaction`` that raised) leave the
+    tallies of the context that took them, so an enclosing rewind still matches."""
     with gen.transaction():
         state = gen.state
         if state["key"] == start["key"] and state["counter"] == start["counter"] + taken:
             gen.state = {"key": start["key"], "counter": start["counter"]}
+            _count(gen, -taken)
 
 
 def _after_fork_in_child():

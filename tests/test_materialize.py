@@ -373,6 +373,36 @@ def test_a_failed_materialize_keeps_the_calls_other_threads_took():
     assert all(p.device.type == "meta" for p in model.parameters())
 
 
+def test_a_failed_materialize_after_an_inner_rewind_puts_the_generator_back():
+    """An init that draws, then runs an init_all that fails (and puts its own calls
+    back), or a transaction that raises: the failed materialize puts the generator
+    back to where it began."""
+    def raises(target, generator=None):
+        raise ValueError("a callable of the plan")
+
+    def init(module, generator):
+        fi.normal_(np.empty(4), generator=generator)
+        fi.init_all([(np.empty(3), "normal_"), (np.empty(2), raises)], generator)
+
+    with torch.device("meta"):
+        model = nn.Linear(3, 3)
+    g = fi.Generator(5)
+    start = g.state
+    with pytest.raises(ValueError, match="callable of the plan"):
+        ft.materialize(model, g, init=init)
+    assert g.state == start
+
+    def init_with_a_transaction(module, generator):
+        fi.normal_(np.empty(4), generator=generator)
+        with generator.transaction():              # rolled back as it raises
+            fi.normal_(np.empty(3), generator=generator)
+            raise ValueError("inside a transaction")
+
+    with pytest.raises(ValueError, match="inside a transaction"):
+        ft.materialize(model, g, init=init_with_a_transaction)
+    assert g.state == start
+
+
 def test_a_deferred_model_failing_after_its_replay_puts_the_generator_back(monkeypatch):
     model = ft.deferred_init(lambda: nn.Sequential(nn.Linear(6, 6), nn.Linear(6, 2)))
     g = fi.Generator(4)

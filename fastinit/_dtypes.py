@@ -3,7 +3,6 @@ each (``kind``), widths, largest finite values and torch's names for them, and
 rounding to them. 16-bit values round through float32, as the kernels do
 (docs/stream.md, section 7)."""
 
-import functools
 import math
 import struct
 from typing import NamedTuple
@@ -29,9 +28,9 @@ BY_KIND = (FLOAT32, FLOAT64, FLOAT16, BFLOAT16, UINT64)
 UNSUPPORTED = "expected float16, bfloat16, float32 or float64"
 
 
-@functools.lru_cache(maxsize=1)
 def torch_dtypes(torch):
-    """torch's floating dtypes -> the DType fastinit fills them as."""
+    """torch's floating dtypes -> the DType fastinit fills them as (_targets keeps the
+    one it makes)."""
     return {torch.float32: FLOAT32, torch.float64: FLOAT64, torch.float16: FLOAT16,
             torch.bfloat16: BFLOAT16}
 

@@ -132,7 +132,7 @@ class Generator:
             except BaseException:
                 undone = self._counter - before[1] if self._key == before[0] else 0
                 self._key, self._counter = before
-                if undone > 0 and _tallies.get():
+                if undone > 0:
                     _count(self, -undone)                # (all this thread's: it held the lock)
                 raise
 

@@ -31,7 +31,7 @@ import tempfile
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+PATHS = ["avx512vbmi", "avx512", "avx2", "baseline"]
 
 FLAGS = ["-O3", "-ffp-contract=off", "-Wno-unused-function", "-Wno-psabi"]   # as setup.py
 LIBRARY = ["fi_detmath.c", "fi_layout.c", "fi_stream.c"]       # path-independent sources
@@ -124,17 +124,26 @@ int main(int argc, char **argv)
 """
 
 
-def target_pragma(src, path):
-    """The `#pragma GCC target(...)` line of fi_path_<path>.c ("" for the baseline)."""
+def target_features(src, path):
+    """The instruction-set features fi_path_<path>.c compiles for (its `#pragma GCC
+    target`; none for the baseline), named as /proc/cpuinfo names them."""
     text = (src / f"fi_path_{path}.c").read_text()
-    found = re.search(r'^#pragma GCC target\("([^"]+)"\)', text, re.M)
-    return f'#pragma GCC target("{found.group(1)}")' if found else ""
+    found = re.search(r'^#pragma GCC target\("([^"]+)"\)', text, re.MULTILINE)
+    return found.group(1).split(",") if found else []
+
+
+def cpu_flags():
+    with open("/proc/cpuinfo") as f:
+        return next((line.split(":", 1)[1].split() for line in f
+                     if line.startswith("flags")), [])
 
 
 def build(src, path, out_dir):
     """The harness of ``path`` against the kernel sources in ``src``: an executable."""
     harness = out_dir / f"parts_{path}.c"
-    harness.write_text(HARNESS.replace("@TARGET@", target_pragma(src, path)))
+    features = target_features(src, path)
+    pragma = f'#pragma GCC target("{",".join(features)}")' if features else ""
+    harness.write_text(HARNESS.replace("@TARGET@", pragma))
     exe = out_dir / f"parts_{path}"
     sources = [str(harness)] + [str(src / name) for name in LIBRARY]
     subprocess.run(["gcc", *FLAGS, "-I", str(src), *sources, "-lm", "-o", str(exe)],
@@ -151,22 +160,20 @@ def ref_sources(ref, out_dir):
 
 
 def main():
-    from fastinit import _runtime
-
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--paths", default=",".join(_runtime.simd_paths()))
+    parser.add_argument("--paths", default=",".join(PATHS))
     parser.add_argument("--rounds", type=int, default=201)
     parser.add_argument("--against", metavar="REF")
     args = parser.parse_args()
     if sys.platform != "linux" or platform.machine() != "x86_64":
         sys.exit("normal_parts: GCC on x86-64 Linux only")
-    runnable = set(_runtime.simd_paths())
-    paths = []
+    flags, paths = set(cpu_flags()), []
     for p in (p for p in args.paths.split(",") if p):
-        if p in runnable:
-            paths.append(p)
+        missing = set(target_features(ROOT / "fastinit" / "src", p)) - flags
+        if missing:
+            print(f"skipped {p}: this CPU lacks {', '.join(sorted(missing))}")
         else:
-            print(f"skipped {p}: this CPU cannot run it (it runs {sorted(runnable)})")
+            paths.append(p)
     with tempfile.TemporaryDirectory() as tmp:
         trees = {"this tree": ROOT / "fastinit" / "src"}
         if args.against:

@@ -205,10 +205,10 @@ def main():
         for d, dtype in enumerate(("float32", "float64")):
             print(f"  {p} {dtype}")
             for i, part in enumerate(PARTS):
-                cells = [f"{name} {medians[name, p][3 * d + i]:8.0f}" for name in trees]
+                ns = {name: medians[name, p][3 * d + i] for name in trees}
+                cells = [f"{name} {value:8.0f}" for name, value in ns.items()]
                 if args.against:
-                    ratio = medians["this tree", p][3 * d + i] / medians[args.against, p][3 * d + i]
-                    cells.append(f"ratio {ratio:.3f}")
+                    cells.append(f"ratio {ns['this tree'] / ns[args.against]:.3f}")
                 print(f"    {part:<12}" + "   ".join(cells))
     if any(len(h) != 1 for h in hashes.values()):
         print("the whole blocks' values differ between paths or trees", file=sys.stderr)

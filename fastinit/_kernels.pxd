@@ -54,7 +54,7 @@ cdef extern from "fi_api.h" nogil:
     const char *const fi_path_names[]
     const fi_piece_fn *fi_path_table(int path)
     int fi_path_supported(int path)
-    ctypedef void (*fi_round16_fn)(const float *, uint16_t *, int64_t, int)
+    ctypedef void (*fi_round16_fn)(const float *, uint16_t *, int64_t, int, int)
     fi_round16_fn fi_path_round16(int path)
     void fi_store_fence()
 

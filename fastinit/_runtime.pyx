@@ -224,16 +224,19 @@ def path_index():
 
 
 def round_to_16bit(cnp.ndarray[cnp.float32_t, ndim=1, mode="c"] src,
-                   cnp.ndarray[cnp.uint16_t, ndim=1, mode="c"] out, bint bfloat16):
+                   cnp.ndarray[cnp.uint16_t, ndim=1, mode="c"] out, bint bfloat16,
+                   bint nan_free=False):
     """Round float32 values to float16 or bfloat16 bits (docs/stream.md, section 7)
     with the conversion the current path's 16-bit fills use (for the tests, which
-    hold every path to the specification on every float32)."""
+    hold every path to the specification on every float32). With ``nan_free`` it
+    rounds as the fills do, without the NaN handling that their values, never NaN,
+    do not need: exact for every other value, unspecified for a NaN."""
     if out.shape[0] != src.shape[0] or src.shape[0] % 8:
         raise ValueError("src and out need the same length, a multiple of 8")
     cdef int64_t n = src.shape[0]
     with nogil:
         fi_path_round16(_path)(<const float *>cnp.PyArray_DATA(src),
-                               <uint16_t *>cnp.PyArray_DATA(out), n, bfloat16)
+                               <uint16_t *>cnp.PyArray_DATA(out), n, bfloat16, nan_free)
 
 
 def forked():

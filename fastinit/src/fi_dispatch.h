@@ -27,8 +27,9 @@ enum { FI_PATH_BASELINE, FI_PATH_AVX2, FI_PATH_AVX512, FI_PATH_AVX512VBMI, FI_NP
 extern const char *const fi_path_names[FI_NPATHS];
 
 /* A path's rounding of float32 values to 16 bits (bf16: bfloat16, else float16),
- * n a multiple of 8: what its 16-bit fills write, exposed for the tests. */
-typedef void (*fi_round16_fn)(const float *, uint16_t *, int64_t, int);
+ * n a multiple of 8: what its 16-bit fills write (nan_free set: as they round, for
+ * values that are not NaN; else with NaN handled as specified), for the tests. */
+typedef void (*fi_round16_fn)(const float *src, uint16_t *dst, int64_t n, int bf16, int nan_free);
 
 /* What each path's translation unit (fi_path_<path>.c) exports: its kernels by
  * number and its 16-bit rounding. The AVX paths exist on x86-64 only. */

@@ -12,7 +12,8 @@
 #include "fi_stream.h"
 
 /* What a whole-block kernel stores: float64 (4 values per 32-byte vector), or float32
- * values as float32, float16 or bfloat16 (8 per vector). */
+ * values as float32, float16 or bfloat16 (8 per vector). A fill's values are never
+ * NaN, so the 16-bit stores here round them with NAN_FREE set (fi_half.h). */
 enum { FI_OUT_F64, FI_OUT_F32, FI_OUT_F16, FI_OUT_BF16 };
 
 /* Stores one vector of values as elements k.. of dst in format fmt (a constant at
@@ -22,7 +23,7 @@ FI_INLINE void fi_store_vec(void *dst, int64_t k, fi_f32x8 v, int fmt, int strea
 {
     if (fmt == FI_OUT_F64) fi_store32((double *)dst + k, v, stream);
     else if (fmt == FI_OUT_F32) fi_store32((float *)dst + k, v, stream);
-    else fi_put_half8((uint16_t *)dst + k, v, stream, fmt == FI_OUT_BF16);
+    else fi_put_half8((uint16_t *)dst + k, v, stream, fmt == FI_OUT_BF16, 1);
 }
 
 /* Stores one vector of the path's width (2 FI_VW float32 values, or FI_VW float64
@@ -45,7 +46,7 @@ FI_INLINE void fi_store_stepv(void *dst, int64_t k, const fi_f32xv *v, int fmt, 
 #if FI_VW == 8
     _Static_assert(FI_NV == 2, "a step is two 16-value vectors");
     if (fmt == FI_OUT_F16 || fmt == FI_OUT_BF16) {
-        fi_put_half32((uint16_t *)dst + k, v[0], v[1], stream, fmt == FI_OUT_BF16);
+        fi_put_half32((uint16_t *)dst + k, v[0], v[1], stream, fmt == FI_OUT_BF16, 1);
         return;
     }
 #endif
@@ -105,7 +106,7 @@ FI_INLINE void NAME(fi_cursor *c, const fi_plan *pl, const PARAMS *pr, int64_t p
             ADVANCE(c, pr, pr->sigma, block, (j0 + m + (PER_STEP) - 1) / (PER_STEP));      \
             MAP(c->raw, j0, m, pr, vals);                                                  \
         }                                                                                  \
-        fi_store_half(half, vals, (m + 7) & ~(int64_t)7, BF16, 0);                         \
+        fi_store_half(half, vals, (m + 7) & ~(int64_t)7, BF16, 0, 1);                      \
         fi_emit(pl, flat, half, m);                                                        \
     }                                                                                      \
 }

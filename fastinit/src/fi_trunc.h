@@ -264,12 +264,12 @@ FI_DEFINE_TRUNC_PIECE(fi_trunc_f32_body, float, float, fi_trunc_f32_map,
                       fi_trunc_store_f32((const double *)zbits, pr, dst, FI_OUT_F32, pl->stream))
 FI_DEFINE_TRUNC_PIECE(fi_trunc_f16_body, float, uint16_t, fi_trunc_f32_map, {
     uint16_t half[FI_BLOCK] FI_ALIGN64;
-    fi_store_half(half, vals, (m + 7) & ~(int64_t)7, 0, 0);
+    fi_store_half(half, vals, (m + 7) & ~(int64_t)7, 0, 0, 1);
     fi_emit(pl, flat, half, m); }, FI_TRUNC_VECTOR_STORE && pl->contiguous,
                       FI_TRUNC_STORE16(FI_OUT_F16))
 FI_DEFINE_TRUNC_PIECE(fi_trunc_bf16_body, float, uint16_t, fi_trunc_f32_map, {
     uint16_t half[FI_BLOCK] FI_ALIGN64;
-    fi_store_half(half, vals, (m + 7) & ~(int64_t)7, 1, 0);
+    fi_store_half(half, vals, (m + 7) & ~(int64_t)7, 1, 0, 1);
     fi_emit(pl, flat, half, m); }, FI_TRUNC_VECTOR_STORE && pl->contiguous,
                       FI_TRUNC_STORE16(FI_OUT_BF16))
 

@@ -17,8 +17,6 @@ cnp.import_array()
 # Elements per piece of parallel work (16 blocks).
 cdef int64_t _PIECE_LEN = 16 * fi_block_elements
 PIECE_LEN = _PIECE_LEN
-# Fills of at least this many bytes bypass the caches with non-temporal stores.
-cdef int64_t STREAM_MIN_BYTES = 8 << 20
 # _dtypes' kind numbers, as C ints for the hot path.
 cdef int KIND_FLOAT32 = _dtypes.FLOAT32.kind
 cdef int KIND_FLOAT64 = _dtypes.FLOAT64.kind
@@ -134,7 +132,7 @@ cdef class Target:
         pl.itemsize = itemsize
         pl.contiguous = contiguous
         pl.aligned = aligned
-        pl.stream = size * pl.itemsize >= STREAM_MIN_BYTES
+        pl.stream = 0                   # set for each pass by the executor
         self.owner = owner
         self.size = size
         self.mem_lo = self.mem_hi = <size_t>pl.data

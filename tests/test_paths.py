@@ -117,6 +117,37 @@ def test_streamed_fill_at_every_alignment(path, fill, dtype, offset):
     np.testing.assert_array_equal(out.view(f"u{size}"), want.view(f"u{size}"))
 
 
+
+def test_small_fills_streamed_in_a_large_pass(path):
+    # init_all's pass writes 8 MiB and more, so every fill of it is streamed, small
+    # ones too: partial blocks at every offset from a 64-byte line, whole blocks
+    # whose start is only 2- or 8-byte aligned, a strided view, each dtype and fill.
+    # Each must hold the bits of its own call, too small to stream.
+    bf16 = _bf16()
+    kinds = [("uniform_", {"a": -0.5, "b": 2.0}), ("normal_", {"mean": 0.25, "std": 1.5}),
+             ("trunc_normal_", {"std": 0.02})]
+    big = np.empty(2_200_000, np.float32)
+    plan, small = [(big, "uniform_")], []
+    for i, dt in enumerate([np.dtype(np.float32), np.dtype(np.float64), np.dtype(np.float16),
+                            np.dtype(bf16)]):
+        for j, (n, shift) in enumerate([(700, 0), (3000, 1), (4096 + 5, 3), (2048, 4)]):
+            buf = np.empty(n + 64, dt)
+            start = (-buf.ctypes.data // dt.itemsize) % (64 // dt.itemsize) + shift
+            small.append(buf[start:start + n])
+        small.append(np.empty((40, 130), dt)[:, ::2])
+        for k, a in enumerate(small[-5:]):
+            name, kwargs = kinds[(i + k) % 3]
+            plan.append((a, name, kwargs))
+    assert sum(a.nbytes for a, *_ in plan) >= 8 << 20
+    fastinit.init_all(plan, fastinit.Generator(11))
+    g = fastinit.Generator(11)
+    for entry in plan:
+        a = entry[0]
+        want = np.empty_like(a)
+        getattr(fastinit, entry[1])(want, **(entry[2] if len(entry) > 2 else {}), generator=g)
+        np.testing.assert_array_equal(a.view(f"u{a.itemsize}"), want.view(f"u{a.itemsize}"))
+
+
 # --------------------------------------------------------------------------------------
 # Rounding to 16 bits (docs/stream.md, section 7), on float32 bit patterns
 # --------------------------------------------------------------------------------------

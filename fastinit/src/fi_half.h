@@ -85,10 +85,10 @@ FI_INLINE void fi_put_half8(uint16_t *dst, fi_f32x8 v, int stream, int bf16, int
 #ifdef __AVX512BW__
 /* Stores 32 float32 values (v0, then v1) rounded to 16 bits at dst, as fi_put_half8
  * rounds them, in one 64-byte vector: bfloat16 from the high words of both vectors by
- * one two-source word permute, float16 by two vcvtps2ph; a NaN is set as there, off
- * the fast path (one compare per vector tells that no lane is a NaN) unless NAN_FREE. Non-temporal
- * when stream is set (dst then 16-byte aligned): one store per 64-byte line where
- * dst is 64-byte aligned. */
+ * one two-source word permute, float16 by two vcvtps2ph; unless NAN_FREE, a NaN is set
+ * as there, off the fast path (one compare per vector tells that no lane is a NaN).
+ * Non-temporal when stream is set (dst then 16-byte aligned): one store per 64-byte
+ * line where dst is 64-byte aligned. */
 typedef uint16_t fi_u16x32 __attribute__((vector_size(64)));
 FI_INLINE void fi_put_half32(uint16_t *dst, fi_f32x16 v0, fi_f32x16 v1, int stream, int bf16,
                              int nan_free)

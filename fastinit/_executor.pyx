@@ -78,14 +78,48 @@ class WriteJob:
 _collecting = contextvars.ContextVar("fastinit_batch", default=None)
 
 
-cdef bint _overlaps_any(Job job, list group):
-    """Whether ``job`` writes memory that a job of ``group`` writes."""
-    cdef Target t = job.target, u
-    for other in group:
-        u = (<Job>other).target
-        if t.mem_lo < u.mem_hi and u.mem_lo < t.mem_hi:
-            return True
-    return False
+cdef bint _disjoint(list jobs):
+    """Whether no two of ``jobs`` write the same memory (an empty target writes
+    none): their byte ranges in address order, each starting at or past the end of
+    the one before (if two overlap, so do two neighbours in that order)."""
+    cdef Target t
+    spans = []
+    for job in jobs:
+        t = (<Job>job).target
+        if t.mem_lo < t.mem_hi:
+            spans.append((t.mem_lo, t.mem_hi))
+    spans.sort()
+    cdef Py_ssize_t k
+    for k in range(1, len(spans)):
+        if spans[k][0] < spans[k - 1][1]:
+            return False
+    return True
+
+
+def fill_groups(list fills):
+    """The parallel loops that write ``fills`` (Jobs, in order): runs of consecutive
+    fills of distinct memory, a fill of memory that an earlier fill of its run writes
+    starting the next run. A plan's fills are nearly always of distinct memory, which
+    ``_disjoint`` finds in O(n log n), one loop; otherwise each run's byte ranges are
+    kept disjoint in address order, and each fill is checked against them by a binary
+    search. (Checking each fill against every one before it took 1.7 s for 20,000.)"""
+    if _disjoint(fills):
+        return [fills] if fills else []
+    cdef Target t
+    cdef Py_ssize_t i
+    groups, group, los, his = [], [], [], []
+    for job in fills:
+        t = (<Job>job).target
+        if t.mem_lo < t.mem_hi:
+            i = bisect.bisect_right(los, t.mem_lo)
+            if (i > 0 and his[i - 1] > t.mem_lo) or (i < len(los) and los[i] < t.mem_hi):
+                groups.append(group)
+                group, los, his, i = [], [], [], 0
+            los.insert(i, t.mem_lo)
+            his.insert(i, t.mem_hi)
+        group.append(job)
+    groups.append(group)
+    return groups
 
 
 def _enqueue(job):
@@ -216,18 +250,20 @@ def run_batch(jobs):
                                "written (a tensor of the plan was resized by code that ran "
                                "in between, such as an init_all callable); resize tensors "
                                "before initializing them")
-    group = []
+    fills = []                            # the fills since the last Python write
     for job in jobs:
         if isinstance(job, WriteJob):
-            run_jobs(group)
-            group = []
+            _run_fills(fills)
+            fills = []
             job.write()
             continue
-        if _overlaps_any(<Job>job, group):
-            run_jobs(group)
-            group = []
-        group.append(job)
-    run_jobs(group)
+        fills.append(job)
+    _run_fills(fills)
+
+
+def _run_fills(list fills):
+    for group in fill_groups(fills):
+        run_jobs(group)
 
 
 def run_jobs(list jobs):

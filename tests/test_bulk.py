@@ -171,6 +171,42 @@ def test_a_batch_tells_fills_of_its_targets_from_others():
                                          for h in held if h.size)
 
 
+
+def test_fill_groups_match_checking_every_earlier_fill():
+    """The parallel loops of a pass (consecutive fills of distinct memory; a fill of
+    memory an earlier fill of its loop writes starts the next) against checking each
+    fill against every earlier one of its loop, for random slices of one buffer:
+    overlapping or not, strided, empty (whose fills make no job), in random order."""
+    from fastinit import _executor, _plan
+    buf = np.zeros(3000, np.float32)
+    rng = np.random.default_rng(1)
+    g = fi.Generator(0)
+    splits = 0
+    for trial in range(300):
+        views = []
+        for _ in range(rng.integers(1, 40)):
+            lo = rng.integers(0, 2900)
+            width = rng.integers(0, 40 if trial % 3 else 120)
+            views.append(buf[lo:lo + width:rng.integers(1, 3)])
+        batch = _executor.Batch()
+        batch.hold([_plan.Target(buf)])
+        with batch:
+            for v in views:
+                g.uniform_(v)
+        got = [len(group) for group in _executor.fill_groups(batch.jobs)]
+        want, group = [], []
+        for t in (_plan.Target(v) for v in views):
+            if not t.size:
+                continue                               # a fill of nothing makes no job
+            if any(t.mem_lo < u.mem_hi and u.mem_lo < t.mem_hi for u in group):
+                want.append(len(group))
+                group = []
+            group.append(t)
+        want.append(len(group))
+        assert got == want, (trial, got, want)
+        splits += len(want) - 1
+    assert splits > 100          # the trials had overlaps to split at, and runs to keep
+
 def test_default_generator_and_many_small_tensors(num_threads):
     num_threads(2)
     arrays = [np.empty((17, 13), np.float32) for _ in range(500)]

@@ -190,8 +190,11 @@ class Batch:
 
     def holds(self, Target t):
         """Whether ``t`` writes memory of the held targets."""
-        i = bisect.bisect_right(self._his, t.mem_lo)     # the first interval ending past it
-        return i < len(self._los) and self._los[i] < t.mem_hi
+        return self._holds_range(t.mem_lo, t.mem_hi)
+
+    def _holds_range(self, lo, hi):
+        i = bisect.bisect_right(self._his, lo)     # the first interval ending past lo
+        return i < len(self._los) and self._los[i] < hi
 
     def __enter__(self):
         self._token = _collecting.set(self)
@@ -215,14 +218,16 @@ class Batch:
         if memory is None:
             return
         lo, hi = memory
-        last = -1
-        for i, job in enumerate(self.jobs):
+        if not self._holds_range(lo, hi):      # no kept fill can write it (the usual case)
+            return
+        cdef Py_ssize_t last
+        for last in range(len(self.jobs) - 1, -1, -1):        # the last that writes it
+            job = self.jobs[last]
             t = (<Job>job).target if isinstance(job, Job) else job.target
             if t.mem_lo < hi and lo < t.mem_hi:
-                last = i
-        if last >= 0:
-            jobs, self.jobs = self.jobs[:last + 1], self.jobs[last + 1:]
-            run_batch(jobs)
+                jobs, self.jobs = self.jobs[:last + 1], self.jobs[last + 1:]
+                run_batch(jobs)
+                return
 
     def paused(self):
         """A block in which fills run at once, not kept (a callable's own fills)."""

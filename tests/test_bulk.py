@@ -278,6 +278,33 @@ def test_a_callable_writing_a_target_sees_the_earlier_fills_of_it():
     assert (seen["a"] == 0).all() and (b == 1).all()
 
 
+
+def test_callables_on_random_slices_see_every_earlier_fill():
+    """Plans of fills and callables (each doubling its slice in place) on random,
+    overlapping slices of one buffer: the result is the one-by-one result only if each
+    callable ran after every earlier fill of its memory was written, and before every
+    later one. A callable whose memory no kept fill writes runs without writing any."""
+    rng = np.random.default_rng(2)
+
+    def double(t):
+        t *= 2
+
+    for _ in range(200):
+        bulk, single = np.zeros(600), np.zeros(600)
+        entries = []
+        for _ in range(rng.integers(1, 30)):
+            lo = int(rng.integers(0, 580))
+            hi = lo + int(rng.integers(0, 40))
+            entries.append((lo, hi, ["uniform_", "normal_", double][rng.integers(0, 3)]))
+        fi.init_all([(bulk[lo:hi], init) for lo, hi, init in entries], fi.Generator(9))
+        g = fi.Generator(9)
+        for lo, hi, init in entries:
+            if init is double:
+                double(single[lo:hi])
+            else:
+                getattr(fi, init)(single[lo:hi], generator=g)
+        np.testing.assert_array_equal(bulk, single)
+
 def test_a_callable_swapping_a_pending_tensors_memory_sees_one_by_one_results():
     """A fill kept past a callable writes the memory its tensor had when the call was
     made, which it keeps alive: as when the fill was written first, the tensor then

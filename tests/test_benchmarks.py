@@ -26,7 +26,7 @@ FILLS = [fills.Uniform, fills.Normal, fills.TruncNormal]
 INITIALIZERS = [initializers.KaimingUniform, initializers.KaimingNormal,
                 initializers.XavierUniform, initializers.XavierNormal,
                 initializers.LecunNormal, initializers.Orthogonal]
-MODELS = [models.GPT2SmallUniform, models.GPT2SmallReset, models.SmallLayers,
+MODELS = [models.GPT2SmallUniform, models.GPT2SmallReset, models.SmallLayers, models.ManyTensors,
           models.LlamaFromConfig]
 
 
@@ -183,6 +183,21 @@ def test_small_layers_benchmark_initializes_all_thousand_tensors():
     assert bench.nbytes == 500 * (16 + 4) * 4 and gbps > 0
     bench, _ = run_once(models.SmallLayers, ("torch", "64", "1"))
     assert bench.nbytes == 500 * (64 * 64 + 64) * 4
+
+
+def test_many_tensors_benchmark_fills_every_tensor_as_its_contender_says():
+    for contender in models.ManyTensors.params[0]:
+        bench, gbps = run_once(models.ManyTensors, (contender, "1000", "1"))
+        assert bench.nbytes == 1000 * 512 * 4 and gbps > 0
+    for contender in ("fastinit init_all", "fastinit per tensor"):     # the same draws
+        bench = models.ManyTensors()
+        bench.setup(contender, "1000", "1")
+        bench.run()
+        bench.teardown()
+        g = fastinit.Generator(0)
+        for a in bench.arrays:
+            np.testing.assert_array_equal(
+                a, fastinit.normal_(np.empty(512, np.float32), 0.0, 0.02, generator=g))
 
 
 def test_llama_benchmark_materializes_the_whole_model(capsys):

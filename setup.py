@@ -18,6 +18,11 @@ The compile flags are part of what decides a rebuild: when they differ from thos
 existing objects were built with (say FASTINIT_SANITIZE was set or unset), every
 extension is compiled again, even in place.
 
+With GCC, the kernels are compiled with -fstack-reuse=none: GCC 12.2 built a block's
+lane states into a stack slot it shared with another local array and dropped their
+stores, on correct code (docs/quality.md, "Compiler workarounds"). Compilers without
+the option (Clang) build without it.
+
 The C kernels (fastinit/src) are compiled once, into a static library that every
 extension links. Nothing is built for the build machine's CPU (no -march=native):
 wider instruction sets are reached by runtime dispatch (fastinit/src/fi_dispatch.c).
@@ -51,6 +56,12 @@ OPENMP_PROBE = textwrap.dedent(
 )
 
 
+# Flags kept where the compiler accepts them (the build goes on without the others).
+# -fstack-reuse=none: GCC's sharing of stack slots between locals whose lifetimes do
+# not overlap miscompiled a kernel (docs/quality.md, "Compiler workarounds").
+GUARD_FLAGS = ["-fstack-reuse=none"]
+
+
 def _flag(name):
     return os.environ.get(name, "").strip().lower() in ("1", "true", "yes", "on")
 
@@ -78,6 +89,24 @@ def openmp_flags(compiler):
             if out.split() == ["2", "1"]:
                 return cflags, ldflags
     return None
+
+
+def accepted_flags(compiler, flags):
+    """Those of ``flags`` that ``compiler`` compiles an empty file with, warning-free."""
+    if compiler.compiler_type == "msvc":
+        return []
+    kept = []
+    for flag in flags:
+        with tempfile.TemporaryDirectory() as tmp:
+            src = os.path.join(tmp, "probe.c")
+            with open(src, "w") as f:
+                f.write("int fastinit_probe(void) { return 0; }\n")
+            try:
+                compiler.compile([src], output_dir=tmp, extra_postargs=[flag, "-Werror"])
+            except Exception:  # the compiler rejects or ignores the flag
+                continue
+            kept.append(flag)
+    return kept
 
 
 def base_flags(compiler_type):
@@ -109,11 +138,13 @@ KERNEL_HEADERS = sorted(glob.glob("fastinit/src/*.h") + glob.glob("fastinit/src/
 
 def build_flags(cmd):
     """(compile flags, link flags, whether they changed since the last build) for this
-    build: the base flags, then OpenMP's (probed once, with ``cmd``'s compiler). The
+    build: the base flags, the guard flags the compiler accepts, then OpenMP's (each
+    probed once, with ``cmd``'s compiler). The
     kernel library and the extensions are built with the same flags."""
     dist = cmd.distribution
     if getattr(dist, "fastinit_flags", None) is None:
         cflags, ldflags = base_flags(cmd.compiler.compiler_type)
+        cflags += accepted_flags(cmd.compiler, GUARD_FLAGS)
         if _flag("FASTINIT_DISABLE_OPENMP"):
             print("fastinit: OpenMP disabled by FASTINIT_DISABLE_OPENMP; fills run on one thread")
         else:

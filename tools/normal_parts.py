@@ -33,7 +33,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 PATHS = ["avx512vbmi", "avx512", "avx2", "baseline"]
 
-FLAGS = ["-O3", "-ffp-contract=off", "-Wno-unused-function", "-Wno-psabi"]   # as setup.py
+FLAGS = ["-O3", "-ffp-contract=off", "-Wno-unused-function", "-Wno-psabi",
+         "-fstack-reuse=none"]                                        # as setup.py (GCC)
 LIBRARY = ["fi_detmath.c", "fi_layout.c", "fi_stream.c"]       # path-independent sources
 PARTS = ["fast pass", "fix-ups", "whole block"]
 

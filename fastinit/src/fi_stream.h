@@ -19,12 +19,20 @@ typedef struct {
     fi_u64x4 s0[FI_VECS], s1[FI_VECS], s2[FI_VECS], s3[FI_VECS];
 } fi_lanes;
 
-/* splitmix64's output function (fi_mix64) on four lanes. AVX2 and SSE2 have no
- * 64-bit multiply; GCC composes it of three 32-bit ones, which on AVX2 still
- * beats the scalar function (a block's lanes seeded in 98 against 172 TSC ticks on
- * Zen 3, rdtsc included; a float32 normal block, which seeds two sets, takes about
- * 4,200), and on SSE2 does not (294 against 270). */
-FI_INLINE fi_u64x4 fi_mix64x4(fi_u64x4 z)
+/* A block's 16 lanes at the path's width: FI_NV vectors of FI_VW lanes per state
+ * word; fi_lanes is the same memory at 4 lanes per vector. */
+#define FI_NV (FI_LANES / FI_VW)
+typedef struct {
+    fi_u64xv s0[FI_NV], s1[FI_NV], s2[FI_NV], s3[FI_NV];
+} fi_lanesv;
+_Static_assert(sizeof(fi_lanesv) == sizeof(fi_lanes), "fi_lanesv is fi_lanes at another width");
+
+/* splitmix64's output function (fi_mix64) on FI_VW lanes. AVX2 and SSE2 have no
+ * 64-bit multiply; GCC composes it of three 32-bit ones, which on AVX2 still beats
+ * the scalar function (a block's lanes seeded in 98 against 172 TSC ticks on Zen 3,
+ * rdtsc included; a float32 normal block, which seeds two sets, takes about 4,200),
+ * and on SSE2 does not (294 against 270). AVX-512's vpmullq is one instruction. */
+FI_INLINE fi_u64xv fi_mix64v(fi_u64xv z)
 {
     z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
     z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
@@ -35,7 +43,7 @@ FI_INLINE fi_u64x4 fi_mix64x4(fi_u64x4 z)
  * 64 b .. 64 b + 63 of the call seed, the auxiliary lanes of the normal sampler's
  * slow path (aux = 1) from outputs 2^62 + 64 b onwards; word k of lane l is output
  * 4 l + k of those, the mix of sigma + (first + 4 l + k + 1) gamma (mod 2^64). */
-FI_INLINE void fi_lanes_seed(fi_lanes *ln, uint64_t sigma, uint64_t block, int aux)
+FI_INLINE void fi_lanesv_seed(fi_lanesv *ln, uint64_t sigma, uint64_t block, int aux)
 {
     const uint64_t first = (aux ? 1ULL << 62 : 0) + block * (uint64_t)(4 * FI_LANES);
 #ifndef __AVX2__                  /* SSE2's composed multiplies lose to scalar ones */
@@ -46,60 +54,27 @@ FI_INLINE void fi_lanes_seed(fi_lanes *ln, uint64_t sigma, uint64_t block, int a
     memcpy(ln->s0, w[0], sizeof ln->s0); memcpy(ln->s1, w[1], sizeof ln->s1);
     memcpy(ln->s2, w[2], sizeof ln->s2); memcpy(ln->s3, w[3], sizeof ln->s3);
 #else
-    const fi_u64x4 lanes = {0, 4 * FI_GAMMA, 8 * FI_GAMMA, 12 * FI_GAMMA};  /* l = 4 v + i */
-    const fi_u64x4 at = sigma + (first + 1) * FI_GAMMA + lanes;
-    for (int v = 0; v < FI_VECS; v++) {
-        const uint64_t vec = (uint64_t)(16 * v) * FI_GAMMA;
-        ln->s0[v] = fi_mix64x4(at + vec);
-        ln->s1[v] = fi_mix64x4(at + vec + FI_GAMMA);
-        ln->s2[v] = fi_mix64x4(at + vec + 2 * FI_GAMMA);
-        ln->s3[v] = fi_mix64x4(at + vec + 3 * FI_GAMMA);
-    }
-#endif
-}
-
-/* A block's 16 lanes at the path's width: FI_NV vectors of FI_VW lanes per state
- * word (the same memory layout as fi_lanes). */
-#define FI_NV (FI_LANES / FI_VW)
-typedef struct {
-    fi_u64xv s0[FI_NV], s1[FI_NV], s2[FI_NV], s3[FI_NV];
-} fi_lanesv;
-_Static_assert(sizeof(fi_lanesv) == sizeof(fi_lanes), "fi_lanesv is fi_lanes at another width");
-
-/* fi_lanes_seed's states at the path's width. On AVX-512 they are computed 8 lanes
- * at a time (its 64-bit multiply, vpmullq, makes splitmix64 cheap): the 4-lane
- * states copied into 8-lane vectors went through the stack, each 64-byte load
- * from two 32-byte stores, which the CPU cannot forward. */
-#if FI_VW == 8
-FI_INLINE fi_u64xv fi_mix64v(fi_u64xv z)
-{
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
-    return z ^ (z >> 31);
-}
-#endif
-
-FI_INLINE void fi_lanesv_seed(fi_lanesv *ln, uint64_t sigma, uint64_t block, int aux)
-{
-#if FI_VW == 8
-    _Static_assert(FI_NV == 2, "16 lanes: two vectors of 8");
-    const uint64_t first = (aux ? 1ULL << 62 : 0) + block * (uint64_t)(4 * FI_LANES);
-    const uint64_t g = FI_GAMMA;                        /* lane l = 8 v + i */
-    const fi_u64xv lanes = {0, 4 * g, 8 * g, 12 * g, 16 * g, 20 * g, 24 * g, 28 * g};
+    const uint64_t g = FI_GAMMA;
+    fi_u64xv lanes;                                       /* lane l = FI_VW v + i */
+    for (int i = 0; i < FI_VW; i++) lanes[i] = 4 * (uint64_t)i * g;
     const fi_u64xv at = sigma + (first + 1) * g + lanes;
     for (int v = 0; v < FI_NV; v++) {
-        const uint64_t vec = (uint64_t)(32 * v) * g;
+        const uint64_t vec = (uint64_t)(4 * FI_VW * v) * g;
         ln->s0[v] = fi_mix64v(at + vec);
         ln->s1[v] = fi_mix64v(at + vec + g);
         ln->s2[v] = fi_mix64v(at + vec + 2 * g);
         ln->s3[v] = fi_mix64v(at + vec + 3 * g);
     }
-#else
-    fi_lanes narrow;
-    fi_lanes_seed(&narrow, sigma, block, aux);
-    memcpy(ln->s0, narrow.s0, sizeof ln->s0); memcpy(ln->s1, narrow.s1, sizeof ln->s1);
-    memcpy(ln->s2, narrow.s2, sizeof ln->s2); memcpy(ln->s3, narrow.s3, sizeof ln->s3);
 #endif
+}
+
+/* The same states in fi_lanes' layout (cursors' lanes, the auxiliary lanes, which the
+ * slow paths step lane by lane). */
+FI_INLINE void fi_lanes_seed(fi_lanes *ln, uint64_t sigma, uint64_t block, int aux)
+{
+    fi_lanesv wide;
+    fi_lanesv_seed(&wide, sigma, block, aux);
+    memcpy(ln, &wide, sizeof *ln);
 }
 
 FI_INLINE fi_u64xv fi_rotlv(fi_u64xv x, int k) { return (x << k) | (x >> (64 - k)); }

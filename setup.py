@@ -139,8 +139,8 @@ KERNEL_HEADERS = sorted(glob.glob("fastinit/src/*.h") + glob.glob("fastinit/src/
 def build_flags(cmd):
     """(compile flags, link flags, whether they changed since the last build) for this
     build: the base flags, the guard flags the compiler accepts, then OpenMP's (each
-    probed once, with ``cmd``'s compiler). The
-    kernel library and the extensions are built with the same flags."""
+    probed once, with ``cmd``'s compiler). The kernel library and the extensions are
+    built with the same flags."""
     dist = cmd.distribution
     if getattr(dist, "fastinit_flags", None) is None:
         cflags, ldflags = base_flags(cmd.compiler.compiler_type)

@@ -171,7 +171,6 @@ def test_a_batch_tells_fills_of_its_targets_from_others():
                                          for h in held if h.size)
 
 
-
 def test_fill_groups_match_checking_every_earlier_fill():
     """The parallel loops of a pass (consecutive fills of distinct memory; a fill of
     memory an earlier fill of its loop writes starts the next) against checking each
@@ -206,6 +205,7 @@ def test_fill_groups_match_checking_every_earlier_fill():
         assert got == want, (trial, got, want)
         splits += len(want) - 1
     assert splits > 100          # the trials had overlaps to split at, and runs to keep
+
 
 def test_default_generator_and_many_small_tensors(num_threads):
     num_threads(2)
@@ -278,7 +278,6 @@ def test_a_callable_writing_a_target_sees_the_earlier_fills_of_it():
     assert (seen["a"] == 0).all() and (b == 1).all()
 
 
-
 def test_callables_on_random_slices_see_every_earlier_fill():
     """Plans of fills and callables (each doubling its slice in place) on random,
     overlapping slices of one buffer: the result is the one-by-one result only if each
@@ -304,6 +303,7 @@ def test_callables_on_random_slices_see_every_earlier_fill():
             else:
                 getattr(fi, init)(single[lo:hi], generator=g)
         np.testing.assert_array_equal(bulk, single)
+
 
 def test_a_callable_swapping_a_pending_tensors_memory_sees_one_by_one_results():
     """A fill kept past a callable writes the memory its tensor had when the call was

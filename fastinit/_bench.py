@@ -2,7 +2,9 @@
 
 Every contender runs on the same pre-touched memory, interleaved round by round
 (so a noisy neighbour slows all of them alike), and the report gives medians as
-GB/s and as speed ratios to reference contenders of the same run.
+GB/s and speed ratios to reference contenders of the same run: each ratio the
+median over the rounds of that round's ratio, so that a host that slows down or
+speeds up between rounds moves both sides of a ratio together.
 """
 
 import importlib.util
@@ -37,17 +39,31 @@ def _mkl_random():
     return mkl_random.MKLRandomState(0, brng="SFMT19937")
 
 
-def _median_seconds(contenders, repeat):
-    """Run each contender once per round, ``repeat`` rounds; median seconds each."""
-    times = {name: [] for name in contenders}
+class Rounds(dict):
+    """Seconds of each contender in each round: name -> [seconds in round 0, 1, ...].
+    Contenders timed together ran back to back in each round."""
+
+    def median(self, name):
+        return statistics.median(self[name])
+
+    def speed_ratio(self, ref, name):
+        """How many times as fast as ``ref`` ``name`` ran: the median over the rounds
+        of ref's seconds / name's seconds, rounds paired by their index."""
+        return statistics.median(r / s for r, s in zip(self[ref], self[name]))
+
+
+def _time_rounds(contenders, repeat):
+    """Run each contender once per round, ``repeat`` rounds, after one warm-up call
+    each; their Rounds."""
+    rounds = Rounds({name: [] for name in contenders})
     for fn in contenders.values():   # warm-up: page tables, thread pools, caches
         fn()
     for _ in range(repeat):
         for name, fn in contenders.items():
             t0 = time.perf_counter()
             fn()
-            times[name].append(time.perf_counter() - t0)
-    return {name: statistics.median(ts) for name, ts in times.items()}
+            rounds[name].append(time.perf_counter() - t0)
+    return rounds
 
 
 def _torch(threads):
@@ -59,16 +75,19 @@ def _torch(threads):
     return torch
 
 
-def _print_table(title, nbytes, seconds, references):
-    """One row per contender: GB/s, ms, and its speed relative to each reference
-    (a dict of column label -> contender name; absent references are skipped)."""
-    refs = {label: name for label, name in references.items() if name in seconds}
+def _print_table(title, nbytes, rounds, references):
+    """One row per contender of ``rounds``: GB/s and ms (medians), and its speed
+    relative to each reference (a dict of column label -> contender name; absent
+    references are skipped)."""
+    refs = {label: name for label, name in references.items() if name in rounds}
     print(f"\n{title}")
     widths = [max(11, len(lab) + 2) for lab in refs]
     print(f"  {'contender':<42}{'GB/s':>7}{'ms':>9}" +
           "".join(f"{lab:>{w}}" for lab, w in zip(refs, widths)))
-    for name, s in seconds.items():
-        ratios = "".join(f"{seconds[ref] / s:>{w}.2f}" for ref, w in zip(refs.values(), widths))
+    for name in rounds:
+        s = rounds.median(name)
+        ratios = "".join(f"{rounds.speed_ratio(ref, name):>{w}.2f}"
+                         for ref, w in zip(refs.values(), widths))
         written = 2 * nbytes if name.endswith(F64_ALLOC) else nbytes
         print(f"  {name:<42}{written / s / 1e9:>7.2f}{s * 1e3:>9.2f}{ratios}")
 
@@ -106,9 +125,9 @@ def bench_sizes(sizes, thread_counts, repeat):
                 normal[MKL_NORMAL] = lambda: mkl.standard_normal(size, method="ICDF")
                 normal[f"fastinit normal_ {F64_ALLOC}"] = lambda: gen.normal_(np.empty(size))
                 normal[f"np.ones, allocation alone {F64_ALLOC}"] = lambda: np.ones(size)
-            _print_table("uniform: " + label, a.nbytes, _median_seconds(uniform, repeat),
+            _print_table("uniform: " + label, a.nbytes, _time_rounds(uniform, repeat),
                          {"vs limit": LIMIT, "vs numpy": NP_RANDOM})
-            _print_table("normal: " + label, a.nbytes, _median_seconds(normal, repeat),
+            _print_table("normal: " + label, a.nbytes, _time_rounds(normal, repeat),
                          {"vs numpy": NP_NORMAL, "vs torch": TORCH_NORMAL,
                           "vs uniform": FI_UNIFORM, "vs mkl": MKL_NORMAL})
         del a
@@ -137,13 +156,15 @@ def bench_initializers(shape, threads, repeat):
         if t is not None:
             theirs = getattr(torch.nn.init, name)
             contenders[f"torch.nn.init {name}"] = lambda theirs=theirs, kw=kw: theirs(t, **kw)
-    seconds = _median_seconds(contenders, repeat)
+    rounds = _time_rounds(contenders, repeat)
     print(f"\ninitializers: {shape[0]} x {shape[1]} float32 weight ({w.nbytes / 2**20:.0f} MiB), "
           f"{threads} threads")
     print(f"  {'contender':<42}{'GB/s':>7}{'ms':>9}{'vs torch':>11}")
-    for name, sec in seconds.items():
-        peer = seconds.get(name.replace("fastinit ", "torch.nn.init "))
-        ratio = f"{peer / sec:>11.2f}" if peer is not None and name.startswith("fastinit") else ""
+    for name in rounds:
+        sec = rounds.median(name)
+        peer = name.replace("fastinit ", "torch.nn.init ")
+        ratio = (f"{rounds.speed_ratio(peer, name):>11.2f}"
+                 if peer in rounds and name.startswith("fastinit") else "")
         print(f"  {name:<42}{w.nbytes / sec / 1e9:>7.2f}{sec * 1e3:>9.2f}{ratio}")
     fastinit.set_num_threads(None)
 
@@ -158,18 +179,18 @@ def bench_orthogonal(sizes, threads, repeat):
     gen = fastinit.Generator(0)
     for n in sizes:
         w = np.ones((n, n), np.float32)
-        seconds = {}
+        rounds = Rounds()
         if torch is not None:
             t = torch.ones(n, n)
-            seconds = _median_seconds({
+            rounds = _time_rounds({
                 "fastinit orthogonal_ (torch tensor)":
                     lambda: fastinit.orthogonal_(t, generator=gen),
                 "torch.nn.init orthogonal_": lambda: torch.nn.init.orthogonal_(t),
             }, repeat)
-        seconds.update(_median_seconds({
+        rounds.update(_time_rounds({      # (its ratio pairs rounds of the two batches)
             "fastinit orthogonal_ (numpy array)": lambda: fastinit.orthogonal_(w, generator=gen),
         }, repeat))
-        _print_table(f"orthogonal_: {n} x {n} float32, {threads} threads", w.nbytes, seconds,
+        _print_table(f"orthogonal_: {n} x {n} float32, {threads} threads", w.nbytes, rounds,
                      {"vs torch": "torch.nn.init orthogonal_"})
     fastinit.set_num_threads(None)
 
@@ -188,13 +209,14 @@ def bench_dtypes(size, threads, repeat):
     for name, a in arrays.items():
         contenders[f"uniform_ {name}"] = lambda a=a: gen.uniform_(a)
         contenders[f"normal_ {name}"] = lambda a=a: gen.normal_(a)
-    seconds = _median_seconds(contenders, repeat)
+    rounds = _time_rounds(contenders, repeat)
     print(f"\ndtypes: {size:.3g} elements, {threads} threads (elements per second; "
           f"'vs float32' compares the same fill)")
     print(f"  {'contender':<42}{'Gelem/s':>9}{'vs float32':>12}")
-    for name, sec in seconds.items():
-        base = seconds[name.rsplit(" ", 1)[0] + " float32"]
-        print(f"  {name:<42}{size / sec / 1e9:>9.2f}{base / sec:>12.2f}")
+    for name in rounds:
+        base = name.rsplit(" ", 1)[0] + " float32"
+        print(f"  {name:<42}{size / rounds.median(name) / 1e9:>9.2f}"
+              f"{rounds.speed_ratio(base, name):>12.2f}")
     fastinit.set_num_threads(None)
 
 
@@ -220,9 +242,9 @@ def bench_gpt2(threads, repeat):
     if torch is not None:
         tensors = [torch.from_numpy(a) for a in arrays]
         contenders["torch uniform_ per tensor"] = lambda: [t.uniform_() for t in tensors]
-    seconds = _median_seconds(contenders, repeat)
+    rounds = _time_rounds(contenders, repeat)
     _print_table(f"GPT-2 small: {len(arrays)} tensors, {params:,} float32 parameters "
-                 f"({nbytes / 2**20:.0f} MiB), uniform, {threads} threads", nbytes, seconds,
+                 f"({nbytes / 2**20:.0f} MiB), uniform, {threads} threads", nbytes, rounds,
                  {"vs one": "one uniform_ of the same size", "vs numpy": NP_RANDOM + " per tensor"})
     if torch is not None:
         _bench_gpt2_model(torch, threads, repeat, nbytes)
@@ -268,18 +290,18 @@ def _bench_gpt2_model(torch, threads, repeat, nbytes):
         "fastinit.torch.reset_parameters": lambda: ft.reset_parameters(model, gen),
         "one uniform_ of the same bytes": lambda: gen.uniform_(flat),
     }
-    seconds = _median_seconds(contenders, repeat)
+    rounds = _time_rounds(contenders, repeat)
     del flat
     _print_table(f"GPT-2 small model, torch's default initialization (Linear: kaiming "
                  f"uniform; Embedding: normal), pre-allocated, {threads} threads", nbytes,
-                 seconds, {"vs torch": "torch reset_parameters()",
+                 rounds, {"vs torch": "torch reset_parameters()",
                            "vs one": "one uniform_ of the same bytes"})
     contenders = {
         "torch builds on CPU": lambda: _gpt2_model(torch),
         "fastinit: meta, materialize, reset": build_meta_then_reset,
     }
-    seconds = _median_seconds(contenders, max(2, repeat // 2))
-    _print_table("GPT-2 small model, allocation included", nbytes, seconds,
+    rounds = _time_rounds(contenders, max(2, repeat // 2))
+    _print_table("GPT-2 small model, allocation included", nbytes, rounds,
                  {"vs torch": "torch builds on CPU"})
 
 
@@ -305,8 +327,9 @@ def run(sizes, thread_counts, repeat, init_shape=(16384, 16384), models_repeat=3
         models_size="953M", orthogonal_sizes=(1000, 4096)):
     info = fastinit.build_info()
     print(f"fastinit {info['version']} bench: float32, medians of {repeat} interleaved rounds.")
-    print("Ratios are speed relative to the column's contender (> 1: faster). 'limit' is")
-    print("the machine's write bandwidth: a bare OpenMP loop of non-temporal stores.")
+    print("Ratios are speed relative to the column's contender (> 1: faster), each the")
+    print("median of the rounds' own ratios. 'limit' is the machine's write bandwidth:")
+    print("a bare OpenMP loop of non-temporal stores.")
     print(f"Rows marked {F64_ALLOC} return a new float64 array, as mkl_random must (GB/s")
     print("counts their 8-byte elements; ratios compare times for the same element count).")
     print(f"machine: {info['machine']}, {os.cpu_count()} CPUs: {cpu_description()}")
@@ -437,9 +460,10 @@ def bench_models(threads, repeat, size="953M"):
         first_touch = _runtime.first_touch_yardstick(nbytes, threads)
         if first_touch is not None:
             times["first touch"].append(first_touch)
-    seconds = {name: statistics.median(ts) for name, ts in times.items() if ts}
-    if "first touch" in seconds:
-        seconds["yardstick"] = seconds["first touch"] + seconds["touched"]
+    if times["first touch"]:            # the yardstick of each round: its two parts
+        times["yardstick"] = [a + b for a, b in zip(times["first touch"], times["touched"])]
+    else:
+        del times["first touch"]
     labels = {"plain": "transformers from_config (plain)",
               "materialize": "fastinit: meta, materialize",
               "deferred": "fastinit: deferred_init, materialize",
@@ -449,7 +473,7 @@ def bench_models(threads, repeat, size="953M"):
     _print_table(f"models: Llama from config, {nbytes / 4e6:.0f}M float32 parameters, "
                  f"model's own initialization, {threads} threads "
                  f"(huge pages {_runtime.huge_pages_reason.split(':')[0]})",
-                 nbytes, {labels[k]: v for k, v in seconds.items()},
+                 nbytes, Rounds({labels[k]: v for k, v in times.items()}),
                  {"vs plain": labels["plain"], "vs yardstick": labels["yardstick"]})
     fastinit.set_num_threads(None)
 

@@ -283,3 +283,19 @@ def test_bench_tables_name_their_contenders(capsys):
     torch_rows = ["fastinit orthogonal_ (torch tensor)", "torch.nn.init orthogonal_"]
     assert rows == (torch_rows if importlib.util.find_spec("torch") else []) + [
         "fastinit orthogonal_ (numpy array)"]
+
+
+def test_bench_ratios_are_medians_of_each_rounds_ratio(capsys):
+    """A ratio pairs the rounds: a host that slows down in one round slows both sides
+    of that round's ratio. Here the medians' ratio would say 1.0; each round says
+    the contender took twice as long, but for one round in which the host sped it up."""
+    from fastinit import _bench
+    rounds = _bench.Rounds({"ref": [1.0, 10.0, 2.0], "x": [2.0, 20.0, 1.0]})
+    assert rounds.median("ref") == rounds.median("x") == 2.0
+    assert rounds.speed_ratio("ref", "x") == 0.5
+    assert rounds.speed_ratio("x", "ref") == 2.0
+    _bench._print_table("t", 4 * 10**9, rounds, {"vs ref": "ref", "vs none": "absent"})
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[2].split() == ["contender", "GB/s", "ms", "vs", "ref"]
+    assert lines[3].split() == ["ref", "2.00", "2000.00", "1.00"]
+    assert lines[4].split() == ["x", "2.00", "2000.00", "0.50"]

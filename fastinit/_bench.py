@@ -187,7 +187,7 @@ def bench_orthogonal(sizes, threads, repeat):
                     lambda: fastinit.orthogonal_(t, generator=gen),
                 "torch.nn.init orthogonal_": lambda: torch.nn.init.orthogonal_(t),
             }, repeat)
-        rounds.update(_time_rounds({      # (its ratio pairs rounds of the two batches)
+        rounds.update(_time_rounds({      # timed apart: its ratio pairs the rounds by index
             "fastinit orthogonal_ (numpy array)": lambda: fastinit.orthogonal_(w, generator=gen),
         }, repeat))
         _print_table(f"orthogonal_: {n} x {n} float32, {threads} threads", w.nbytes, rounds,

@@ -283,15 +283,21 @@ def _bench_gpt2_model(torch, threads, repeat, nbytes):
         ft.materialize(m, gen, init=ft.reset_parameters)
 
     # The yardstick in the same rounds and the same kind of memory as the model's
-    # parameters (torch's allocations), so that 'vs one' compares like with like.
+    # parameters (torch's allocations), so that 'vs one' compares like with like; and
+    # the model's fills alone, as two flat fills (its embeddings' normals, the rest
+    # uniform), so that what reset_parameters adds to them shows.
     flat = torch.zeros(nbytes // 4)
+    normals = sum(m.weight.numel() for m in model.modules() if isinstance(m, torch.nn.Embedding))
+    flat_normal, flat_uniform = flat[:normals], flat[normals:]
     contenders = {
         "torch reset_parameters()": lambda: [m.reset_parameters() for m in layers],
         "fastinit.torch.reset_parameters": lambda: ft.reset_parameters(model, gen),
         "one uniform_ of the same bytes": lambda: gen.uniform_(flat),
+        "its fills alone: normal_, uniform_ (flat)":
+            lambda: (gen.normal_(flat_normal), gen.uniform_(flat_uniform)),
     }
     rounds = _time_rounds(contenders, repeat)
-    del flat
+    del flat, flat_normal, flat_uniform
     _print_table(f"GPT-2 small model, torch's default initialization (Linear: kaiming "
                  f"uniform; Embedding: normal), pre-allocated, {threads} threads", nbytes,
                  rounds, {"vs torch": "torch reset_parameters()",

@@ -299,3 +299,17 @@ def test_bench_ratios_are_medians_of_each_rounds_ratio(capsys):
     assert lines[2].split() == ["contender", "GB/s", "ms", "vs", "ref"]
     assert lines[3].split() == ["ref", "2.00", "2000.00", "1.00"]
     assert lines[4].split() == ["x", "2.00", "2000.00", "0.50"]
+
+
+def test_gpt2_model_table_has_its_yardsticks_in_the_same_rounds(capsys):
+    """The reset table times one uniform fill of the model's bytes and the model's fills
+    alone (embeddings' normals and the rest uniform, flat) in the same rounds."""
+    torch = pytest.importorskip("torch")
+    from fastinit import _bench
+    _bench._bench_gpt2_model(torch, 1, 1, 124_439_808 * 4)
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[2].split()[-4:] == ["vs", "torch", "vs", "one"]
+    assert [line[:44].strip() for line in lines[3:7]] == [
+        "torch reset_parameters()", "fastinit.torch.reset_parameters",
+        "one uniform_ of the same bytes", "its fills alone: normal_, uniform_ (flat)"]
+    assert lines[5].split()[-1] == "1.00"             # one fill against itself

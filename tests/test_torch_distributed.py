@@ -5,6 +5,7 @@ import os
 import socket
 import subprocess
 import sys
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import pytest
@@ -84,13 +85,17 @@ def run_ranks(script, world, args, tmp_path):
                                str(world), port, out, *args], env=env,
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE)
              for rank in range(world)]
-    try:
-        for p in procs:
-            _, err = p.communicate(timeout=240)
-            assert p.returncode == 0, err.decode()[-3000:]
+    try:                        # (every rank's pipes drained at once: none blocks on them)
+        with ThreadPoolExecutor(world) as pool:
+            errors = list(pool.map(lambda p: p.communicate(timeout=240)[1].decode(), procs))
     finally:
         for p in procs:
             p.kill()
+    # Every rank's error, not only the first's: a rank that fails because a peer died
+    # ("Connection reset by peer") says nothing of why the peer did.
+    failed = [f"rank {rank} (exit {p.returncode}):\n{err[-3000:]}"
+              for rank, (p, err) in enumerate(zip(procs, errors)) if p.returncode != 0]
+    assert not failed, "\n\n".join(failed)
     return np.load(out)
 
 

@@ -26,40 +26,12 @@ non-zero if anything fails.
 """
 
 import argparse
-import os
-import shutil
-import subprocess
 import sys
-import tempfile
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
+from other_build import ROOT, built_copy, digest, hold_to_exactness, imported_facts, native_env
+
 EMULATED = ("avx512", "avx512vbmi")
-EXACTNESS = ["tests/test_stream.py", "tests/test_normal.py", "tests/test_bulk.py",
-             "tests/test_init.py", "tests/test_generator.py"]
-
-
-def run(cmd, **kw):
-    print("+", " ".join(str(c) for c in cmd), flush=True)
-    return subprocess.run([str(c) for c in cmd], check=True, **kw)
-
-
-def tracked_copy(dest):
-    """The work tree's files as git sees them (tracked ones as they are now, edits
-    included, and new ones not ignored) under ``dest``: no in-place build output."""
-    names = subprocess.run(["git", "ls-files", "-z", "--cached", "--others",
-                            "--exclude-standard"], cwd=ROOT, capture_output=True,
-                           check=True).stdout.decode().split("\0")
-    for name in filter(None, names):
-        src = ROOT / name
-        if src.is_file():
-            (dest / name).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(src, dest / name)
-
-
-def digest(env, cwd):
-    return run([sys.executable, "tools/fill_digest.py"], env=env, cwd=cwd,
-               capture_output=True, text=True).stdout.strip()
 
 
 def main():
@@ -72,40 +44,14 @@ def main():
     if not (simde / "simde" / "x86" / "avx512.h").is_file():
         sys.exit(f"no SIMDe headers under {simde} (Debian: apt-get install libsimde-dev)")
 
-    native = dict(os.environ)
-    native.pop("FASTINIT_SIMD", None)
+    native = native_env()
     expected = digest(native, ROOT)
-
-    work = Path(tempfile.mkdtemp(prefix="fastinit-emulated-"))
-    try:
-        tracked_copy(work)
-        env = dict(native, FASTINIT_EMULATE_AVX512=str(simde), PYTHONPATH=str(work))
-        run([sys.executable, "setup.py", "-q", "build_ext", "--inplace"], cwd=work, env=env)
-        facts = run([sys.executable, "-c", "import fastinit, fastinit._runtime as r; "
-                     "print(fastinit.__file__); print(r.build_facts()['flags']); "
-                     "print(' '.join(r.simd_paths()))"], cwd=work, env=env, capture_output=True,
-                    text=True).stdout.splitlines()
-        if not (facts[0].startswith(str(work)) and "FI_EMULATE_AVX512" in facts[1]
-                and set(EMULATED) <= set(facts[2].split())):
-            sys.exit(f"the emulated build is not the one imported: {facts}")
-
-        pytest = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider"]
-        run(pytest + ["tests/test_paths.py"], cwd=work, env=env)
-        digests = {}
-        for path in EMULATED:
-            forced = dict(env, FASTINIT_SIMD=path)
-            run(pytest + EXACTNESS, cwd=work, env=forced)
-            digests[path] = digest(forced, work)
-        for path, d in digests.items():
-            print(f"{path} (emulated): fill digest {d}")
-        print(f"native build: fill digest {expected}")
-        if any(d != expected for d in digests.values()):
-            sys.exit("the emulated paths' fills differ from the native build's")
-    finally:
-        if args.keep:
-            print(f"kept: {work}")
-        else:
-            shutil.rmtree(work, ignore_errors=True)
+    with built_copy("fastinit-emulated-", dict(native, FASTINIT_EMULATE_AVX512=str(simde)),
+                    args.keep) as (work, env):
+        facts = imported_facts(work, env)
+        if not ("FI_EMULATE_AVX512" in facts["flags"] and set(EMULATED) <= set(facts["paths"])):
+            sys.exit(f"the build imported is not the emulated one: {facts}")
+        hold_to_exactness(work, env, EMULATED, "emulated", expected)
 
 
 if __name__ == "__main__":

@@ -8,6 +8,9 @@ with ``CC`` set to Clang (as a user's ``CC=clang pip install .`` does; Debian:
 ``apt-get install clang-19 libomp-19-dev``), checks that the copy imported is Clang's
 and has OpenMP, then, against that build:
 
+0. (first) each path file, preprocessed by Clang, defines the ISA macro of every
+   feature its GCC pragma names, by which the kernels choose their intrinsic branches;
+
 1. tests/test_paths.py: every path this CPU runs against the pure-Python reference;
 2. with each such path forced (FASTINIT_SIMD), the other exactness suites
    (test_stream, test_normal, test_bulk, test_init, test_generator);
@@ -26,7 +29,9 @@ import shutil
 import subprocess
 import sys
 
-from other_build import ROOT, built_copy, digest, hold_to_exactness, imported_facts, native_env
+from normal_parts import target_features
+from other_build import (ROOT, built_copy, digest, hold_to_exactness, imported_facts, native_env,
+                         run)
 
 CANDIDATES = ["clang"] + [f"clang-{v}" for v in range(25, 14, -1)]
 OLDEST = 15
@@ -48,6 +53,22 @@ def find_clang(name):
              f"apt-get install clang-19 libomp-19-dev)")
 
 
+def check_isa_macros(cc):
+    """Exits unless every path file, preprocessed by Clang, defines the ISA macro of
+    each feature its GCC pragma names (``__AVX2__`` for avx2, ...): Clang's target
+    attribute defines none, the path files define them by hand, and without one a
+    kernel silently compiles its portable branch, with the same bits but slower."""
+    src = ROOT / "fastinit" / "src"
+    for file in sorted(src.glob("fi_path_*.c")):
+        path = file.stem.removeprefix("fi_path_")
+        macros = run([cc, "-E", "-dM", "-I", src, file], capture_output=True,
+                     text=True).stdout.splitlines()
+        missing = [f for f in target_features(src, path)
+                   if f"#define __{f.upper()}__ 1" not in macros]
+        if missing:
+            sys.exit(f"{file.name} under {cc} defines no ISA macro for {', '.join(missing)}")
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--cc", help="the Clang to build with (default: the first on PATH)")
@@ -56,6 +77,7 @@ def main():
     cc, major = find_clang(args.cc)
     if major < OLDEST:
         sys.exit(f"{cc} is Clang {major}; README asks for Clang {OLDEST} or newer")
+    check_isa_macros(cc)
 
     native = native_env()
     expected = digest(native, ROOT)

@@ -15,15 +15,7 @@
 #include <stdint.h>
 #include <string.h>
 
-/* the ISA macros that GCC's target pragma defines for the AVX-512 paths: the kernels
- * choose their branches by them (fi_path_avx512vbmi.c adds __AVX512VBMI__) */
-#define __AVX__ 1
-#define __AVX2__ 1
-#define __F16C__ 1
-#define __AVX512F__ 1
-#define __AVX512DQ__ 1
-#define __AVX512BW__ 1
-#define __AVX512VL__ 1
+#include "fi_avx512_macros.h"        /* the macros GCC's target pragma defines */
 
 #define SIMDE_NO_NATIVE                     /* computed, never the CPU's own instructions */
 #define SIMDE_ENABLE_NATIVE_ALIASES         /* under the intrinsics' own names */

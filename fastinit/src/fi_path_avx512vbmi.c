@@ -11,13 +11,7 @@
 #pragma clang attribute push(                                                              \
     __attribute__((target("avx512f,avx512dq,avx512bw,avx512vl,avx512vbmi,f16c"))),          \
     apply_to = function)
-#define __AVX__ 1                       /* the macros, as in fi_path_avx2.c */
-#define __AVX2__ 1
-#define __F16C__ 1
-#define __AVX512F__ 1
-#define __AVX512DQ__ 1
-#define __AVX512BW__ 1
-#define __AVX512VL__ 1
+#include "fi_avx512_macros.h"        /* which the attribute does not define */
 #define __AVX512VBMI__ 1
 #else
 #pragma GCC target("avx512f,avx512dq,avx512bw,avx512vl,avx512vbmi,f16c")

@@ -200,6 +200,25 @@ def test_errors_beyond_torchs():
         fi.uniform_(np.empty(3), generator=np.random.default_rng())
 
 
+@pytest.mark.parametrize("init", [fi.kaiming_uniform_, fi.kaiming_normal_])
+@pytest.mark.parametrize("bad", [dict(mode="fan_sum"), dict(nonlinearity="gelu"), dict(mode=None),
+                                 dict(generator="g")], ids=["mode", "nonlinearity", "mode-None",
+                                                            "generator"])
+def test_kaiming_reports_a_bad_target_before_a_bad_argument(init, bad):
+    with pytest.raises(TypeError, match="unsupported dtype"):
+        init(np.empty((4, 4), np.int32), **bad)
+    read_only = np.empty((4, 4))
+    read_only.flags.writeable = False
+    with pytest.raises(ValueError, match="read-only"):
+        init(read_only, **bad)
+    with pytest.raises(ValueError, match="does not fit"):
+        init(np.empty((4, 4)), **bad, global_shape=(4, 4), global_offset=(1, 0))
+    good = np.full((4, 4), 7.0)                       # a good target: the argument's error
+    with pytest.raises((TypeError, ValueError, AttributeError)) as error:
+        init(good, **bad)
+    assert "dtype" not in str(error.value) and (good == 7.0).all()
+
+
 # Every public function, and the Generator's fills, with one bad argument each: (shape of
 # the float32 target, the call, the exception).
 FAILING_CALLS = {

@@ -285,6 +285,24 @@ def test_bench_tables_name_their_contenders(capsys):
         "fastinit orthogonal_ (numpy array)"]
 
 
+@pytest.mark.parametrize("has_ml_dtypes", [True, False])
+def test_bench_dtypes_table_shows_bfloat16_or_says_why_not(capsys, monkeypatch, has_ml_dtypes):
+    from fastinit import _bench
+    if has_ml_dtypes:
+        pytest.importorskip("ml_dtypes")
+    else:
+        real = importlib.util.find_spec
+        monkeypatch.setattr(importlib.util, "find_spec",
+                            lambda name, *a: None if name == "ml_dtypes" else real(name, *a))
+    _bench.bench_dtypes(10_000, 1, 1)
+    rows = [r.split("  ")[1] for r in capsys.readouterr().out.splitlines()[3:]]
+    fills = [f"{fill} {d}" for d in ("float32", "float16", "bfloat16") for fill in
+             ("uniform_", "normal_")]
+    assert rows == (fills if has_ml_dtypes else
+                    fills[:4] + ["bfloat16: skipped (numpy's bfloat16 needs ml_dtypes: pip "
+                                 "install ml_dtypes)"])
+
+
 def test_bench_ratios_are_medians_of_each_rounds_ratio(capsys):
     """A ratio pairs the rounds: a host that slows down in one round slows both sides
     of that round's ratio. Here the medians' ratio would say 1.0; each round says

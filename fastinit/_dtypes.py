@@ -36,6 +36,7 @@ def torch_dtypes(torch):
 
 
 _F32, _U32 = struct.Struct("<f"), struct.Struct("<I")
+_F64, _U64 = struct.Struct("<d"), struct.Struct("<Q")
 
 
 def _float32_bits(x):
@@ -88,11 +89,13 @@ def next_toward(x, kind, direction):
 
 
 def bits(value, kind):
-    """The bit pattern of ``value`` in the kind's format, as an int."""
+    """The bit pattern of ``value`` in the kind's format, as an int. (float32 and
+    float64 by struct: a microsecond less than numpy's scalars, a sixth of a zeros_
+    call on a small tensor.)"""
     if kind == FLOAT32.kind:
-        return int(np.float32(value).view(np.uint32))
+        return _float32_bits(value)
     if kind == FLOAT64.kind:
-        return int(np.float64(value).view(np.uint64))
+        return _U64.unpack(_F64.pack(float(value)))[0]
     if kind == BFLOAT16.kind:
         b = _float32_bits(value)
         return 0x7FC0 if (b & 0x7FFFFFFF) > 0x7F800000 else _bfloat16_round(b)  # NaN: torch's

@@ -234,6 +234,34 @@ def test_advance_substream_and_transaction():
     assert g.state["counter"] == before["counter"] + 2
 
 
+def test_scalar_bits_match_numpys_casts():
+    # _dtypes.bits for float32 and float64 (struct) against numpy's scalar casts: doubles
+    # at, just beside and halfway between float32 neighbours (ties to even) on every
+    # exponent and sign, float32's subnormals and overflow edge, zeros, infinities and
+    # NaNs with payloads and signs.
+    from fastinit import _dtypes
+    exps = np.arange(255, dtype=np.uint32) << np.uint32(23)              # finite exponents
+    mant = np.array([0, 1, 2, 0x400000, 0x7FFFFE, 0x7FFFFF], np.uint32)
+    f32 = ((exps[:, None] | mant[None, :]).ravel()).view(np.float32)
+    with np.errstate(over="ignore"):
+        up = np.nextafter(f32, np.float32(np.inf)).astype(np.float64)
+    f32 = f32.astype(np.float64)
+    halfway = (f32 + up) / 2                                       # exact in float64
+    values = np.concatenate([f32, halfway, np.nextafter(halfway, np.inf),
+                             np.nextafter(halfway, -np.inf)])
+    values = np.concatenate([values, -values, [0.0, -0.0, np.inf, -np.inf, 3.4028235677973366e38,
+                                               1e-46, 7e-46, 1e300, 5e-324]])
+    values = values[np.abs(values) < 3.4028235677973366e38]      # beyond: numpy warns (inf)
+    nans = np.array([0x7FF8000000000000, 0xFFF8000000000001, 0x7FF4000000000000 | 0xABCDE << 29,
+                     0x7FF0000000000001], np.uint64).view(np.float64)
+    with np.errstate(invalid="ignore"):                                 # (NaN casts)
+        for v in [*values, *nans]:
+            assert _dtypes.bits(float(v), _dtypes.FLOAT32.kind) == \
+                int(np.float32(v).view(np.uint32))
+            assert _dtypes.bits(float(v), _dtypes.FLOAT64.kind) == \
+                int(np.float64(v).view(np.uint64))
+
+
 def test_scalar_bfloat16_rounding_matches_the_array_rounding():
     # The arguments' rounding (_dtypes.round_to, _dtypes.bits) for bfloat16 runs in
     # Python integers; the array version (and the kernels) are the yardstick, on

@@ -199,12 +199,10 @@ def bench_dtypes(size, threads, repeat):
     """Elements per second of uniform_ and normal_ by dtype (16-bit needs ml_dtypes
     for bfloat16 arrays; float16 is numpy's own)."""
     dtypes = [np.float32, np.float16]
-    skipped = ""
-    if importlib.util.find_spec("ml_dtypes") is not None:
+    has_bfloat16 = importlib.util.find_spec("ml_dtypes") is not None
+    if has_bfloat16:
         import ml_dtypes
         dtypes.append(ml_dtypes.bfloat16)
-    else:
-        skipped = "  bfloat16: skipped (numpy's bfloat16 needs ml_dtypes: pip install ml_dtypes)\n"
     fastinit.set_num_threads(threads)
     gen = fastinit.Generator(0)
     arrays = {np.dtype(d).name: np.ones(size, d) for d in dtypes}
@@ -220,7 +218,8 @@ def bench_dtypes(size, threads, repeat):
         base = name.rsplit(" ", 1)[0] + " float32"
         print(f"  {name:<42}{size / rounds.median(name) / 1e9:>9.2f}"
               f"{rounds.speed_ratio(base, name):>12.2f}")
-    print(skipped, end="")
+    if not has_bfloat16:
+        print("  bfloat16: skipped (numpy's bfloat16 needs ml_dtypes: pip install ml_dtypes)")
     fastinit.set_num_threads(None)
 
 

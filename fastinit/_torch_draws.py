@@ -571,8 +571,11 @@ def _normal(gen, func, args, kwargs):
     if isinstance(std, torch.Tensor) and (std < 0).any() or \
             not isinstance(std, torch.Tensor) and (_scalar(std) is None or std < 0):
         return func(*args, **kwargs)
+    try:
+        shape = torch.broadcast_shapes(*(x.shape for x in tensors))
+    except RuntimeError:
+        return func(*args, **kwargs)                # torch's error, raised before any draw
     dtype = mean.dtype if isinstance(mean, torch.Tensor) else std.dtype
-    shape = torch.broadcast_shapes(*(x.shape for x in tensors))
     with torch.no_grad():
         z = torch.empty(shape, dtype=dtype)
         _fill_float(gen, z, _normal_draw(0.0, 1.0))

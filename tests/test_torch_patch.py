@@ -287,6 +287,31 @@ def test_errors_and_warnings_as_torch():
     assert any("mean is more than 2 std" in str(x.message) for x in w)
 
 
+def test_draws_torch_refuses_raise_its_errors_and_take_nothing():
+    # Calls torch refuses before drawing: under the patch the same error type and
+    # message, no fastinit call taken and torch's generator untouched.
+    bad = [
+        lambda: torch.normal(torch.zeros(3), torch.ones(4)),        # shapes do not broadcast
+        lambda: torch.normal(torch.zeros(3), -torch.ones(3)),
+        lambda: torch.randint(5, 3, (2,)),
+        lambda: torch.zeros(3).bernoulli_(1.5),
+        lambda: torch.zeros(3).exponential_(-1.0),
+        lambda: torch.rand_like(torch.zeros(3, dtype=torch.int32)),
+        lambda: torch.empty(3, requires_grad=True).uniform_(),
+    ]
+    g = fi.Generator(0)
+    for k, call in enumerate(bad):
+        with pytest.raises(Exception) as theirs:
+            call()
+        before = torch.get_rng_state()
+        with ft.patch_init(g):
+            with pytest.raises(type(theirs.value)) as ours:
+                call()
+        assert str(ours.value) == str(theirs.value), k
+        assert torch.equal(torch.get_rng_state(), before), k
+    assert g.state["counter"] == 0
+
+
 def test_other_threads_keep_torch():
     inside, started, done = threading.Event(), threading.Event(), threading.Event()
     results = {}

@@ -170,7 +170,9 @@ class patch_init:
     tensors on other devices (meta draws nothing) and other tensor subclasses with
     their own torch function or dispatch go to torch. The few random functions not answered (dropout in training,
     ``poisson``, ``multinomial``, ...) run on torch's generator with a
-    ``TorchRNGWarning``.
+    ``TorchRNGWarning``. TorchScript code (``torch.jit.script``) does not consult
+    function modes: its draws go to torch's generator unseen, without a warning
+    (code compiled by ``torch.compile`` is answered as eager code is).
 
     Scope: the block is this thread's (and, under asyncio, this task's) alone;
     threads started inside it are outside it. Blocks nest (the innermost generator

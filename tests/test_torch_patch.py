@@ -538,6 +538,32 @@ def test_uncovered_draws_warn():
             torch.nn.functional.dropout(torch.ones(10), 0.5, training=False)   # no draw
 
 
+def _randn_plus(x: torch.Tensor) -> torch.Tensor:
+    return x + torch.randn(3)
+
+
+def test_compiled_code_is_answered_and_torchscript_escapes_as_documented():
+    # README's table: code compiled by torch.compile draws from the block's generator
+    # (the eager backend: no C compiler needed); TorchScript code does not consult
+    # function modes, so its draws go to torch's generator, with no warning.
+    compiled = torch.compile(_randn_plus, backend="eager")
+    g = fi.Generator(6)
+    with ft.patch_init(g):
+        got = compiled(torch.zeros(3))
+    assert torch.equal(got, fi.normal_(torch.empty(3), generator=fi.Generator(6)))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")                     # torch.jit.script is deprecated
+        scripted = torch.jit.script(_randn_plus)
+    torch.manual_seed(3)
+    expected = torch.randn(3)
+    torch.manual_seed(3)
+    g = fi.Generator(6)
+    with ft.patch_init(g), warnings.catch_warnings():
+        warnings.simplefilter("error")
+        got = scripted(torch.zeros(3))
+    assert torch.equal(got, expected) and g.state["counter"] == 0
+
+
 def test_every_random_op_of_torch_is_answered_or_warned():
     """torch's ops tagged nondeterministic_seeded that Python code can call by name (as
     torch.<name> or a Tensor method) are either answered from fastinit or warned about."""

@@ -18,8 +18,8 @@ class ArgumentError(ValueError, RuntimeError):
     """
 
 
-def _finite(*values):
-    return all(math.isfinite(v) for v in values)
+def _finite(mean, std):
+    return math.isfinite(mean) and math.isfinite(std)
 
 
 CHECKS = {

@@ -68,7 +68,7 @@ def _plain(t):
 
 
 def _cpu_dense(t):
-    return (isinstance(t, torch.Tensor) and _plain(t) and t.device.type == "cpu"
+    return (isinstance(t, torch.Tensor) and _plain(t) and t.is_cpu
             and t.layout == torch.strided)
 
 

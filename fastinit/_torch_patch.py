@@ -59,7 +59,7 @@ def active_generator():
 
 def recording():
     """Whether this thread is recording a deferred construction (``_deferred``)."""
-    return getattr(_thread, "recording", 0) > 0
+    return _thread.recording > 0
 
 
 class _DrawMode(TorchFunctionMode):
@@ -67,9 +67,12 @@ class _DrawMode(TorchFunctionMode):
 
     def __torch_function__(self, func, types, args=(), kwargs=None):
         kwargs = kwargs or {}
+        handler = _torch_draws.HANDLERS.get(func)
+        if handler is None and func not in _torch_draws.ESCAPES and \
+                getattr(func, "__name__", None) not in _torch_draws.REBINDABLE:
+            return func(*args, **kwargs)        # nearly every call: none of ours to answer
         blocks = _open.get()
         if blocks and not recording():
-            handler = _torch_draws.HANDLERS.get(func)
             if handler is None and getattr(func, "__name__", None) in _torch_draws.REBINDABLE:
                 handler = _torch_draws.rebound_init_handler(func)
             if handler is not None:
@@ -79,12 +82,22 @@ class _DrawMode(TorchFunctionMode):
         return func(*args, **kwargs)
 
 
-# Per thread: the mode on its stack and how many of the thread's blocks are open.
-_thread = threading.local()
+class _ThreadState(threading.local):
+    """Per thread: the mode on its stack, how many of the thread's blocks are open, and
+    whether it records a deferred construction. Class attributes give a thread that
+    never set one its default (``getattr``'s default, by an AttributeError raised and
+    caught, took a microsecond on each torch call in a block)."""
+
+    mode = None
+    count = 0
+    recording = 0
+
+
+_thread = _ThreadState()
 
 
 def _push_mode():
-    count = getattr(_thread, "count", 0)
+    count = _thread.count
     if count == 0:
         _thread.mode = _DrawMode()
         torch._C._push_on_torch_function_stack(_thread.mode)

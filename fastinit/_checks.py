@@ -23,18 +23,25 @@ def _finite(mean, std):
 
 
 CHECKS = {
+    # torch's checks in torch's order: each bound within the dtype's finite range (so
+    # not NaN), from <= to, and to - from (in double) at most the dtype's largest value.
     "uniform_": (
+        (lambda a: -a["dtype"].max <= a["lo"] <= a["dtype"].max,
+         "from is out of bounds for {dtype.torch_name}"),
+        (lambda a: -a["dtype"].max <= a["hi"] <= a["dtype"].max,
+         "to is out of bounds for {dtype.torch_name}"),
         (lambda a: a["lo"] <= a["hi"],
          "uniform_ expects to return a [from, to) range, but found from={low} > to={high}"),
-        # torch compares to - from, in double, with the dtype's largest finite value.
         (lambda a: a["hi"] - a["lo"] <= a["dtype"].max,
-         "uniform_ expects to-from <= std::numeric_limits<{dtype.name}>::max(), but found "
-         "to={high} and from={low} which result in to-from to exceed the limit"),
+         "uniform_ expects to-from <= std::numeric_limits<{dtype.torch_type}>::max(), but "
+         "found to={high} and from={low} which result in to-from to exceed the limit"),
     ),
+    # torch's one check first (std >= 0, which a NaN std fails too); then fastinit's
+    # own: torch takes an infinite std or a NaN or infinite mean, fastinit refuses them.
     "normal_": (
+        (lambda a: a["sd"] >= 0, "normal expects std >= 0.0, but found std {std}"),
         (lambda a: _finite(a["m"], a["sd"]),
          "normal expects a finite mean and std, got mean={mean}, std={std}"),
-        (lambda a: a["sd"] >= 0, "normal expects std >= 0.0, but found std {std}"),
     ),
     "trunc_normal_": (
         # a and b may be infinite (a half-line, or the whole line: a normal fill).
@@ -60,6 +67,6 @@ def check(fill, **args):
     """Raise ArgumentError for the first of ``fill``'s conditions that ``args`` fail."""
     for holds, message in CHECKS[fill]:
         if not holds(args):
-            shown = {k: format(float(v), "g") if isinstance(v, Real) and not isinstance(v, bool)
-                     else v for k, v in args.items()}
+            shown = {k: format(float(v), "g") if isinstance(v, Real) else v   # True: 1
+                     for k, v in args.items()}
             raise ArgumentError(message.format(**shown))

@@ -15,14 +15,15 @@ class DType(NamedTuple):
     kind: int           # the number _fill.Target gives it
     itemsize: int
     max: float          # the largest finite value
-    torch_name: str     # as torch's messages name it
+    torch_name: str     # as torch's messages name its C++ type ("from is out of bounds for float")
+    torch_type: str     # and its scalar type ("std::numeric_limits<Float>")
 
 
-FLOAT32 = DType("float32", 0, 4, float(np.finfo(np.float32).max), "float")
-FLOAT64 = DType("float64", 1, 8, float(np.finfo(np.float64).max), "double")
-FLOAT16 = DType("float16", 2, 2, 65504.0, "c10::Half")
-BFLOAT16 = DType("bfloat16", 3, 2, 3.3895313892515355e38, "c10::BFloat16")
-UINT64 = DType("uint64", 4, 8, math.inf, "uint64_t")          # raw outputs only
+FLOAT32 = DType("float32", 0, 4, float(np.finfo(np.float32).max), "float", "Float")
+FLOAT64 = DType("float64", 1, 8, float(np.finfo(np.float64).max), "double", "Double")
+FLOAT16 = DType("float16", 2, 2, 65504.0, "c10::Half", "Half")
+BFLOAT16 = DType("bfloat16", 3, 2, 3.3895313892515355e38, "c10::BFloat16", "BFloat16")
+UINT64 = DType("uint64", 4, 8, math.inf, "uint64_t", "UInt64")          # raw outputs only
 BY_KIND = (FLOAT32, FLOAT64, FLOAT16, BFLOAT16, UINT64)
 
 UNSUPPORTED = "expected float16, bfloat16, float32 or float64"

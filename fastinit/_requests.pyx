@@ -29,9 +29,11 @@ cdef int _float_kind(Target t) except -1:
 def uniform_request(Target t, low, high):
     """Uniform values in [low, high).
 
-    Raises ArgumentError (a RuntimeError, as torch's ``uniform_``) when low > high, when
-    high - low exceeds the dtype's largest finite value, or when a bound is not
-    finite in the target's dtype. Nothing is written then. For float16 and
+    Raises ArgumentError (a RuntimeError, as torch's ``uniform_``, with its messages)
+    when a bound lies outside the dtype's finite range (or is NaN), when low > high, or
+    when high - low exceeds the dtype's largest finite value; and, past torch's
+    checks, when high - low overflows in float32 for a float32 target. Nothing is
+    written then. For float16 and
     bfloat16 the float32 values are capped below high rounded to the target, so
     that rounding to 16 bits keeps them below it.
     """
@@ -48,14 +50,11 @@ def uniform_request(Target t, low, high):
         lo_f = <float>lo
         hi_f = <float>hi
         r_f = hi_f - lo_f
-        if not (isfinite(lo_f) and isfinite(hi_f) and isfinite(r_f)):
+        if not isfinite(r_f):           # to - from within the range in double, not in float32
             raise ArgumentError(f"uniform_ bounds from={low}, to={high} overflow float32")
         cap_f = nextafterf(hi_f, -INFINITY) if lo_f < hi_f else hi_f
-        if kind >= 2:
+        if kind >= 2:                    # (the checks keep the bounds within the dtype)
             lo_k, hi_k = _dtypes.round_to(lo_f, kind), _dtypes.round_to(hi_f, kind)
-            if not (math.isfinite(lo_k) and math.isfinite(hi_k)):
-                raise ArgumentError(
-                    f"uniform_ bounds from={low}, to={high} overflow {dtype.name}")
             below = _dtypes.next_toward(hi_k, kind, -math.inf) if lo_k < hi_k else hi_k
             cap_f = min(cap_f, <float>below)
         pr["low_f"], pr["range_f"], pr["cap_f"] = lo_f, r_f, cap_f
@@ -66,8 +65,8 @@ def normal_request(Target t, mean, std):
     """mean + std * z, z standard normal (the Ziggurat of docs/stream.md).
 
     ArgumentError (a ValueError and a RuntimeError, as torch raises), before anything
-    is written, for std < 0 ("normal expects std >= 0.0") and for a mean or std that
-    is not finite in the target's dtype.
+    is written, for std < 0 or NaN (torch's "normal expects std >= 0.0") and for a
+    mean or std that is not finite in the target's dtype (which torch takes).
     float16 and bfloat16 round the float32 values.
     """
     cdef double m = mean, sd = std

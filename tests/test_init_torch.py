@@ -56,6 +56,37 @@ def test_same_exceptions(call):
         assert str(ours.value) == str(theirs.value)
 
 
+INF, NAN = math.inf, math.nan
+# (uniform_ bounds | normal_ mean and std) torch refuses, by its check of each kind.
+REFUSED = [("uniform_", (NAN, 0.0)), ("uniform_", (0.0, NAN)), ("uniform_", (-INF, 0.0)),
+           ("uniform_", (0.0, INF)), ("uniform_", (1e39, 2e39)), ("uniform_", (-1e300, 0.0)),
+           ("uniform_", (NAN, -1.0)), ("uniform_", (1.0, 0.5)), ("uniform_", (True, False)),
+           ("uniform_", (-3e38, 3e38)), ("uniform_", (-1e308, 1e308)),
+           ("uniform_", (-6e4, 6e4)), ("uniform_", (-7e4, 0.0)),
+           ("normal_", (0.0, -1.0)), ("normal_", (0.0, NAN)), ("normal_", (NAN, -INF))]
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.float16, torch.bfloat16])
+def test_argument_errors_are_torchs_word_for_word(dtype):
+    # torch's uniform_/normal_ checks (bounds within the dtype's range, from <= to,
+    # to - from at most the largest value; std >= 0), in torch's order and words,
+    # before anything is written or taken.
+    refused = 0
+    for name, params in REFUSED:
+        try:
+            getattr(torch.empty(8, dtype=dtype), name)(*params)
+            continue                                   # in range for this dtype
+        except RuntimeError as e:
+            theirs = str(e)
+        refused += 1
+        t, g = torch.zeros(8, dtype=dtype), fi.Generator(0)
+        with pytest.raises(fi.ArgumentError) as ours:
+            getattr(fi, name)(t, *params, generator=g)
+        assert str(ours.value) == theirs, (name, params)
+        assert (t == 0).all() and g.state["counter"] == 0
+    assert refused >= 11                              # (float64 takes the rest)
+
+
 def capture(obj, method):
     """Patch ``obj.method`` to record its arguments (and do nothing)."""
     calls = []

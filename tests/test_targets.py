@@ -73,22 +73,42 @@ def test_bad_shards(kw, exc, match):
     assert_rejected(target(), exc, match, **kw)
 
 
-@pytest.mark.parametrize("dtype", [np.float32, np.float64])
-@pytest.mark.parametrize("low, high, match", [
-    (1.0, 0.0, r"\[from, to\) range"),
-    (float("nan"), 1.0, r"\[from, to\) range"),
-    (0.0, float("nan"), r"\[from, to\) range"),
-    (0.0, float("inf"), "exceed the limit"),
-    (-float("inf"), 0.0, "exceed the limit"),
-    (-1e308, 1e308, "exceed the limit"),
+@pytest.mark.parametrize("dtype, name", [(np.float32, "float"), (np.float64, "double")])
+@pytest.mark.parametrize("low, high, message", [
+    # torch's checks and words, in torch's order: each bound within the dtype's range
+    # (NaN is not), then from <= to, then to - from at most the largest value.
+    (float("nan"), 1.0, "from is out of bounds for {name}"),
+    (0.0, float("nan"), "to is out of bounds for {name}"),
+    (-float("inf"), 0.0, "from is out of bounds for {name}"),
+    (0.0, float("inf"), "to is out of bounds for {name}"),
+    (float("nan"), -1.0, "from is out of bounds for {name}"),
+    (1.0, 0.0, "uniform_ expects to return a [from, to) range, but found from=1 > to=0"),
+    (True, False, "uniform_ expects to return a [from, to) range, but found from=1 > to=0"),
 ])
-def test_bad_bounds_raise_runtime_error_like_torch(dtype, low, high, match):
-    assert_rejected(target(dtype), RuntimeError, match, low=low, high=high)
+def test_bad_bounds_raise_torchs_errors(dtype, name, low, high, message):
+    arr = target(dtype)
+    before, g = arr.copy(), fastinit.Generator(0)
+    with pytest.raises(fastinit.ArgumentError) as caught:
+        g.uniform_(arr, low, high)
+    assert str(caught.value) == message.format(name=name)
+    assert isinstance(caught.value, RuntimeError)
+    np.testing.assert_array_equal(arr, before)
+    assert g.state["counter"] == 0
 
 
-def test_float32_range_overflow():
-    assert_rejected(target(np.float32), RuntimeError, "exceed the limit", low=-3e38, high=3e38)
-    assert_rejected(target(np.float32), RuntimeError, "overflow float32", low=4e38, high=4e38)
+def test_range_limits():
+    # to - from beyond the dtype's largest value, in double, as torch words it.
+    assert_rejected(target(np.float32), RuntimeError,
+                    r"^uniform_ expects to-from <= std::numeric_limits<Float>::max\(\), but found "
+                    r"to=3e\+38 and from=-3e\+38 which result in", low=-3e38, high=3e38)
+    assert_rejected(target(np.float64), RuntimeError, r"numeric_limits<Double>::max",
+                    low=-1e308, high=1e308)
+    assert_rejected(target(np.float32), RuntimeError, "from is out of bounds for float",
+                    low=4e38, high=4e38)
+    # Within float32's range in double, yet the bounds rounded to float32 are more than
+    # its largest value apart: the kernel's float32 range would overflow.
+    assert_rejected(target(np.float32), RuntimeError, "overflow float32",
+                    low=-1.3324797682178696e+38, high=2.070343698167419e+38)
     a = target(np.float64)
     fastinit.Generator(0).uniform_(a, -3e38, 3e38)      # fine in float64
     assert (a >= -3e38).all() and (a < 3e38).all()

@@ -97,8 +97,14 @@ def trunc_normal_request(Target t, mean, std, a, b):
     arguments, or an [a, b] that holds no value of the dtype.
     std == 0 fills with mean clipped to [a, b].
     """
+    return trunc_normal_request_of_kind(_float_kind(t), mean, std, a, b)
+
+
+def trunc_normal_request_of_kind(int kind, mean, std, a, b):
+    """trunc_normal_request for a target of the dtype numbered ``kind``: pure, so it
+    also tells whether fastinit takes the arguments (``patch_init`` hands those it
+    refuses to torch's own trunc_normal_)."""
     cdef double m = mean, sd = std, lo = a, hi = b, alpha = 0.0, beta = 0.0
-    cdef int kind = _float_kind(t)
     dtype = _dtypes.BY_KIND[kind]
     check("trunc_normal_", m=m, sd=sd, lo=lo, hi=hi, mean=mean, std=std, a=a, b=b)
     lo_k, hi_k = _dtypes.round_to(lo, kind), _dtypes.round_to(hi, kind)

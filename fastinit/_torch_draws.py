@@ -9,7 +9,9 @@ returns what torch's function would return, its values drawn from the generator:
   ``torch.randn``, ``rand_like``, ``randn_like`` and ``torch.normal`` with float
   arguments, are fastinit's ``uniform_``/``normal_`` fills: fastinit's exact bits.
   ``torch.nn.init``'s ``uniform_``, ``normal_`` and ``kaiming_uniform_`` (which torch
-  hands to a mode whole) are fastinit's functions of the same names.
+  hands to a mode whole) are fastinit's functions of the same names. A normal mean or
+  std torch takes and fastinit refuses (NaN or infinite) gives torch's arithmetic on
+  fastinit's standard normals (``_normal_fill``).
 - Every other draw on a CPU tensor (complex and negative-bit views, tensors that
   autograd tracks, integer draws, ``exponential_``, ``log_normal_``, ``cauchy_``,
   ``geometric_``, ``bernoulli``, ``random_``, ``randint``, ``randperm``,
@@ -31,12 +33,13 @@ import inspect
 import math
 import sys
 import warnings
+from numbers import Real
 
 import numpy as np
 import torch
 from torch.nn import functional as F
 
-from fastinit import _targets
+from fastinit import _dtypes, _targets
 from fastinit import init as _fast
 
 
@@ -207,12 +210,29 @@ def _uniform_draw(a, b):
 
 
 def _normal_draw(mean, std):
-    return lambda gen, out: _fast.normal_(out, mean, std, gen)
+    return lambda gen, out: _normal_fill(gen, out, mean, std)
 
 
 def _complex_normal_draw(mean, std):
     """torch's complex normal_: each component N(mean, (std / sqrt(2))^2)."""
-    return lambda gen, out: _fast.normal_(out, mean, std / math.sqrt(2), gen)
+    return lambda gen, out: _normal_fill(gen, out, mean, std / math.sqrt(2))
+
+
+def _normal_fill(gen, out, mean, std):
+    """fastinit's normal_(out, mean, std). torch also takes a mean or std that is not
+    finite in the precision fastinit computes in (float64 for float64, else float32),
+    which fastinit's normal_ refuses: for those, torch's arithmetic on fastinit's
+    standard normals z, mean + std * z in that precision, so that every value is
+    infinite or NaN as torch's are (a NaN or negative std: fastinit raises torch's
+    error)."""
+    if isinstance(mean, Real) and isinstance(std, Real) and std >= 0:
+        kind = (_dtypes.FLOAT64 if out.dtype == torch.float64 else _dtypes.FLOAT32).kind
+        m, s = _dtypes.round_to(mean, kind), _dtypes.round_to(std, kind)
+        if not (math.isfinite(m) and math.isfinite(s)):
+            _fast.normal_(out, 0.0, 1.0, gen)
+            with torch.no_grad():
+                return out.mul_(s).add_(m)
+    return _fast.normal_(out, mean, std, gen)
 
 
 # --------------------------------------------------------------------------------------
@@ -604,6 +624,8 @@ def _init_handler(name):
         t = arguments["tensor"]
         if isinstance(t, torch.Tensor) and fastinit_fills(t):
             # (torch's function writes under no_grad too: autograd records nothing.)
+            if name == "normal_":
+                return _normal_fill(gen, t, arguments["mean"], arguments["std"])
             arguments["generator"] = gen
             return fast_fn(**arguments)
         if not _cpu_dense(t):

@@ -31,8 +31,9 @@ import threading
 import torch
 from torch.overrides import TorchFunctionMode
 
-from fastinit import _torch_draws
+from fastinit import _dtypes, _requests, _torch_draws
 from fastinit import init as _fast
+from fastinit._checks import ArgumentError
 from fastinit._torch_draws import fastinit_fills
 
 __all__ = ["patch_init", "active_generator", "fastinit_fills"]
@@ -128,13 +129,29 @@ _lock = threading.Lock()
 _users = 0
 _TRUNC_HELPER = "_no_grad_trunc_normal_"
 _torch_trunc = getattr(torch.nn.init, _TRUNC_HELPER, None)
+_KINDS = {dtype: d.kind for dtype, d in _dtypes.torch_dtypes(torch).items()}
 
 
 def _trunc_stand_in(tensor, mean, std, a, b, generator=None):
     gen = active_generator()
-    if gen is None or generator is not None or not fastinit_fills(tensor):
+    if gen is None or generator is not None or not fastinit_fills(tensor) or \
+            _fastinit_refuses_trunc(tensor, mean, std, a, b):
+        # (Inside a block, torch's own algorithm draws through the block's handlers.)
         return _torch_trunc(tensor, mean, std, a, b, generator=generator)
     return _fast.trunc_normal_(tensor, mean, std, a, b, gen)
+
+
+def _fastinit_refuses_trunc(tensor, mean, std, a, b):
+    """Whether fastinit's trunc_normal_ refuses arguments that torch's may take (a
+    negative or NaN std, an infinite mean, a > b: torch's trunc_normal_ takes some,
+    raises its own errors for others)."""
+    try:
+        _requests.trunc_normal_request_of_kind(_KINDS[tensor.dtype], mean, std, a, b)
+    except ArgumentError:
+        return True
+    except TypeError:
+        return False        # not numbers: fastinit's trunc_normal_ raises torch's TypeError
+    return False
 
 
 def _install_trunc():
@@ -177,6 +194,13 @@ class patch_init:
       ``random_``, ``randint``, ``randperm``, ``bernoulli``, ``exponential_``,
       ``log_normal_``, ``cauchy_``, ``geometric_`` are computed from fastinit's draws
       (``fastinit._torch_draws`` gives each formula).
+
+    Arguments torch refuses raise torch's exception, with nothing drawn. Arguments
+    torch takes are answered even where fastinit's own function refuses them: a
+    ``normal_`` with a NaN or infinite mean or an infinite std gives mean + std * z on
+    fastinit's standard normals z (every value infinite or NaN, as torch's); a
+    ``trunc_normal_`` fastinit refuses (torch 2.13 reads a negative std as its
+    absolute value) runs torch's own algorithm on fastinit's draws.
 
     DTensors placed by Shard or Replicate are filled like plain tensors, each rank
     its shard of the global fill. Calls that pass their own ``torch.Generator``,

@@ -312,6 +312,66 @@ def test_draws_torch_refuses_raise_its_errors_and_take_nothing():
     assert g.state["counter"] == 0
 
 
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.bfloat16])
+def test_normal_arguments_torch_takes_and_fastinit_refuses_are_answered(dtype):
+    # A NaN or infinite mean, an infinite std (and, below float64, a mean beyond
+    # float32): torch takes them and every value is infinite or NaN; fastinit's own
+    # normal_ refuses them. Inside a block: mean + std * z on fastinit's standard normals
+    # z (one call), in float32 below float64, and torch's generator untouched.
+    params = [(math.nan, 1.0), (0.0, math.inf), (-math.inf, 0.0), (1.0, math.inf),
+              (math.inf, math.inf), (math.nan, 0.0)]
+    if dtype != torch.float64:
+        params += [(1e39, 1.0), (0.0, 1e39)]
+    calls = [lambda t, m, s: nn.init.normal_(t, m, s),
+             lambda t, m, s: t.normal_(m, s),
+             lambda t, m, s: t.copy_(torch.normal(m, s, t.shape, dtype=dtype))]
+    work = torch.float64 if dtype == torch.float64 else torch.float32
+    for mean, std in params:
+        for k, call in enumerate(calls):
+            plain = call(torch.empty(2000, dtype=dtype), mean, std)
+            before = torch.get_rng_state()
+            g = fi.Generator(9)
+            with ft.patch_init(g):
+                ours = call(torch.empty(2000, dtype=dtype), mean, std)
+            z = fi.normal_(torch.empty(2000, dtype=dtype), 0.0, 1.0, generator=fi.Generator(9))
+            m32, s32 = torch.tensor(mean, dtype=work).item(), torch.tensor(std, dtype=work).item()
+            expected = (z.to(work) * s32 + m32).to(dtype)
+            assert torch.equal(ours.isnan(), expected.isnan()), (mean, std, k)
+            assert torch.equal(ours[~ours.isnan()], expected[~expected.isnan()]), (mean, std, k)
+            assert not torch.isfinite(ours).any() and not torch.isfinite(plain).any()
+            assert ours.isnan().all() == plain.isnan().all(), (mean, std, k)
+            assert g.state["counter"] == 1 and torch.equal(torch.get_rng_state(), before)
+
+
+@pytest.mark.filterwarnings("ignore:mean is more than 2 std")
+def test_trunc_normal_arguments_fastinit_refuses_take_torchs_algorithm_on_its_draws():
+    # torch 2.13's trunc_normal_ takes a negative std (its uniform-proposal path
+    # squares it: N(0, 1) on [-2, 2] for std -1), which fastinit's refuses: inside a
+    # block torch's algorithm runs, drawing through the block's handlers.
+    def patched(seed):
+        t, g = torch.empty(100_000), fi.Generator(seed)
+        before = torch.get_rng_state()
+        with ft.patch_init(g):
+            nn.init.trunc_normal_(t, 0.0, -1.0, -2.0, 2.0)
+        assert torch.equal(torch.get_rng_state(), before) and g.state["counter"] >= 2
+        return t
+    t = patched(3)
+    assert torch.equal(t, patched(3)) and not torch.equal(t, patched(4))
+    # N(0, 1) on [-2, 2]: sd 0.8796, so the sample mean's sd is 0.0028 and the sample
+    # sd's about 0.0017.
+    assert t.min() >= -2.0 and t.max() <= 2.0
+    assert abs(t.mean().item()) < 0.015 and abs(t.std().item() - 0.8796) < 0.01
+    # Arguments torch's algorithm refuses: its error, nothing drawn.
+    for kwargs in (dict(a=math.nan), dict(a=1.0, b=-1.0), dict(std=-1.0, a=math.inf)):
+        with pytest.raises(Exception) as theirs:
+            nn.init.trunc_normal_(torch.empty(8), **kwargs)
+        g = fi.Generator(0)
+        with ft.patch_init(g):
+            with pytest.raises(type(theirs.value)) as ours:
+                nn.init.trunc_normal_(torch.empty(8), **kwargs)
+        assert str(ours.value) == str(theirs.value) and g.state["counter"] == 0
+
+
 def test_other_threads_keep_torch():
     inside, started, done = threading.Event(), threading.Event(), threading.Event()
     results = {}

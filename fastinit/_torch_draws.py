@@ -218,6 +218,9 @@ def _complex_normal_draw(mean, std):
     return lambda gen, out: _normal_fill(gen, out, mean, std / math.sqrt(2))
 
 
+_FLOAT32_MAX = _dtypes.FLOAT32.max
+
+
 def _normal_fill(gen, out, mean, std):
     """fastinit's normal_(out, mean, std). torch also takes a mean or std that is not
     finite in the precision fastinit computes in (float64 for float64, else float32),
@@ -225,13 +228,17 @@ def _normal_fill(gen, out, mean, std):
     standard normals z, mean + std * z in that precision, so that every value is
     infinite or NaN as torch's are (a NaN or negative std: fastinit raises torch's
     error)."""
-    if isinstance(mean, Real) and isinstance(std, Real) and std >= 0:
+    if isinstance(mean, Real) and isinstance(std, Real) and std >= 0 and \
+            not (-_FLOAT32_MAX <= mean <= _FLOAT32_MAX and std <= _FLOAT32_MAX):
         kind = (_dtypes.FLOAT64 if out.dtype == torch.float64 else _dtypes.FLOAT32).kind
         m, s = _dtypes.round_to(mean, kind), _dtypes.round_to(std, kind)
         if not (math.isfinite(m) and math.isfinite(s)):
-            _fast.normal_(out, 0.0, 1.0, gen)
             with torch.no_grad():
-                return out.mul_(s).add_(m)
+                wide = out.dtype in (torch.float32, torch.float64)
+                z = out if wide else torch.empty_like(out, dtype=torch.float32)
+                _fast.normal_(z, 0.0, 1.0, gen)      # (a 16-bit fill's float32 values)
+                z.mul_(s).add_(m)
+                return out if wide else out.copy_(z)
     return _fast.normal_(out, mean, std, gen)
 
 

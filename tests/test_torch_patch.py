@@ -312,16 +312,17 @@ def test_draws_torch_refuses_raise_its_errors_and_take_nothing():
     assert g.state["counter"] == 0
 
 
-@pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.bfloat16])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.bfloat16, torch.float16])
 def test_normal_arguments_torch_takes_and_fastinit_refuses_are_answered(dtype):
     # A NaN or infinite mean, an infinite std (and, below float64, a mean beyond
     # float32): torch takes them and every value is infinite or NaN; fastinit's own
     # normal_ refuses them. Inside a block: mean + std * z on fastinit's standard normals
-    # z (one call), in float32 below float64, and torch's generator untouched.
+    # z (one call), in float32 below float64 (16-bit values rounded from it), and
+    # torch's generator untouched.
     params = [(math.nan, 1.0), (0.0, math.inf), (-math.inf, 0.0), (1.0, math.inf),
               (math.inf, math.inf), (math.nan, 0.0)]
     if dtype != torch.float64:
-        params += [(1e39, 1.0), (0.0, 1e39)]
+        params += [(1e39, 1.0), (0.0, 1e39), (math.inf, 2.0 ** 70)]   # (2^70 z: beyond 16 bits)
     calls = [lambda t, m, s: nn.init.normal_(t, m, s),
              lambda t, m, s: t.normal_(m, s),
              lambda t, m, s: t.copy_(torch.normal(m, s, t.shape, dtype=dtype))]
@@ -333,9 +334,9 @@ def test_normal_arguments_torch_takes_and_fastinit_refuses_are_answered(dtype):
             g = fi.Generator(9)
             with ft.patch_init(g):
                 ours = call(torch.empty(2000, dtype=dtype), mean, std)
-            z = fi.normal_(torch.empty(2000, dtype=dtype), 0.0, 1.0, generator=fi.Generator(9))
+            z = fi.normal_(torch.empty(2000, dtype=work), 0.0, 1.0, generator=fi.Generator(9))
             m32, s32 = torch.tensor(mean, dtype=work).item(), torch.tensor(std, dtype=work).item()
-            expected = (z.to(work) * s32 + m32).to(dtype)
+            expected = (z * s32 + m32).to(dtype)
             assert torch.equal(ours.isnan(), expected.isnan()), (mean, std, k)
             assert torch.equal(ours[~ours.isnan()], expected[~expected.isnan()]), (mean, std, k)
             assert not torch.isfinite(ours).any() and not torch.isfinite(plain).any()

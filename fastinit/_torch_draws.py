@@ -218,28 +218,39 @@ def _complex_normal_draw(mean, std):
     return lambda gen, out: _normal_fill(gen, out, mean, std / math.sqrt(2))
 
 
+def _normal_fill(gen, out, mean, std):
+    """fastinit's normal_(out, mean, std); for a mean or std that torch takes and
+    fastinit refuses (``_only_torch_takes``), torch's arithmetic on fastinit's
+    standard normals z: mean + std * z in the precision fastinit computes in (float64
+    for float64, else float32, 16-bit values rounded from it), so that every value is
+    infinite or NaN, as torch's are."""
+    if _only_torch_takes(out.dtype, mean, std):
+        with torch.no_grad():
+            kind = (_dtypes.FLOAT64 if out.dtype == torch.float64 else _dtypes.FLOAT32).kind
+            wide = out.dtype in (torch.float32, torch.float64)
+            z = out if wide else torch.empty_like(out, dtype=torch.float32)
+            _fast.normal_(z, 0.0, 1.0, gen)          # (a 16-bit fill's float32 values)
+            z.mul_(_dtypes.round_to(std, kind)).add_(_dtypes.round_to(mean, kind))
+            return out if wide else out.copy_(z)
+    return _fast.normal_(out, mean, std, gen)
+
+
 _FLOAT32_MAX = _dtypes.FLOAT32.max
 
 
-def _normal_fill(gen, out, mean, std):
-    """fastinit's normal_(out, mean, std). torch also takes a mean or std that is not
-    finite in the precision fastinit computes in (float64 for float64, else float32),
-    which fastinit's normal_ refuses: for those, torch's arithmetic on fastinit's
-    standard normals z, mean + std * z in that precision, so that every value is
-    infinite or NaN as torch's are (a NaN or negative std: fastinit raises torch's
-    error)."""
-    if isinstance(mean, Real) and isinstance(std, Real) and std >= 0 and \
-            not (-_FLOAT32_MAX <= mean <= _FLOAT32_MAX and std <= _FLOAT32_MAX):
-        kind = (_dtypes.FLOAT64 if out.dtype == torch.float64 else _dtypes.FLOAT32).kind
-        m, s = _dtypes.round_to(mean, kind), _dtypes.round_to(std, kind)
-        if not (math.isfinite(m) and math.isfinite(s)):
-            with torch.no_grad():
-                wide = out.dtype in (torch.float32, torch.float64)
-                z = out if wide else torch.empty_like(out, dtype=torch.float32)
-                _fast.normal_(z, 0.0, 1.0, gen)      # (a 16-bit fill's float32 values)
-                z.mul_(s).add_(m)
-                return out if wide else out.copy_(z)
-    return _fast.normal_(out, mean, std, gen)
+def _only_torch_takes(dtype, mean, std):
+    """Whether torch's normal_ takes (mean, std) on a tensor of ``dtype`` and
+    fastinit's refuses them: std >= 0 (not NaN), and the mean or std not finite in
+    float64 for float64, in float32 otherwise (a NaN or negative std, or arguments that
+    are not numbers: fastinit's normal_ raises torch's error)."""
+    if type(mean) is float and type(std) is float and \
+            -_FLOAT32_MAX <= mean <= _FLOAT32_MAX and std <= _FLOAT32_MAX:
+        return False                             # nearly every call, decided at once
+    if not (isinstance(mean, Real) and isinstance(std, Real) and std >= 0):
+        return False
+    kind = (_dtypes.FLOAT64 if dtype == torch.float64 else _dtypes.FLOAT32).kind
+    return not (math.isfinite(_dtypes.round_to(mean, kind))
+                and math.isfinite(_dtypes.round_to(std, kind)))
 
 
 # --------------------------------------------------------------------------------------

@@ -303,10 +303,16 @@ HANDLERS[torch._C.TensorBase.normal_] = _tensor_normal_
 
 def _values_inplace(func, args, kwargs, t, dtypes_ok, valid, values):
     """An in-place draw whose values are computed as a numpy array (``values(n)``),
-    after ``valid()`` says torch would accept the arguments."""
+    after ``valid()`` says torch would accept the arguments. As torch's kernels do,
+    the formulas overflow to infinities and make NaN without a word (numpy would warn)."""
     if not valid():
         return func(*args, **kwargs)                # torch's error
-    return _inplace(func, args, kwargs, t, dtypes_ok, lambda: _write(t, values(t.numel())))
+
+    def fill():
+        with np.errstate(all="ignore"):
+            values_ = values(t.numel())
+        return _write(t, values_)
+    return _inplace(func, args, kwargs, t, dtypes_ok, fill)
 
 
 _ONE_PARAM = {
@@ -385,10 +391,21 @@ def _tensor_random_(gen, func, args, kwargs):
     low = _scalar(given.get("from", low))
     high = given.get("to", high)
     high = _random_bounds(t.dtype)[1] if high is None else _scalar(high)
-    if low is None or high is None or isinstance(low, float) or isinstance(high, float):
+    if low is None or high is None or isinstance(low, float) or isinstance(high, float) or \
+            not low < high:
         return func(*args, **kwargs)
-    return _values_inplace(func, args, kwargs, t, lambda d: True, lambda: low < high,
-                           lambda n: _integers(gen, n, int(low), int(high)))
+
+    def fill():
+        _check_random_range(t.dtype, *rest, **kwargs_)
+        return _write(t, _integers(gen, t.numel(), int(low), int(high)))
+    return _inplace(func, args, kwargs, t, lambda d: True, fill)
+
+
+def _check_random_range(dtype, *bounds, **named):
+    """torch's own checks of random_'s bounds for a dtype, and its warnings, made on a
+    tensor with no elements (nothing drawn): bounds beyond the dtype raise torch's
+    error, beyond a floating dtype's exact integers (2^24 for float32) its warning."""
+    torch.empty(0, dtype=dtype).random_(*bounds, **named)
 
 
 _BERNOULLI_ = _sig(p=0.5)
@@ -528,8 +545,11 @@ def _integer_bounds(positional, kw):
 
 def _integer_factory(gen, func, args, kwargs, make, bounds):
     low, high = bounds
-    return _fresh(func, args, kwargs, make,
-                  lambda out: _write(out, _integers(gen, out.numel(), low, high)), _not_complex)
+
+    def fill(out):
+        _check_random_range(out.dtype, low, high)
+        return _write(out, _integers(gen, out.numel(), low, high))
+    return _fresh(func, args, kwargs, make, fill, _not_complex)
 
 
 @_handles(torch.randint)
@@ -606,9 +626,9 @@ def _normal(gen, func, args, kwargs):
     if size is not None or set(kw) - {"out"} or not all(_cpu_dense(x) for x in tensors) \
             or not all(_floating(x.dtype) for x in tensors):
         return func(*args, **kwargs)
-    if isinstance(std, torch.Tensor) and (std < 0).any() or \
-            not isinstance(std, torch.Tensor) and (_scalar(std) is None or std < 0):
-        return func(*args, **kwargs)
+    if isinstance(std, torch.Tensor) and not (std >= 0).all() or \
+            not isinstance(std, torch.Tensor) and (_scalar(std) is None or not std >= 0):
+        return func(*args, **kwargs)                # (NaN too) torch's error, no draw
     try:
         shape = torch.broadcast_shapes(*(x.shape for x in tensors))
     except RuntimeError:

@@ -298,6 +298,12 @@ def test_draws_torch_refuses_raise_its_errors_and_take_nothing():
         lambda: torch.zeros(3).exponential_(-1.0),
         lambda: torch.rand_like(torch.zeros(3, dtype=torch.int32)),
         lambda: torch.empty(3, requires_grad=True).uniform_(),
+        lambda: torch.normal(torch.zeros(3), torch.full((3,), math.nan)),   # NaN std
+        lambda: torch.normal(torch.zeros(3), math.nan),
+        lambda: torch.zeros(3, dtype=torch.float16).random_(70000),        # beyond the dtype
+        lambda: torch.zeros(3, dtype=torch.int8).random_(-300, 3),
+        lambda: torch.randint(0, 300, (2,), dtype=torch.uint8),
+        lambda: torch.zeros(3).random_(2 ** 63),                           # beyond int64
     ]
     g = fi.Generator(0)
     for k, call in enumerate(bad):
@@ -371,6 +377,35 @@ def test_trunc_normal_arguments_fastinit_refuses_take_torchs_algorithm_on_its_dr
             with pytest.raises(type(theirs.value)) as ours:
                 nn.init.trunc_normal_(torch.empty(8), **kwargs)
         assert str(ours.value) == str(theirs.value) and g.state["counter"] == 0
+
+
+def test_draws_warn_as_torch_and_only_as_torch():
+    # random_ bounds beyond a floating dtype's exact integers: torch's own warning,
+    # once, as without the block. Formulas that overflow or make NaN (log_normal_ with
+    # a huge std, cauchy_ at infinity): silent, as torch's kernels are.
+    calls = [(1, lambda: torch.zeros(64).random_(0, 2 ** 40)),
+             (1, lambda: torch.randint(-2 ** 30, 3, (64,), dtype=torch.float32)),
+             (0, lambda: torch.zeros(64).log_normal_(0.0, 1e39)),
+             (0, lambda: torch.zeros(64).cauchy_(math.inf, math.inf)),
+             (0, lambda: torch.zeros(64, dtype=torch.float64).log_normal_(math.inf, math.inf))]
+    for k, (warned, call) in enumerate(calls):
+        theirs = _warnings_of(call)
+        g = fi.Generator(0)
+        before = torch.get_rng_state()
+        with ft.patch_init(g):
+            ours = _warnings_of(call)
+        assert [(w.category, str(w.message)) for w in ours] == \
+            [(w.category, str(w.message)) for w in theirs], k
+        assert len(ours) == warned, k
+        assert all("is out of bounds [-(2^24), 2^24]" in str(w.message) for w in ours), k
+        assert g.state["counter"] == 1 and torch.equal(torch.get_rng_state(), before), k
+
+
+def _warnings_of(call):
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        call()
+    return caught
 
 
 def test_other_threads_keep_torch():

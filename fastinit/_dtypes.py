@@ -59,16 +59,15 @@ def round_to(x, kind):
     the kind's range, an infinity (without numpy's overflow warning)."""
     if kind == FLOAT64.kind:
         return float(x)
+    if kind == FLOAT32.kind:
+        return _from_float32_bits(_float32_bits(x))
     if kind == BFLOAT16.kind:
         b = _float32_bits(x)
         if (b & 0x7FFFFFFF) > 0x7F800000:
             return math.nan
         return _from_float32_bits(_bfloat16_round(b) << 16)
     with np.errstate(over="ignore"):
-        f = np.float32(x)
-        if kind == FLOAT32.kind:
-            return float(f)
-        return float(np.float16(f))
+        return float(np.float16(np.float32(x)))
 
 
 def next_toward(x, kind, direction):

@@ -408,6 +408,36 @@ def _warnings_of(call):
     return caught
 
 
+def test_trunc_normal_sets_the_mode_aside_only_while_fastinit_fills():
+    # fastinit's trunc_normal_ runs with the block's mode off the stack (as handlers
+    # do): it is back afterwards, also after an exception, and the block's later draws
+    # are still answered. With another mode above it, it stays and the values agree.
+    from torch.overrides import TorchFunctionMode
+
+    class Above(TorchFunctionMode):
+        def __torch_function__(self, func, types, args=(), kwargs=None):
+            return func(*args, **(kwargs or {}))
+
+    depth = torch._C._len_torch_function_stack()
+    g = fi.Generator(0)
+    before = torch.get_rng_state()
+    with ft.patch_init(g):
+        inside = torch._C._len_torch_function_stack()
+        w = nn.init.trunc_normal_(torch.empty(40, 30), std=0.02)
+        with pytest.raises(TypeError):
+            nn.init.trunc_normal_(torch.empty(4), mean="x")
+        assert torch._C._len_torch_function_stack() == inside
+        z = torch.randn(16)
+        with Above():
+            w2 = nn.init.trunc_normal_(torch.empty(40, 30), std=0.02)
+    assert torch._C._len_torch_function_stack() == depth
+    assert torch.equal(torch.get_rng_state(), before) and g.state["counter"] == 3
+    ref = fi.Generator(0)
+    assert torch.equal(w, fi.trunc_normal_(torch.empty(40, 30), std=0.02, generator=ref))
+    assert torch.equal(z, fi.normal_(torch.empty(16), generator=ref))
+    assert torch.equal(w2, fi.trunc_normal_(torch.empty(40, 30), std=0.02, generator=ref))
+
+
 def test_other_threads_keep_torch():
     inside, started, done = threading.Event(), threading.Event(), threading.Event()
     results = {}

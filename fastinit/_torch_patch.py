@@ -145,8 +145,9 @@ def _trunc_stand_in(tensor, mean, std, a, b, generator=None):
 class _ModeAside:
     """This thread's mode taken off the stack while fastinit works on its own (drawing
     nothing from torch), as torch takes it off while a handler runs, so that the torch
-    calls checking and preparing a target skip it (about 25 of the 90 us of
-    trunc_normal_ on 64 x 64 in a block); left in place when another mode is above it."""
+    calls checking and preparing a target skip it (trunc_normal_ of 64 x 64 in a
+    block: 87 us with the mode in place, 34.5 without); left in place when another
+    mode is above it."""
 
     __slots__ = ("mode",)
 

@@ -15,7 +15,7 @@ class DType(NamedTuple):
     kind: int           # the number _fill.Target gives it
     itemsize: int
     max: float          # the largest finite value
-    torch_name: str     # as torch's messages name its C++ type ("from is out of bounds for float")
+    torch_name: str     # torch's messages: its C++ type ("... out of bounds for float")
     torch_type: str     # and its scalar type ("std::numeric_limits<Float>")
 
 

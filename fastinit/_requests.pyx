@@ -50,7 +50,7 @@ def uniform_request(Target t, low, high):
         lo_f = <float>lo
         hi_f = <float>hi
         r_f = hi_f - lo_f
-        if not isfinite(r_f):           # to - from within the range in double, not in float32
+        if not isfinite(r_f):           # to - from in range in double, not in float32
             raise ArgumentError(f"uniform_ bounds from={low}, to={high} overflow float32")
         cap_f = nextafterf(hi_f, -INFINITY) if lo_f < hi_f else hi_f
         if kind >= 2:                    # (the checks keep the bounds within the dtype)

@@ -226,7 +226,7 @@ def _normal_fill(gen, out, mean, std):
     infinite or NaN, as torch's are."""
     if _only_torch_takes(out.dtype, mean, std):
         with torch.no_grad():
-            kind = (_dtypes.FLOAT64 if out.dtype == torch.float64 else _dtypes.FLOAT32).kind
+            kind = _working_kind(out.dtype)
             wide = out.dtype in (torch.float32, torch.float64)
             z = out if wide else torch.empty_like(out, dtype=torch.float32)
             _fast.normal_(z, 0.0, 1.0, gen)          # (a 16-bit fill's float32 values)
@@ -238,17 +238,23 @@ def _normal_fill(gen, out, mean, std):
 _FLOAT32_MAX = _dtypes.FLOAT32.max
 
 
+def _working_kind(dtype):
+    """The precision fastinit's normal fill computes a dtype's values in: float64 for
+    float64, float32 for float32 and the 16-bit dtypes."""
+    return (_dtypes.FLOAT64 if dtype == torch.float64 else _dtypes.FLOAT32).kind
+
+
 def _only_torch_takes(dtype, mean, std):
     """Whether torch's normal_ takes (mean, std) on a tensor of ``dtype`` and
     fastinit's refuses them: std >= 0 (not NaN), and the mean or std not finite in
-    float64 for float64, in float32 otherwise (a NaN or negative std, or arguments that
-    are not numbers: fastinit's normal_ raises torch's error)."""
+    the working precision. (A NaN or negative std: fastinit's normal_ raises torch's
+    error; arguments that are not numbers: its TypeError.)"""
     if type(mean) is float and type(std) is float and \
             -_FLOAT32_MAX <= mean <= _FLOAT32_MAX and std <= _FLOAT32_MAX:
         return False                             # nearly every call, decided at once
     if not (isinstance(mean, Real) and isinstance(std, Real) and std >= 0):
         return False
-    kind = (_dtypes.FLOAT64 if dtype == torch.float64 else _dtypes.FLOAT32).kind
+    kind = _working_kind(dtype)
     return not (math.isfinite(_dtypes.round_to(mean, kind))
                 and math.isfinite(_dtypes.round_to(std, kind)))
 

@@ -136,7 +136,8 @@ def _trunc_stand_in(tensor, mean, std, a, b, generator=None):
     gen = active_generator()
     if gen is not None and generator is None:
         with _ModeAside():
-            if fastinit_fills(tensor) and not _fastinit_refuses_trunc(tensor, mean, std, a, b):
+            if fastinit_fills(tensor) and \
+                    not _fastinit_refuses_trunc(tensor, mean, std, a, b):
                 return _fast.trunc_normal_(tensor, mean, std, a, b, gen)
     # (Inside a block, torch's own algorithm draws through the block's handlers.)
     return _torch_trunc(tensor, mean, std, a, b, generator=generator)
@@ -154,7 +155,8 @@ class _ModeAside:
     def __enter__(self):
         mode, depth = _thread.mode, torch._C._len_torch_function_stack()
         self.mode = None
-        if mode is not None and depth and torch._C._get_function_stack_at(depth - 1) is mode:
+        if mode is not None and depth and \
+                torch._C._get_function_stack_at(depth - 1) is mode:
             torch._C._pop_torch_function_stack()
             self.mode = mode
 

@@ -38,7 +38,7 @@ def _as_index_tuple(value, name, ndim):
     return tuple(int(v) for v in items)
 
 
-def _self_overlapping(shape, strides, itemsize):
+def self_overlapping(shape, strides, itemsize):
     """Whether two distinct indices of an array of this layout address overlapping bytes.
 
     Sorting the dimensions of size > 1 by |stride|, the array does not overlap
@@ -121,7 +121,7 @@ cdef class Target:
             size = 1
             for k in range(nd):
                 size *= pl.shape[k]
-        if size > 1 and not contiguous and _self_overlapping(
+        if size > 1 and not contiguous and self_overlapping(
                 [pl.shape[k] for k in range(nd)], [pl.strides[k] for k in range(nd)], itemsize):
             raise ValueError("output array overlaps itself (a zero or overlapping stride); "
                              "its elements cannot all receive values")

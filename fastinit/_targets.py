@@ -122,6 +122,8 @@ def _tensor_dtype(x):
         meta = device.type == "meta"
     if x.layout != torch.strided:
         raise TypeError(f"expected a dense (strided) tensor, got layout {x.layout}")
+    if x.is_nested:
+        raise TypeError("expected a dense (strided) tensor, got a nested tensor")
     dtype = _torch_dtypes.get(x.dtype)
     if dtype is None:
         raise TypeError(f"unsupported dtype {x.dtype}; {_dtypes.UNSUPPORTED}")

@@ -13,16 +13,19 @@ returns what torch's function would return, its values drawn from the generator:
   std torch takes and fastinit refuses (NaN or infinite) gives torch's arithmetic on
   fastinit's standard normals (``_normal_fill``).
 - Every other draw on a CPU tensor (complex and negative-bit views, tensors that
-  autograd tracks, integer draws, ``exponential_``, ``log_normal_``, ``cauchy_``,
-  ``geometric_``, ``bernoulli``, ``random_``, ``randint``, ``randperm``,
-  ``torch.normal`` with tensor arguments) is computed from fastinit's uniform,
-  normal or raw 64-bit draws by the formula its handler names, then written with
-  torch's own ``copy_`` (so torch's autograd rules and errors apply).
+  autograd tracks, views laid over their own memory, nested tensors, integer draws,
+  ``exponential_``, ``log_normal_``, ``cauchy_``, ``geometric_``, ``bernoulli``,
+  ``random_``, ``randint``, ``randperm``, ``torch.normal`` with tensor arguments) is
+  computed from fastinit's uniform, normal or raw 64-bit draws by the formula its
+  handler names, then written with torch's own ``copy_`` (so torch's autograd rules
+  and errors apply).
 - A DTensor placed by Shard or Replicate is filled as its local shard of the global
   fill (``fastinit_fills``). A call that passes its own ``torch.Generator``, a
   tensor on another device, a meta tensor and any other tensor subclass with its
-  own ``__torch_function__`` or ``__torch_dispatch__`` go to torch unchanged; so do arguments torch refuses, which
-  it refuses before drawing anything.
+  own ``__torch_function__`` or ``__torch_dispatch__`` go to torch unchanged; so do
+  arguments torch refuses, which it refuses before drawing anything, and draws on
+  a dtype torch's kernel does not take (``_FLOATS`` and the sets after it) or on a
+  nested tensor (``_NESTED``).
 
 ``ESCAPES`` lists torch functions that draw from torch's generator and are not
 answered here (dropout in training, ``poisson``, ``multinomial``, ...): inside a
@@ -39,7 +42,7 @@ import numpy as np
 import torch
 from torch.nn import functional as F
 
-from fastinit import _dtypes, _targets
+from fastinit import _dtypes, _plan, _targets
 from fastinit import init as _fast
 
 
@@ -50,7 +53,16 @@ class TorchRNGWarning(UserWarning):
 # torch function -> handler(generator, func, args, kwargs)
 HANDLERS = {}
 
-_FAST_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
+# The dtypes torch 2.13's CPU draws take (its kernels' dispatch lists), so that a call
+# on any other (float8, uint16, a quantized dtype, ...) goes to torch for its error:
+# uniform_/normal_ and the continuous draws take the floating dtypes, which fastinit
+# fills (uniform_ and normal_ complex ones too); geometric_, randperm and random_'s
+# default range the standard integer ones too; bernoulli_ and random_() bool as well.
+_FLOATS = frozenset((torch.float16, torch.bfloat16, torch.float32, torch.float64))
+_COMPLEX = frozenset((torch.complex32, torch.complex64, torch.complex128))
+_INTEGERS = frozenset((torch.uint8, torch.int8, torch.int16, torch.int32, torch.int64))
+_NUMBERS = _FLOATS | _INTEGERS
+_NUMBERS_OR_BOOL = _NUMBERS | {torch.bool}
 _PLAIN_FUNCTION = (torch._C._disabled_torch_function_impl, torch.Tensor.__torch_function__.__func__)
 
 
@@ -71,20 +83,49 @@ def _plain(t):
 
 
 def _cpu_dense(t):
+    """A plain CPU tensor with strides (nested tensors included: see ``_NESTED``)."""
     return (isinstance(t, torch.Tensor) and _plain(t) and t.is_cpu
             and t.layout == torch.strided)
 
 
 def fastinit_fills(t):
     """Whether fastinit writes ``t``'s memory itself: a plain CPU strided tensor of a
-    dtype fastinit fills, not a negative-bit view; or a DTensor whose local tensor is
-    one, sharded or replicated (each rank writes its block of the global fill)."""
+    dtype fastinit fills, not nested, not a negative-bit view, and whose elements lie
+    at distinct addresses unless a zero stride makes torch refuse the write too (a
+    tensor as_strided lays over itself, which torch fills element by element, is
+    drawn through a scratch tensor); or a DTensor whose local tensor is one, sharded
+    or replicated (each rank writes its block of the global fill)."""
     if _targets.is_dtensor(t):
         try:
             t = _targets.global_view(t)[0]
         except (ValueError, NotImplementedError):
             return False                         # (torch's own call then says why)
-    return _cpu_dense(t) and t.dtype in _FAST_DTYPES and not t.is_neg()
+    return (_cpu_dense(t) and t.dtype in _FLOATS and not t.is_neg() and not t.is_nested
+            and (t.is_contiguous() or not _laid_over_itself(t)))
+
+
+def _laid_over_itself(t):
+    """Whether two of ``t``'s elements share memory and torch writes them anyway, in
+    turn (as_strided over itself); not where a zero stride does it (torch refuses
+    such a write, and so does fastinit, with torch's error)."""
+    if torch._debug_has_internal_overlap(t) == 1:      # torch's "yes": a zero stride
+        return False
+    size = t.element_size()
+    return _plan.self_overlapping(t.shape, [s * size for s in t.stride()], size)
+
+
+# The draws torch 2.13 takes on a nested tensor (strided layout; the jagged one is a
+# subclass with a dispatch of its own, so torch answers it): normal_, as Tensor.normal_
+# or torch.nn.init.normal_, and randn_like. Any other draw on one is torch's own call,
+# which refuses it; these are answered through a flat scratch tensor (_fill_float).
+_NESTED = frozenset((torch._C.TensorBase.normal_, torch.nn.init.normal_, torch.randn_like))
+
+
+def refused_on_nested(func, args, kwargs):
+    """Whether ``func`` is a draw on a nested tensor that torch refuses (the mode then
+    lets torch raise its error)."""
+    t = args[0] if args else kwargs.get("input", kwargs.get("tensor", kwargs.get("self")))
+    return isinstance(t, torch.Tensor) and t.is_nested and func not in _NESTED
 
 
 def _tracked(t):
@@ -180,6 +221,15 @@ def _fill_float(gen, t, draw):
     if fastinit_fills(t) and not _tracked(t):
         draw(gen, t)
         return t
+    if t.is_nested:                      # its components in order, from one flat fill
+        parts = t.unbind()
+        flat = torch.empty(sum(p.numel() for p in parts), dtype=t.dtype)
+        draw(gen, _real_view(flat))
+        start = 0
+        for p in parts:
+            p.copy_(flat[start:start + p.numel()].view(p.shape))
+            start += p.numel()
+        return t
     scratch = torch.empty(t.shape, dtype=t.dtype)
     draw(gen, _real_view(scratch))
     t.copy_(scratch)
@@ -198,11 +248,11 @@ def _inplace(func, args, kwargs, t, dtypes_ok, fill):
 
 
 def _floating(dtype):
-    return dtype.is_floating_point
+    return dtype in _FLOATS
 
 
 def _floating_or_complex(dtype):
-    return dtype.is_floating_point or dtype.is_complex
+    return dtype in _FLOATS or dtype in _COMPLEX
 
 
 def _uniform_draw(a, b):
@@ -216,6 +266,11 @@ def _normal_draw(mean, std):
 def _complex_normal_draw(mean, std):
     """torch's complex normal_: each component N(mean, (std / sqrt(2))^2)."""
     return lambda gen, out: _normal_fill(gen, out, mean, std / math.sqrt(2))
+
+
+def _normal_draw_for(out, mean, std):
+    """normal_(mean, std)'s draw for ``out``: torch's complex rule for a complex one."""
+    return (_complex_normal_draw if out.is_complex() else _normal_draw)(mean, std)
 
 
 def _normal_fill(gen, out, mean, std):
@@ -300,9 +355,7 @@ def _fill_handler(bind, names, draw_for, rename=None):
 
 _tensor_uniform_ = _fill_handler(_UNIFORM_, ("a", "b"), lambda t, a, b: _uniform_draw(a, b),
                                  rename={"from": "a", "to": "b"})
-_tensor_normal_ = _fill_handler(
-    _NORMAL_, ("mean", "std"),
-    lambda t, m, s: (_complex_normal_draw if t.is_complex() else _normal_draw)(m, s))
+_tensor_normal_ = _fill_handler(_NORMAL_, ("mean", "std"), _normal_draw_for)
 HANDLERS[torch._C.TensorBase.uniform_] = _tensor_uniform_
 HANDLERS[torch._C.TensorBase.normal_] = _tensor_normal_
 
@@ -343,13 +396,9 @@ _ONE_PARAM = {
 }
 
 
-def _real_numbers(dtype):
-    return dtype != torch.bool and not dtype.is_complex
-
-
 def _one_param_handler(name):
     bind, valid, values = _ONE_PARAM[name]
-    func_dtypes = _floating if name != "geometric_" else _real_numbers
+    func_dtypes = _floating if name != "geometric_" else _NUMBERS.__contains__
 
     def handler(gen, func, args, kwargs):
         arguments = bind(args, kwargs)
@@ -404,7 +453,9 @@ def _tensor_random_(gen, func, args, kwargs):
     def fill():
         _check_random_range(t.dtype, *rest, **kwargs_)
         return _write(t, _integers(gen, t.numel(), int(low), int(high)))
-    return _inplace(func, args, kwargs, t, lambda d: True, fill)
+    # (torch's check takes the bounds' dtypes; its default range only those listed.)
+    dtypes_ok = _NUMBERS_OR_BOOL.__contains__ if not given else lambda d: True
+    return _inplace(func, args, kwargs, t, dtypes_ok, fill)
 
 
 def _check_random_range(dtype, *bounds, **named):
@@ -445,7 +496,7 @@ def _tensor_bernoulli_(gen, func, args, kwargs):
         return func(*args, **kwargs)
     shape = tuple(t.shape)
     valid = lambda: not isinstance(p, np.ndarray) or _broadcasts(p.shape, shape)  # noqa: E731
-    return _values_inplace(func, args, kwargs, t, lambda d: not d.is_complex, valid,
+    return _values_inplace(func, args, kwargs, t, _NUMBERS_OR_BOOL.__contains__, valid,
                            lambda n: _bernoulli_values(gen, n, p, shape))
 
 
@@ -520,7 +571,7 @@ def _uniform01_for(out):
 
 
 def _standard_normal_for(out):
-    return _complex_normal_draw(0.0, 1.0) if out.is_complex() else _normal_draw(0.0, 1.0)
+    return _normal_draw_for(out, 0.0, 1.0)
 
 
 HANDLERS[torch.rand] = _float_factory(torch.empty, _uniform01_for)
@@ -600,7 +651,7 @@ def _randperm(gen, func, args, kwargs):
     kw.setdefault("dtype", torch.int64)
     return _fresh(func, args, kwargs, lambda: torch.empty(int(n), **kw),
                   lambda out: _write(out, np.argsort(_raw(gen, int(n)), kind="stable")),
-                  _not_complex)
+                  _NUMBERS.__contains__)
 
 
 @_handles(torch.normal)
@@ -627,10 +678,12 @@ def _normal(gen, func, args, kwargs):
         if size is None or m is None or s is None or s < 0:
             return func(*args, **kwargs)
         return _fresh(func, args, kwargs, lambda: torch.empty(size, **kw),
-                      lambda out: _fill_float(gen, out, _normal_draw(m, s)), _floating)
+                      lambda out: _fill_float(gen, out, _normal_draw_for(out, m, s)),
+                      _floating_or_complex)
     tensors = [x for x in (mean, std) if isinstance(x, torch.Tensor)]
     if size is not None or set(kw) - {"out"} or not all(_cpu_dense(x) for x in tensors) \
-            or not all(_floating(x.dtype) for x in tensors):
+            or not all(_floating_or_complex(x.dtype) for x in tensors) or \
+            isinstance(std, torch.Tensor) and std.is_complex():
         return func(*args, **kwargs)
     if isinstance(std, torch.Tensor) and not (std >= 0).all() or \
             not isinstance(std, torch.Tensor) and (_scalar(std) is None or not std >= 0):
@@ -642,7 +695,7 @@ def _normal(gen, func, args, kwargs):
     dtype = mean.dtype if isinstance(mean, torch.Tensor) else std.dtype
     with torch.no_grad():
         z = torch.empty(shape, dtype=dtype)
-        _fill_float(gen, z, _normal_draw(0.0, 1.0))
+        _fill_float(gen, z, _standard_normal_for(z))
         result = mean + std * z
     out = kw.get("out")
     return out.copy_(result) if out is not None else result

@@ -76,7 +76,7 @@ class _DrawMode(TorchFunctionMode):
         if blocks and not recording():
             if handler is None and getattr(func, "__name__", None) in _torch_draws.REBINDABLE:
                 handler = _torch_draws.rebound_init_handler(func)
-            if handler is not None:
+            if handler is not None and not _torch_draws.refused_on_nested(func, args, kwargs):
                 return handler(blocks[-1].generator, func, args, kwargs)
             if func in _torch_draws.ESCAPES:
                 _torch_draws.warn_escape(func, args, kwargs)

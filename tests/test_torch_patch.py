@@ -318,6 +318,139 @@ def test_draws_torch_refuses_raise_its_errors_and_take_nothing():
     assert g.state["counter"] == 0
 
 
+def _quantized():
+    return torch.quantize_per_tensor(torch.zeros(3), 0.1, 0, torch.qint8)
+
+
+@pytest.mark.parametrize("make", [lambda: torch.zeros(3, dtype=torch.float8_e4m3fn),
+                                  lambda: torch.zeros(3, dtype=torch.float8_e5m2),
+                                  lambda: torch.zeros(3, dtype=torch.uint16),
+                                  lambda: torch.zeros(3, dtype=torch.uint64),
+                                  lambda: torch.zeros(3, dtype=torch.bool), _quantized],
+                         ids=["float8_e4m3fn", "float8_e5m2", "uint16", "uint64", "bool",
+                              "qint8"])
+def test_draws_on_dtypes_torch_does_not_draw_raise_its_errors(make):
+    # torch's CPU kernels draw only some dtypes (float8 none; uint16 and up neither
+    # bernoulli_ nor geometric_ nor random_'s default range; bool no randperm): on the
+    # others each call raises torch's error inside a block too, with nothing drawn
+    # (the handlers had filled float8 by its formulas, or raised fastinit's TypeError).
+    calls = [lambda t: t.uniform_(), lambda t: t.normal_(), lambda t: t.exponential_(),
+             lambda t: t.log_normal_(), lambda t: t.cauchy_(), lambda t: t.geometric_(0.5),
+             lambda t: t.bernoulli_(0.5), lambda t: t.bernoulli_(torch.full((3,), 0.5)),
+             lambda t: t.random_(), lambda t: torch.rand_like(t), lambda t: torch.randn_like(t),
+             lambda t: torch.bernoulli(t), lambda t: torch.normal(t, 1.0),
+             lambda t: torch.rand(3, dtype=t.dtype), lambda t: torch.randn(3, dtype=t.dtype),
+             lambda t: torch.normal(0.0, 1.0, (3,), dtype=t.dtype),
+             lambda t: torch.randperm(3, dtype=t.dtype),
+             lambda t: nn.init.uniform_(t), lambda t: nn.init.normal_(t),
+             lambda t: nn.init.trunc_normal_(t), lambda t: nn.init.kaiming_uniform_(t.view(1, 3)),
+             lambda t: nn.init.xavier_normal_(t.view(1, 3))]
+    g, refused = fi.Generator(0), 0
+    for k, call in enumerate(calls):
+        try:
+            call(make())
+            continue                                 # torch draws this dtype
+        except Exception as e:
+            theirs = e
+        refused += 1
+        before = torch.get_rng_state()
+        with ft.patch_init(g):
+            with pytest.raises(type(theirs)) as ours:
+                call(make())
+        assert str(ours.value) == str(theirs), k
+        assert torch.equal(torch.get_rng_state(), before), k
+    assert g.state["counter"] == 0 and refused >= 3
+
+
+def test_complex_torch_normal_draws_from_the_block():
+    # torch.normal of a complex dtype or with a complex mean tensor drew from torch's
+    # generator, unseen. Now: torch's complex rule (each component N(0, 1/2) scaled
+    # by std, the mean added) on fastinit's normals, one call, torch's generator
+    # untouched; the components' spread as torch's.
+    n = 20000
+    mean = torch.full((n,), 1 + 2j, dtype=torch.complex64)
+    calls = [(lambda: torch.normal(0.0, 2.0, (n,), dtype=torch.complex64), 0.0, 2.0),
+             (lambda: torch.normal(mean, 2.0), mean, 2.0)]
+    for k, (call, m, s) in enumerate(calls):
+        plain = torch.view_as_real(call() - m)
+        before, g = torch.get_rng_state(), fi.Generator(5)
+        with ft.patch_init(g):
+            ours = call()
+        assert ours.dtype == torch.complex64 and g.state["counter"] == 1, k
+        assert torch.equal(torch.get_rng_state(), before), k
+        z = fi.normal_(torch.empty(n, 2), 0.0, 1 / math.sqrt(2), generator=fi.Generator(5))
+        expected = torch.view_as_complex(z) * s + m if k else torch.view_as_complex(
+            fi.normal_(torch.empty(n, 2), 0.0, s / math.sqrt(2), generator=fi.Generator(5)))
+        assert torch.equal(ours, expected), k
+        spread = torch.view_as_real(ours - m).std(dim=0)
+        assert torch.allclose(spread, plain.std(dim=0), atol=0.05), k      # both ~ 2 / sqrt(2)
+        assert torch.allclose(spread, torch.full((2,), math.sqrt(2)), atol=0.05), k
+
+
+def test_views_laid_over_themselves_are_written_as_torchs_draws_write_them():
+    # A view as_strided over its own memory (no zero stride): torch's draws fill it,
+    # element by element; fastinit's own functions refuse it (their threads would
+    # write one location at once), so a block raised where the script ran. Now the
+    # values are drawn into a scratch tensor (one call) and written by torch's copy_.
+    def view(base):
+        return base.as_strided((6, 4), (2, 1))
+
+    calls = [lambda t: t.uniform_(), lambda t: nn.init.normal_(t, 0.0, 0.02),
+             lambda t: nn.init.kaiming_uniform_(t, a=math.sqrt(5))]
+    for k, call in enumerate(calls):
+        call(view(torch.zeros(30)))                              # torch takes it
+        with pytest.raises(ValueError, match="overlaps itself"):
+            fi.uniform_(view(torch.zeros(30)), generator=fi.Generator(0))
+        base, g, before = torch.zeros(30), fi.Generator(3), torch.get_rng_state()
+        with ft.patch_init(g):
+            call(view(base))
+        assert torch.equal(torch.get_rng_state(), before), k
+        assert g.state["counter"] >= 1, k
+        with ft.patch_init(fi.Generator(3)):
+            scratch = call(torch.zeros(6, 4))                     # the same draws, unlaid
+        expected = torch.zeros(30)
+        view(expected).copy_(scratch)
+        assert torch.equal(base, expected), k
+        assert base[:13].count_nonzero() == 13, k
+    # trunc_normal_ on such a view runs torch's algorithm, on the block's draws (as
+    # for any tensor fastinit's own function does not fill).
+    base, g, before = torch.zeros(30), fi.Generator(3), torch.get_rng_state()
+    with ft.patch_init(g):
+        nn.init.trunc_normal_(view(base), std=0.02)
+    assert torch.equal(torch.get_rng_state(), before) and g.state["counter"] >= 1
+    assert base[:13].count_nonzero() == 13 and base.abs().max() <= 2
+
+
+def test_nested_tensors():
+    # fastinit's functions refuse a nested tensor with a TypeError (not torch's
+    # internal error). In a block, the draws torch takes on one (normal_, randn_like)
+    # are fastinit's normals of its components in order, one call; the others raise
+    # torch's error.
+    def nested():
+        return torch.nested.nested_tensor([torch.zeros(2, 3), torch.zeros(4, 3)])
+
+    with pytest.raises(TypeError, match="got a nested tensor"):
+        fi.normal_(nested(), generator=fi.Generator(0))
+    flat = fi.normal_(torch.empty(18), 0.0, 0.5, generator=fi.Generator(4))
+    for k, call in enumerate([lambda t: t.normal_(0.0, 0.5), lambda t: nn.init.normal_(t, 0.0, 0.5),
+                              lambda t: torch.randn_like(t).mul_(0.5)]):
+        before, g = torch.get_rng_state(), fi.Generator(4)
+        with ft.patch_init(g):
+            ours = call(nested())
+        assert torch.equal(torch.get_rng_state(), before) and g.state["counter"] == 1, k
+        assert torch.equal(torch.cat([p.reshape(-1) for p in ours.unbind()]), flat), k
+    for k, call in enumerate([lambda t: t.uniform_(), lambda t: t.bernoulli_(0.5),
+                              lambda t: torch.rand_like(t), lambda t: t.exponential_()]):
+        with pytest.raises(Exception) as theirs:
+            call(nested())
+        before, g = torch.get_rng_state(), fi.Generator(0)
+        with ft.patch_init(g):
+            with pytest.raises(type(theirs.value)) as ours:
+                call(nested())
+        assert str(ours.value) == str(theirs.value), k
+        assert torch.equal(torch.get_rng_state(), before) and g.state["counter"] == 0, k
+
+
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.bfloat16, torch.float16])
 def test_normal_arguments_torch_takes_and_fastinit_refuses_are_answered(dtype):
     # A NaN or infinite mean, an infinite std (and, below float64, a mean beyond

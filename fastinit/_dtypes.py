@@ -29,6 +29,15 @@ BY_KIND = (FLOAT32, FLOAT64, FLOAT16, BFLOAT16, UINT64)
 UNSUPPORTED = "expected float16, bfloat16, float32 or float64"
 
 
+def float_kind(kind):
+    """``kind``, if it is a floating one (every initializer's targets); TypeError for
+    uint64, which only ``random_raw_`` fills."""
+    if kind == UINT64.kind:
+        raise TypeError(f"unsupported dtype uint64; {UNSUPPORTED} (uint64 arrays take "
+                        "random_raw_)")
+    return kind
+
+
 def torch_dtypes(torch):
     """torch's floating dtypes -> the DType fastinit fills them as (_targets keeps the
     one it makes)."""

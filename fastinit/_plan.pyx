@@ -71,10 +71,7 @@ cdef class Target:
 
     def __init__(self, out, global_shape=None, global_offset=None, bits_as=None,
                  bint no_memory=False):
-        if not cnp.PyArray_Check(out):
-            out = _buffer_array(out)
-        elif type(out) is not np.ndarray:
-            out = out.view(np.ndarray)       # a subclass (np.matrix, ...): its memory as is
+        out = plain_array(out)
         cdef cnp.ndarray a = <cnp.ndarray>out
         cdef int typenum = cnp.PyArray_TYPE(a)
         if bits_as is not None:
@@ -259,6 +256,15 @@ def memory_target(storage, size_t address, shape, strides, int kind, global_shap
 
 # Buffer formats a fill accepts from objects other than numpy arrays and tensors.
 _BUFFER_DTYPES = ("float32", "float64", "float16", "uint64")
+
+
+def plain_array(out):
+    """``out`` as a plain numpy.ndarray on its memory: an ndarray subclass (np.matrix, a
+    masked array, ...) viewed as its base class, a buffer-protocol object by
+    ``_buffer_array``."""
+    if not cnp.PyArray_Check(out):
+        return _buffer_array(out)
+    return out if type(out) is np.ndarray else out.view(np.ndarray)
 
 
 def _buffer_array(obj):

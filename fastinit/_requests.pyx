@@ -16,8 +16,7 @@ from fastinit._plan cimport Target
 
 cdef int _float_kind(Target t) except -1:
     if t.kind == _dtypes.UINT64.kind:
-        raise TypeError(f"unsupported dtype uint64; {_dtypes.UNSUPPORTED} (uint64 arrays take "
-                        "random_raw_)")
+        _dtypes.float_kind(t.kind)                  # (raises)
     return t.kind
 
 

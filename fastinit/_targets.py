@@ -84,7 +84,7 @@ def shape_of(x):
     try:
         return tuple(memoryview(x).shape)                   # array.array and other buffers
     except TypeError:
-        raise TypeError(f"expected a numpy.ndarray, a torch.Tensor or an object with the "
+        raise TypeError(f"expected a numpy.ndarray, a CPU torch.Tensor or an object with the "
                         f"buffer protocol, got {type(x).__name__}") from None
 
 
@@ -140,10 +140,11 @@ def _tensor_dtype(x):
 
 
 def as_array(x):
-    """A numpy view of ``x``'s memory (16-bit floats of a tensor as int16), and the
-    kind override _plan.Target needs for it (None when the dtype says it)."""
+    """A plain numpy view of ``x``'s memory (16-bit floats of a tensor as int16; a
+    buffer-protocol object's as numpy reads it), and the kind override _plan.Target
+    needs for it (None when the dtype says it)."""
     if not is_tensor(x):
-        return x, None
+        return _plan.plain_array(x), None
     dtype, _ = _tensor_dtype(x)
     d = x.detach()
     if dtype.itemsize != 2:

@@ -189,6 +189,7 @@ def _submit_block(tensor, values):
     DTensor, this rank's block of them into its local tensor."""
     local, global_shape, global_offset = _targets.global_view(tensor)
     target = _targets.target(local, global_shape, global_offset)
+    _dtypes.float_kind(target.kind)
     if _targets.is_meta(local):
         return tensor
     if global_shape is not None:
@@ -318,6 +319,7 @@ def orthogonal_(tensor, gain=1, generator=None, *, global_shape=None, global_off
         raise ValueError("Only tensors with 2 or more dimensions are supported")
     gen = _generator(generator)
     target = _targets.target(tensor, global_shape, global_offset)
+    _dtypes.float_kind(target.kind)
     _check_gain(tensor, gain)
     if _targets.is_meta(tensor) or math.prod(shape) == 0:
         gen.advance()

@@ -173,6 +173,36 @@ def test_buffer_protocol_targets_get_the_bits_of_a_numpy_array():
         fastinit.uniform_(array.array("i", [0] * 4))
 
 
+def test_buffer_protocol_targets_take_the_initializers_computed_in_python():
+    # orthogonal_, eye_, dirac_ and sparse_'s zeros are written through a numpy view
+    # of the buffer: sparse_ on a memoryview raised NotImplementedError ("sub-views")
+    # after its normal fill had written the values, and orthogonal_/eye_ a TypeError
+    # from the memoryview.
+    calls = [("orthogonal_", (6, 4), {"generator": 1}), ("eye_", (6, 4), {}),
+             ("sparse_", (6, 4), {"sparsity": 0.5, "generator": 1}),
+             ("dirac_", (4, 2, 3), {})]
+    for name, shape, kw in calls:
+        kw = {k: fastinit.Generator(v) if k == "generator" else v for k, v in kw.items()}
+        raw = bytearray(4 * int(np.prod(shape)))
+        getattr(fastinit, name)(memoryview(raw).cast("f", shape), **kw)
+        kw = {k: fastinit.Generator(1) if k == "generator" else v for k, v in kw.items()}
+        want = getattr(fastinit, name)(np.zeros(shape, np.float32), **kw)
+        np.testing.assert_array_equal(np.frombuffer(raw, np.float32).reshape(shape), want)
+        assert want.any()
+
+
+@pytest.mark.parametrize("call", [lambda a, g: fastinit.orthogonal_(a, generator=g),
+                                  lambda a, g: fastinit.eye_(a),
+                                  lambda a, g: fastinit.dirac_(a.reshape(4, 1, 4))])
+def test_uint64_arrays_take_only_raw_outputs(call):
+    # uint64 is random_raw_'s dtype; orthogonal_, eye_ and dirac_ wrote into it
+    # (orthogonal_'s values truncated to zeros, after taking a call).
+    a, g = np.full((4, 4), 7, np.uint64), fastinit.Generator(0)
+    with pytest.raises(TypeError, match="unsupported dtype uint64.*random_raw_"):
+        call(a, g)
+    assert (a == 7).all() and g.state["counter"] == 0
+
+
 def test_a_target_holds_its_buffer_during_a_fill():
     import array
     floats = array.array("f", [0.0] * 10)

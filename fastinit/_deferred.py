@@ -57,9 +57,11 @@ _FAST_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
 
 
 class _Ref:
-    """A recorded tensor: a view of recorded storage ``sid``."""
+    """A recorded tensor: a view of recorded storage ``sid``, with its negative and
+    conjugate bits (a view such as ``.conj().imag`` reads and writes its memory
+    negated)."""
 
-    __slots__ = ("sid", "dtype", "size", "stride", "offset")
+    __slots__ = ("sid", "dtype", "size", "stride", "offset", "bits")
 
     def __init__(self, sid, t):
         self.sid = sid
@@ -67,10 +69,12 @@ class _Ref:
         self.size = tuple(t.shape)
         self.stride = tuple(t.stride())
         self.offset = t.storage_offset()
+        self.bits = (t.is_neg(), t.is_conj())
 
     def matches(self, t):
         return (self.dtype == t.dtype and self.size == tuple(t.shape)
-                and self.stride == tuple(t.stride()) and self.offset == t.storage_offset())
+                and self.stride == tuple(t.stride()) and self.offset == t.storage_offset()
+                and self.bits == (t.is_neg(), t.is_conj()))
 
 
 class _TorchGenerator:
@@ -719,7 +723,11 @@ def _to_cpu(x):
 
 
 def _view(env, ref):
-    return torch.empty(0, dtype=ref.dtype).set_(env[ref.sid], ref.offset, ref.size, ref.stride)
+    view = torch.empty(0, dtype=ref.dtype).set_(env[ref.sid], ref.offset, ref.size, ref.stride)
+    negative, conjugate = ref.bits
+    if negative:
+        view = torch._neg_view(view)
+    return view.conj() if conjugate else view
 
 
 def _decode(tree, env, generators):

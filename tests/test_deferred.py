@@ -315,6 +315,22 @@ def test_tensors_sharing_memory_share_it_after_materialize():
     assert m.b[1, 1] == 7 and m.c[13] == 7
 
 
+def test_draws_into_negative_and_conjugate_views_keep_their_sign():
+    # A draw into w.conj().imag (a negative-bit view) or w.conj() writes w's memory
+    # negated. The record knew tensors by storage and layout only, so the replay wrote
+    # +z where the eager build (and torch) writes -z.
+    class Views(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.a = nn.Parameter(torch.zeros(8, 6, dtype=torch.complex64))
+            self.b = nn.Parameter(torch.zeros(8, 6, dtype=torch.complex64))
+            nn.init.uniform_(self.a.data.conj().imag, 0.5, 1.0)
+            self.b.data.conj().normal_()
+    _, patched, deferred = three_ways(Views)
+    assert (patched.a.imag <= -0.5).all() and (deferred.a.imag <= -0.5).all()
+    assert not torch.equal(patched.b, patched.b.conj())
+
+
 def test_block_form_nesting_and_patch_init_inside():
     with ft.deferred_init():
         a = nn.Linear(6, 6)

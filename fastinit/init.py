@@ -476,8 +476,8 @@ def variance_scaling_(tensor, scale=1.0, mode="fan_in", distribution="truncated_
     else:
         raise ValueError(f"Mode {mode} not supported, please use one of "
                          "['fan_in', 'fan_out', 'fan_avg']")
-    if scale <= 0:
-        raise ValueError(f"scale must be positive, got {scale}")
+    if not 0 < scale < math.inf:                  # (NaN too)
+        raise ValueError(f"scale must be positive and finite, got {scale}")
     variance = scale / max(1.0, n)
     kw = dict(global_shape=global_shape, global_offset=global_offset)
     if distribution == "truncated_normal":

@@ -190,6 +190,12 @@ def test_variance_scaling_layouts_and_formulas():
                 dict(layout=(1, 1)), dict(scale=0.0)]:
         with pytest.raises(ValueError):
             fi.variance_scaling_(hwio, **{"scale": 1.0, **bad})
+    # A NaN or infinite scale is refused for what it is (it passed `scale <= 0` and
+    # failed later, naming the std or bounds it made), for every distribution.
+    for scale in (math.nan, math.inf):
+        for distribution in ("truncated_normal", "normal", "uniform"):
+            with pytest.raises(ValueError, match=f"scale must be positive and finite, got {scale}"):
+                fi.variance_scaling_(hwio, scale, distribution=distribution)
 
 
 def test_errors_beyond_torchs():

@@ -37,15 +37,29 @@ def _fill_chunk(name, state, chunk_shape, offset, global_shape, dtype, kwargs):
     return out
 
 
+def _shape_tuple(shape):
+    """``shape`` as numpy takes one: an int or a sequence of ints (``operator.index``:
+    no float is truncated)."""
+    try:
+        return (operator.index(shape),)
+    except TypeError:
+        pass
+    try:
+        return tuple(operator.index(s) for s in shape)
+    except TypeError:
+        raise TypeError(f"shape must be an int or a sequence of ints, got {shape!r}") from None
+
+
 def _lazy(name, shape, chunks, dtype, generator, kwargs):
-    shape = tuple(int(s) for s in shape)
+    shape = _shape_tuple(shape)
     gen = generator if generator is not None else _init.default_generator()
     if not isinstance(gen, Generator):
         raise TypeError(f"generator must be a fastinit.Generator or None, got "
                         f"{type(gen).__name__}")
-    # Validate the arguments on a one-element stand-in before taking the call (for
-    # orthogonal_, whose stand-in would factor the whole matrix, the dimensions only).
-    probe = _init.empty((1,) * len(shape), dtype)
+    # Validate the arguments on a stand-in of at most one element (none where the
+    # array has none) before taking the call (for orthogonal_, whose stand-in would
+    # factor the whole matrix, the dimensions only).
+    probe = _init.empty(tuple(min(s, 1) for s in shape), dtype)
     if name == "orthogonal_":
         if len(shape) < 2:
             raise ValueError("Only tensors with 2 or more dimensions are supported")

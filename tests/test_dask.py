@@ -1,5 +1,7 @@
 """fastinit.dask on a real dask.distributed cluster: chunks equal the in-memory fill."""
 
+import warnings
+
 import numpy as np
 import pytest
 
@@ -79,7 +81,35 @@ def test_bad_arguments_raise_at_construction_without_a_call():
         fd.orthogonal((10, 10), generator=g, gian=2.0)
     with pytest.raises(RuntimeError):
         fd.uniform((10,), generator=g, a=1.0, b=0.0)
+    for shape in [(2.5, 3), "ab", None]:        # (a float dimension was truncated)
+        with pytest.raises(TypeError, match="shape must be an int or a sequence of ints"):
+            fd.normal(shape, generator=g)
     assert g.state["counter"] == 0
+
+
+@pytest.mark.parametrize("shape", [(0, 3), (3, 0), (0,), 4, ()])
+@pytest.mark.parametrize("name, kwargs", [("normal", {}), ("kaiming_uniform", {}),
+                                          ("sparse", {"sparsity": 0.5}), ("orthogonal", {})])
+def test_shapes_as_numpy_takes_them_empty_ones_included(shape, name, kwargs):
+    # An int shape, and arrays without elements (whose one-element stand-in did not fit
+    # in them: ValueError), as the in-memory fill of fi.empty(shape): same values, warnings
+    # and errors, and one call.
+    g, h = fi.Generator(3), fi.Generator(3)
+    try:
+        with warnings.catch_warnings(record=True) as theirs:
+            warnings.simplefilter("always")
+            want = getattr(fi, name + "_")(fi.empty(shape, "float32"), generator=h, **kwargs)
+    except ValueError as e:
+        with pytest.raises(ValueError, match=str(e)):
+            getattr(fd, name)(shape, generator=g, **kwargs)
+        assert g.state["counter"] == 0
+        return
+    with warnings.catch_warnings(record=True) as ours:
+        warnings.simplefilter("always")
+        got = getattr(fd, name)(shape, generator=g, **kwargs)
+    assert [str(w.message) for w in ours] == [str(w.message) for w in theirs]
+    np.testing.assert_array_equal(got.compute(), want)
+    assert got.shape == want.shape and g.state == h.state
 
 
 def test_to_zarr_round_trip(tmp_path, clients):

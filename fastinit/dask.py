@@ -37,17 +37,26 @@ def _fill_chunk(name, state, chunk_shape, offset, global_shape, dtype, kwargs):
     return out
 
 
+def _is_int(x):
+    """An integer as numpy takes one for a dimension (``operator.index``; not a bool)."""
+    if isinstance(x, (bool, np.bool_)):
+        return False
+    try:
+        operator.index(x)
+    except TypeError:
+        return False
+    return True
+
+
 def _shape_tuple(shape):
-    """``shape`` as numpy takes one: an int or a sequence of ints (``operator.index``:
-    no float is truncated)."""
+    """``shape`` as numpy takes one: an int or a sequence of ints (no float truncated)."""
     try:
-        return (operator.index(shape),)
+        dims = [shape] if _is_int(shape) else list(shape)
     except TypeError:
-        pass
-    try:
-        return tuple(operator.index(s) for s in shape)
-    except TypeError:
-        raise TypeError(f"shape must be an int or a sequence of ints, got {shape!r}") from None
+        dims = None
+    if dims is None or not all(_is_int(d) for d in dims):
+        raise TypeError(f"shape must be an int or a sequence of ints, got {shape!r}")
+    return tuple(operator.index(d) for d in dims)
 
 
 def _lazy(name, shape, chunks, dtype, generator, kwargs):

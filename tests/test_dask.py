@@ -81,7 +81,7 @@ def test_bad_arguments_raise_at_construction_without_a_call():
         fd.orthogonal((10, 10), generator=g, gian=2.0)
     with pytest.raises(RuntimeError):
         fd.uniform((10,), generator=g, a=1.0, b=0.0)
-    for shape in [(2.5, 3), "ab", None]:        # (a float dimension was truncated)
+    for shape in [(2.5, 3), "ab", None, (True, 3)]:     # (a float dimension was truncated)
         with pytest.raises(TypeError, match="shape must be an int or a sequence of ints"):
             fd.normal(shape, generator=g)
     assert g.state["counter"] == 0

@@ -35,7 +35,7 @@ def global_view(x, global_shape=None, global_offset=None):
     and this rank's coordinate), so each rank writes its shard with the values a fill
     of the whole tensor gives it; anything else as given."""
     if not is_dtensor(x):
-        return x, global_shape, global_offset
+        return x, _as_tuple(global_shape), _as_tuple(global_offset)
     if global_shape is not None or global_offset is not None:
         raise ValueError("a DTensor carries its own global shape and offset; pass neither")
     placements = sys.modules["torch.distributed.tensor.placement_types"]
@@ -58,6 +58,16 @@ def global_view(x, global_shape=None, global_offset=None):
         raise NotImplementedError(f"a DTensor whose local tensor {tuple(local.shape)} is not "
                                   f"its block {tuple(local_shape)} of {shape} (padded shards)")
     return local, shape, tuple(offset)
+
+
+def _as_tuple(value):
+    """A global shape or offset as a tuple (so that ``offset or default`` never asks a
+    numpy array its truth value); None, or what is no sequence, as given (the target
+    then says what is wrong with it)."""
+    try:
+        return tuple(value) if value is not None else None
+    except TypeError:
+        return value
 
 
 def _one_block(x, k, strided, placements):

@@ -59,6 +59,18 @@ def test_shards_threads_and_layouts_agree(name, dtype, num_threads):
 
 
 @pytest.mark.parametrize("name", list(SAMPLERS))
+def test_global_shape_and_offset_may_be_numpy_arrays(name):
+    # As tuples give them. orthogonal_ and sparse_ asked an offset array its truth
+    # value (ValueError) after drawing: sparse_ had written its normals.
+    part = np.full((7, 501), 9.0, np.float32)
+    SAMPLERS[name](part, fi.Generator(4), global_shape=np.array([96, 700]),
+                   global_offset=np.array([10, 123]))
+    want = SAMPLERS[name](np.empty((7, 501), np.float32), fi.Generator(4),
+                          global_shape=(96, 700), global_offset=(10, 123))
+    np.testing.assert_array_equal(part, want)
+
+
+@pytest.mark.parametrize("name", list(SAMPLERS))
 def test_every_sampler_takes_exactly_one_call(name):
     g = fi.Generator(0)
     SAMPLERS[name](np.empty((30, 40), np.float32), g)

@@ -453,7 +453,8 @@ def _tensor_random_(gen, func, args, kwargs):
     def fill():
         _check_random_range(t.dtype, *rest, **kwargs_)
         return _write(t, _integers(gen, t.numel(), int(low), int(high)))
-    # (torch's check takes the bounds' dtypes; its default range only those listed.)
+    # (With bounds, torch's own check above decides which dtypes it takes; without,
+    # torch's default range has kernels for _NUMBERS_OR_BOOL only.)
     dtypes_ok = _NUMBERS_OR_BOOL.__contains__ if not given else lambda d: True
     return _inplace(func, args, kwargs, t, dtypes_ok, fill)
 

@@ -92,9 +92,17 @@ _RULES = [
 ]
 
 
-def _default_rules(m):
-    """{parameter name: (initializer, kwargs)} of m's own parameters, or None when m is
-    not a layer known here (or a subclass that changed how it initializes)."""
+# The dtypes fastinit's initializers fill.
+_FILLED = frozenset((torch.float16, torch.bfloat16, torch.float32, torch.float64))
+
+
+def _default_rules(m, own):
+    """{parameter name: (initializer, kwargs)} of m's own parameters ``own``, or None
+    when m is not a layer known here (or a subclass that changed how it initializes),
+    or one of its parameters has a dtype fastinit does not fill (complex: its own
+    reset_parameters then runs)."""
+    if any(p.dtype not in _FILLED for p in own.values()):
+        return None
     for cls, rules, method in _RULES:
         if isinstance(m, cls):
             name = method.__name__
@@ -127,7 +135,7 @@ def default_plan(module, init_fn=None):
         for child in m.children():
             visit(child)
         own = dict(m.named_parameters(recurse=False))
-        rules = _default_rules(m)
+        rules = _default_rules(m, own)
         custom = {name: init_fn(m, name, p) for name, p in own.items()} if init_fn else {}
         if rules is None and own and not any(v is not None for v in custom.values()):
             if hasattr(m, "reset_parameters"):
@@ -166,8 +174,9 @@ def reset_parameters(module, generator=None, init_fn=None):
     (padding row zeroed), LayerNorm, GroupNorm, RMSNorm, BatchNorm/InstanceNorm
     (running statistics reset too), MultiheadAttention, RNN/LSTM/GRU, and
     nn.Transformer (xavier_uniform_ on every matrix of its layers, as its
-    constructor does after theirs). Other modules
-    with parameters have their own ``reset_parameters`` called (with torch's RNG).
+    constructor does after theirs). Other modules with parameters, and known layers
+    with complex parameters, have their own ``reset_parameters`` called (with torch's
+    RNG).
 
     Works on models materialized from the meta device with ``to_empty(device="cpu")``.
     ``init_fn(module, name, parameter)`` returning ``(initializer, kwargs)`` overrides a

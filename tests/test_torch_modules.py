@@ -159,6 +159,23 @@ def test_fallbacks_for_unknown_and_overriding_modules():
     assert_uniform(m[2].weight, 1 / math.sqrt(400))
 
 
+def test_known_layers_with_complex_parameters_run_their_own_reset():
+    # fastinit fills no complex tensor: the layer's own reset_parameters runs (torch's
+    # law, on torch's generator), where the plan's kaiming_uniform_ raised TypeError.
+    m = nn.Sequential(nn.Linear(300, 300), nn.Linear(300, 300, dtype=torch.complex64),
+                      nn.Embedding(50, 40, dtype=torch.complex64))
+    plan, fallbacks = ft.default_plan(m)
+    assert fallbacks == [m[1], m[2]] and [e[0] for e in plan] == [m[0].weight, m[0].bias]
+    before = torch.get_rng_state()
+    ft.reset_parameters(m, fi.Generator(0))
+    assert not torch.equal(torch.get_rng_state(), before)
+    assert_uniform(m[0].weight, 1 / math.sqrt(300))
+    bound = 1 / math.sqrt(300)
+    for part in (m[1].weight.real, m[1].weight.imag):
+        assert part.abs().max() <= bound and part.abs().max() > 0.99 * bound
+    assert abs(torch.view_as_real(m[2].weight).std().item() / math.sqrt(0.5) - 1) < 0.1
+
+
 def test_init_fn_expresses_a_hugging_face_scheme():
     def gpt_style(module, name, param):
         if isinstance(module, (nn.Linear, nn.Embedding)) and name == "weight":

@@ -188,7 +188,13 @@ class Generator:
                     n_children_spawned=spawned)
 
     def spawn(self, n):
-        """``n`` independent child generators, from ``SeedSequence.spawn``."""
+        """``n`` independent child generators, from ``SeedSequence.spawn``. TypeError
+        for an ``n`` that is no int, ValueError for a negative one (SeedSequence would
+        spawn nothing and say nothing)."""
+        if isinstance(n, (bool, np.bool_)) or not isinstance(n, Integral):
+            raise TypeError(f"n must be an int, got {type(n).__name__}")
+        if n < 0:
+            raise ValueError(f"n must be non-negative, got {n}")
         with self._lock:
             children = self._seed_seq.spawn(n)
         return [Generator(s) for s in children]

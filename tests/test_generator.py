@@ -49,6 +49,13 @@ def test_spawn_children_are_distinct_and_reproducible():
     g = fastinit.Generator(3)
     first, second = g.spawn(1)[0], g.spawn(1)[0]
     assert first.state["key"] != second.state["key"]
+    # A negative count spawned nothing, silently; text or None failed inside
+    # SeedSequence ("unsupported operand type(s) for +").
+    for n, exc in ((-1, ValueError), (None, TypeError), ("2", TypeError), (2.0, TypeError),
+                   (True, TypeError)):
+        with pytest.raises(exc, match="n must be"):
+            g.spawn(n)
+    assert g.spawn(0) == [] and len(g.spawn(np.int64(2))) == 2
 
 
 def test_pickle_and_deepcopy_continue_the_stream():

@@ -53,7 +53,6 @@ DEFERRED_ATTRIBUTE = "_fastinit_deferred"
 
 _META = torch.device("meta")
 _CPU = torch.device("cpu")
-_FAST_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
 
 
 class _Ref:
@@ -382,8 +381,8 @@ def _one_call(func, target, args, kwargs):
     _ONE_CALL on a non-empty tensor fastinit fills, all its other arguments numbers."""
     if func not in _ONE_CALL or target is None or target.numel() == 0:
         return False
-    if target.dtype not in _FAST_DTYPES or target.layout != torch.strided or target.is_neg() \
-            or _is_subclass(target):
+    if target.dtype not in _torch_draws.FILLED or target.layout != torch.strided \
+            or target.is_neg() or _is_subclass(target):
         return False
     others = [x for x in pytree.tree_leaves((args, kwargs)) if x is not target]
     return all(x is None or isinstance(x, (bool, int, float, str)) for x in others)

@@ -24,7 +24,7 @@ returns what torch's function would return, its values drawn from the generator:
   tensor on another device, a meta tensor and any other tensor subclass with its
   own ``__torch_function__`` or ``__torch_dispatch__`` go to torch unchanged; so do
   arguments torch refuses, which it refuses before drawing anything, and draws on
-  a dtype torch's kernel does not take (``_FLOATS`` and the sets after it) or on a
+  a dtype torch's kernel does not take (``FILLED`` and the sets after it) or on a
   nested tensor (``_NESTED``).
 
 ``ESCAPES`` lists torch functions that draw from torch's generator and are not
@@ -53,15 +53,16 @@ class TorchRNGWarning(UserWarning):
 # torch function -> handler(generator, func, args, kwargs)
 HANDLERS = {}
 
-# The dtypes torch 2.13's CPU draws take (its kernels' dispatch lists), so that a call
-# on any other (float8, uint16, a quantized dtype, ...) goes to torch for its error:
-# uniform_/normal_ and the continuous draws take the floating dtypes, which fastinit
-# fills (uniform_ and normal_ complex ones too); geometric_, randperm and random_'s
-# default range the standard integer ones too; bernoulli_ and random_() bool as well.
-_FLOATS = frozenset((torch.float16, torch.bfloat16, torch.float32, torch.float64))
+# The torch dtypes fastinit fills (_dtypes' list): the floating dtypes torch 2.13's
+# CPU draws take too. Those draws' dtypes (their kernels' dispatch lists), so that a
+# call on any other (float8, uint16, a quantized dtype, ...) goes to torch for its
+# error: uniform_/normal_ and the continuous draws take FILLED (uniform_ and normal_
+# _COMPLEX too); geometric_, randperm and random_'s default range _INTEGERS too;
+# bernoulli_ and random_() bool as well.
+FILLED = frozenset(_dtypes.torch_dtypes(torch))
 _COMPLEX = frozenset((torch.complex32, torch.complex64, torch.complex128))
 _INTEGERS = frozenset((torch.uint8, torch.int8, torch.int16, torch.int32, torch.int64))
-_NUMBERS = _FLOATS | _INTEGERS
+_NUMBERS = FILLED | _INTEGERS
 _NUMBERS_OR_BOOL = _NUMBERS | {torch.bool}
 _PLAIN_FUNCTION = (torch._C._disabled_torch_function_impl, torch.Tensor.__torch_function__.__func__)
 
@@ -100,7 +101,7 @@ def fastinit_fills(t):
             t = _targets.global_view(t)[0]
         except (ValueError, NotImplementedError):
             return False                         # (torch's own call then says why)
-    return (_cpu_dense(t) and t.dtype in _FLOATS and not t.is_neg() and not t.is_nested
+    return (_cpu_dense(t) and t.dtype in FILLED and not t.is_neg() and not t.is_nested
             and (t.is_contiguous() or not _laid_over_itself(t)))
 
 
@@ -248,11 +249,11 @@ def _inplace(func, args, kwargs, t, dtypes_ok, fill):
 
 
 def _floating(dtype):
-    return dtype in _FLOATS
+    return dtype in FILLED
 
 
 def _floating_or_complex(dtype):
-    return dtype in _FLOATS or dtype in _COMPLEX
+    return dtype in FILLED or dtype in _COMPLEX
 
 
 def _uniform_draw(a, b):

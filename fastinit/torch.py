@@ -26,7 +26,7 @@ from torch.nn.modules.rnn import RNNBase
 
 from fastinit._deferred import deferred_init
 from fastinit._materialize import materialize
-from fastinit._torch_draws import TorchRNGWarning
+from fastinit._torch_draws import FILLED, TorchRNGWarning
 from fastinit._torch_patch import patch_init
 from fastinit.init import _axis_index, _fans, init_all
 
@@ -92,16 +92,12 @@ _RULES = [
 ]
 
 
-# The dtypes fastinit's initializers fill.
-_FILLED = frozenset((torch.float16, torch.bfloat16, torch.float32, torch.float64))
-
-
 def _default_rules(m, own):
     """{parameter name: (initializer, kwargs)} of m's own parameters ``own``, or None
     when m is not a layer known here (or a subclass that changed how it initializes),
     or one of its parameters has a dtype fastinit does not fill (complex: its own
     reset_parameters then runs)."""
-    if any(p.dtype not in _FILLED for p in own.values()):
+    if any(p.dtype not in FILLED for p in own.values()):
         return None
     for cls, rules, method in _RULES:
         if isinstance(m, cls):

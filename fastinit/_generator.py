@@ -88,9 +88,12 @@ class Generator:
     def advance(self, calls=1):
         """Take ``calls`` calls without filling anything (what a call on a tensor
         without memory does); returns the generator. Constant time for any count;
-        OverflowError, the generator unchanged, past its 2**64 calls."""
-        if isinstance(calls, (bool, np.bool_)) or not isinstance(calls, Integral) or calls < 0:
-            raise ValueError(f"calls must be a non-negative int, got {calls!r}")
+        OverflowError, the generator unchanged, past its 2**64 calls. TypeError for a
+        count that is no int (as ``spawn``), ValueError for a negative one."""
+        if isinstance(calls, (bool, np.bool_)) or not isinstance(calls, Integral):
+            raise TypeError(f"calls must be an int, got {type(calls).__name__}")
+        if calls < 0:
+            raise ValueError(f"calls must be non-negative, got {calls}")
         with self._lock:
             if self._counter + int(calls) > _MASK64 + 1:
                 raise OverflowError(f"advancing by {calls} calls passes this generator's "

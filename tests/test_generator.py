@@ -217,9 +217,13 @@ def test_python_threads_filling_different_arrays_concurrently():
 def test_advance_substream_and_transaction():
     g = fastinit.Generator(4)
     assert g.advance(3) is g and g.state["counter"] == 3
-    for bad in (-1, 1.5, True):
-        with pytest.raises(ValueError):
+    # A count that is no int is a TypeError, as spawn's (it was a ValueError).
+    for bad, exc in ((-1, ValueError), (1.5, TypeError), (True, TypeError), ("2", TypeError),
+                     (None, TypeError), (np.float64(2), TypeError)):
+        with pytest.raises(exc, match="calls must be"):
             g.advance(bad)
+    assert g.state["counter"] == 3
+    assert g.advance(np.int64(0)).state["counter"] == 3
     # A substream: the same counter, key word 1 XORed, an independent stream.
     sub = g.substream(0x1234)
     assert sub.state == {"key": (g.state["key"][0], g.state["key"][1] ^ 0x1234), "counter": 3,

@@ -32,13 +32,38 @@ def _seed_sequence(seed):
         return seed
     if seed is None:
         return np.random.SeedSequence()
+    if isinstance(seed, (list, tuple, np.ndarray)):
+        return np.random.SeedSequence(_entropy_words(seed))
     if isinstance(seed, (bool, np.bool_)) or not isinstance(seed, (int, np.integer)):
         raise TypeError(
-            "seed must be None, a non-negative int or a numpy.random.SeedSequence, "
-            f"got {type(seed).__name__}")
+            "seed must be None, a non-negative int, a sequence of them or a "
+            f"numpy.random.SeedSequence, got {type(seed).__name__}")
     if seed < 0:
         raise ValueError(f"seed must be non-negative, got {seed}")
     return np.random.SeedSequence(int(seed))
+
+
+def _entropy_words(seed):
+    """A seed sequence (list, tuple or one-dimensional integer array) as the list of
+    non-negative ints SeedSequence takes as entropy, as numpy's default_rng takes it;
+    not its quirks: bools, nested sequences, arrays of more dimensions and an empty
+    sequence (which SeedSequence takes as the seed 0) are refused. As there, zeros at
+    the end of a sequence shorter than SeedSequence's pool do not change the key."""
+    if isinstance(seed, np.ndarray):
+        if seed.dtype.kind not in "iu":
+            raise TypeError(f"a seed array must hold integers, got dtype {seed.dtype}")
+        if seed.ndim != 1:
+            raise ValueError(f"a seed array must be one-dimensional, got shape {seed.shape}")
+    words = []
+    for w in seed:
+        if isinstance(w, (bool, np.bool_)) or not isinstance(w, (int, np.integer)):
+            raise TypeError(f"a seed sequence must hold ints, got {type(w).__name__}")
+        if w < 0:
+            raise ValueError(f"a seed sequence must hold non-negative ints, got {w}")
+        words.append(int(w))
+    if not words:
+        raise ValueError("a seed sequence must not be empty (SeedSequence would take it as 0)")
+    return words
 
 
 class Generator:
@@ -52,9 +77,11 @@ class Generator:
 
     Parameters
     ----------
-    seed : None, int or numpy.random.SeedSequence
-        None draws fresh entropy from the OS; an int >= 0 or a SeedSequence seeds
-        the key through ``SeedSequence.generate_state``.
+    seed : None, int, sequence of ints or numpy.random.SeedSequence
+        None draws fresh entropy from the OS; an int >= 0, a sequence of them (a
+        list, tuple or 1-D integer array, e.g. ``[rank, epoch]``: its entropy, as
+        numpy's ``default_rng`` takes it) or a SeedSequence seeds the key through
+        ``SeedSequence.generate_state``.
 
     Generators are thread-safe: concurrent fills each take a distinct counter.
     """

@@ -26,10 +26,43 @@ def test_seed_forms():
     assert fastinit.Generator(np.uint8(42)).state == a
 
 
-@pytest.mark.parametrize("bad, exc", [(-1, ValueError), (1.5, TypeError), ("1", TypeError),
-                                      (True, TypeError), ([1], TypeError)])
-def test_bad_seeds(bad, exc):
-    with pytest.raises(exc):
+@pytest.mark.parametrize("seed", [[1, 2], (1, 2), np.array([1, 2]), np.array([1, 2], np.uint64),
+                                  [np.int8(1), 2], [2**70, 0], [1, 2, 0]])
+def test_sequence_seeds_as_numpy_takes_them(seed):
+    # A sequence of ints is SeedSequence entropy, as numpy's default_rng takes it: the
+    # same key as the SeedSequence of it, and a generator that spawns, pickles and
+    # continues as any other.
+    entropy = [int(w) for w in seed]
+    g = fastinit.Generator(seed)
+    assert g.state["key"] == tuple(
+        int(w) for w in np.random.SeedSequence(entropy).generate_state(2, np.uint64))
+    assert g.state == fastinit.Generator(np.random.SeedSequence(entropy)).state
+    first = draw(g)
+    np.testing.assert_array_equal(draw(pickle.loads(pickle.dumps(g))), draw(g))
+    np.testing.assert_array_equal(first, draw(fastinit.Generator(list(seed))))
+    kids = [draw(k) for k in fastinit.Generator(seed).spawn(2)]
+    again = [draw(k) for k in fastinit.Generator(np.random.SeedSequence(entropy)).spawn(2)]
+    for k, j in zip(kids, again):
+        np.testing.assert_array_equal(k, j)
+
+
+def test_sequence_seeds_differ_by_content_and_order():
+    keys = {fastinit.Generator(s).state["key"] for s in ([1, 2], [2, 1], [1, 2, 5], [1, 3], 1)}
+    assert len(keys) == 5
+
+
+@pytest.mark.parametrize("bad, exc, message", [
+    (-1, ValueError, "non-negative"), (1.5, TypeError, "seed must be"),
+    ("1", TypeError, "seed must be"), (True, TypeError, "seed must be"),
+    ({1, 2}, TypeError, "seed must be"), ([1, -1], ValueError, "non-negative ints"),
+    ([1.5], TypeError, "must hold ints"), ([True], TypeError, "must hold ints"),
+    ([[1]], TypeError, "must hold ints"), (["1"], TypeError, "must hold ints"),
+    (np.array([1.5]), TypeError, "must hold integers"),
+    (np.array([[1, 2]]), ValueError, "one-dimensional"),
+    (np.array([-1]), ValueError, "non-negative ints"), ([], ValueError, "must not be empty"),
+    (np.array([], np.int64), ValueError, "must not be empty")])
+def test_bad_seeds(bad, exc, message):
+    with pytest.raises(exc, match=message):
         fastinit.Generator(bad)
 
 

@@ -376,7 +376,8 @@ def default_generator():
 
 
 def manual_seed(seed):
-    """Reseed the default generator in place with ``seed``; returns it."""
+    """Reseed the default generator in place with ``seed`` (any seed ``Generator``
+    takes); returns it. A seed it refuses leaves the generator as it was."""
     gen = default_generator()
     gen._reseed(seed)
     return gen

@@ -197,6 +197,13 @@ def test_default_generator_and_manual_seed():
     x = draw(g)
     assert fastinit.manual_seed(99) is g
     np.testing.assert_array_equal(draw(g), x)
+    # Every seed form Generator takes; a bad seed leaves the generator as it was.
+    assert fastinit.manual_seed([4, 2]).state == fastinit.Generator([4, 2]).state
+    before = g.state
+    for bad in ([1, -1], [], 1.5):
+        with pytest.raises((TypeError, ValueError)):
+            fastinit.manual_seed(bad)
+        assert g.state == before
 
 
 def test_failed_call_does_not_advance():

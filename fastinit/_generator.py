@@ -36,8 +36,8 @@ def _seed_sequence(seed):
         return np.random.SeedSequence(_entropy_words(seed))
     if isinstance(seed, (bool, np.bool_)) or not isinstance(seed, (int, np.integer)):
         raise TypeError(
-            "seed must be None, a non-negative int, a sequence of them or a "
-            f"numpy.random.SeedSequence, got {type(seed).__name__}")
+            "seed must be None, a non-negative int, a list, tuple or 1-D integer array "
+            f"of them or a numpy.random.SeedSequence, got {type(seed).__name__}")
     if seed < 0:
         raise ValueError(f"seed must be non-negative, got {seed}")
     return np.random.SeedSequence(int(seed))

@@ -54,7 +54,7 @@ def test_sequence_seeds_differ_by_content_and_order():
 @pytest.mark.parametrize("bad, exc, message", [
     (-1, ValueError, "non-negative"), (1.5, TypeError, "seed must be"),
     ("1", TypeError, "seed must be"), (True, TypeError, "seed must be"),
-    ({1, 2}, TypeError, "seed must be"), ([1, -1], ValueError, "non-negative ints"),
+    ({1, 2}, TypeError, "seed must be"), (range(2), TypeError, "list, tuple or 1-D"), ([1, -1], ValueError, "non-negative ints"),
     ([1.5], TypeError, "must hold ints"), ([True], TypeError, "must hold ints"),
     ([[1]], TypeError, "must hold ints"), (["1"], TypeError, "must hold ints"),
     (np.array([1.5]), TypeError, "must hold integers"),

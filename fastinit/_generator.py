@@ -27,6 +27,12 @@ _tallies = contextvars.ContextVar("fastinit_tallies", default=())
 _live = weakref.WeakSet()
 
 
+def _is_int(x):
+    """An int as the generator takes counts, seeds and state fields: Python's or
+    numpy's, never a bool."""
+    return isinstance(x, Integral) and not isinstance(x, (bool, np.bool_))
+
+
 def _seed_sequence(seed):
     if isinstance(seed, np.random.SeedSequence):
         return seed
@@ -34,7 +40,7 @@ def _seed_sequence(seed):
         return np.random.SeedSequence()
     if isinstance(seed, (list, tuple, np.ndarray)):
         return np.random.SeedSequence(_entropy_words(seed))
-    if isinstance(seed, (bool, np.bool_)) or not isinstance(seed, (int, np.integer)):
+    if not _is_int(seed):
         raise TypeError(
             "seed must be None, a non-negative int, a list, tuple or 1-D integer array "
             f"of them or a numpy.random.SeedSequence, got {type(seed).__name__}")
@@ -56,7 +62,7 @@ def _entropy_words(seed):
             raise ValueError(f"a seed array must be one-dimensional, got shape {seed.shape}")
     words = []
     for w in seed:
-        if isinstance(w, (bool, np.bool_)) or not isinstance(w, (int, np.integer)):
+        if not _is_int(w):
             raise TypeError(f"a seed sequence must hold ints, got {type(w).__name__}")
         if w < 0:
             raise ValueError(f"a seed sequence must hold non-negative ints, got {w}")
@@ -117,7 +123,7 @@ class Generator:
         without memory does); returns the generator. Constant time for any count;
         OverflowError, the generator unchanged, past its 2**64 calls. TypeError for a
         count that is no int (as ``spawn``), ValueError for a negative one."""
-        if isinstance(calls, (bool, np.bool_)) or not isinstance(calls, Integral):
+        if not _is_int(calls):
             raise TypeError(f"calls must be an int, got {type(calls).__name__}")
         if calls < 0:
             raise ValueError(f"calls must be non-negative, got {calls}")
@@ -221,7 +227,7 @@ class Generator:
         """``n`` independent child generators, from ``SeedSequence.spawn``. TypeError
         for an ``n`` that is no int, ValueError for a negative one (SeedSequence would
         spawn nothing and say nothing)."""
-        if isinstance(n, (bool, np.bool_)) or not isinstance(n, Integral):
+        if not _is_int(n):
             raise TypeError(f"n must be an int, got {type(n).__name__}")
         if n < 0:
             raise ValueError(f"n must be non-negative, got {n}")
@@ -306,7 +312,7 @@ class Generator:
 
 def _state_int(x, what):
     """A state field as an int: ints only (numpy's too), never bools, floats or text."""
-    if isinstance(x, (bool, np.bool_)) or not isinstance(x, Integral):
+    if not _is_int(x):
         raise TypeError(f"state {what} must be ints, got {type(x).__name__}")
     if x < 0:
         raise ValueError(f"state {what} must be non-negative, got {x}")

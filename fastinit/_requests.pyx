@@ -15,9 +15,7 @@ from fastinit._plan cimport Target
 
 
 cdef int _float_kind(Target t) except -1:
-    if t.kind == _dtypes.UINT64.kind:
-        _dtypes.float_kind(t.kind)                  # (raises)
-    return t.kind
+    return _dtypes.float_kind(t.kind)
 
 
 # --------------------------------------------------------------------------------------

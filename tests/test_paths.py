@@ -53,6 +53,9 @@ FILLS = {
     "uniform": ("uniform_", (-0.5, 2.0), ref.uniform_fill, ref.uniform_fill_16),
     # a range whose 2^-24-th is below float32's normal range (the kernels' unfused case)
     "uniform_tiny": ("uniform_", (0.0, 1e-32), ref.uniform_fill, ref.uniform_fill_16),
+    # high one float32 step above low: half the float32 values round up to high and
+    # are capped (the kernels' capped case; the ranges above never reach their caps)
+    "uniform_capped": ("uniform_", (1.0, 1.0 + 2.0**-23), ref.uniform_fill, ref.uniform_fill_16),
     "normal": ("normal_", (0.25, 1.5), ref.normal_fill, ref.normal_fill_16),
 }
 

@@ -53,9 +53,15 @@ FILLS = {
     "uniform": ("uniform_", (-0.5, 2.0), ref.uniform_fill, ref.uniform_fill_16),
     # a range whose 2^-24-th is below float32's normal range (the kernels' unfused case)
     "uniform_tiny": ("uniform_", (0.0, 1e-32), ref.uniform_fill, ref.uniform_fill_16),
+    # The float32 and float64 kernels leave the cap out where no value can pass it
+    # (the first range, and [0, 1), whose largest value is its cap); the others keep
+    # it (uniform_tiny, and the two below).
+    "uniform_unit": ("uniform_", (0.0, 1.0), ref.uniform_fill, ref.uniform_fill_16),
     # high one float32 step above low: half the float32 values round up to high and
-    # are capped (the kernels' capped case; the ranges above never reach their caps)
+    # are capped
     "uniform_capped": ("uniform_", (1.0, 1.0 + 2.0**-23), ref.uniform_fill, ref.uniform_fill_16),
+    # every value +0.0, the cap -0.0: equal, yet the cap's bits are written
+    "uniform_signed_zero": ("uniform_", (0.0, -0.0), ref.uniform_fill, ref.uniform_fill_16),
     "normal": ("normal_", (0.25, 1.5), ref.normal_fill, ref.normal_fill_16),
 }
 

@@ -49,17 +49,19 @@ FI_INLINE void fi_uniform_f64_map(const uint64_t *raw, int64_t j0, int64_t n,
     }
 }
 
-/* Whether no value of a fill can reach its cap, so that `v < cap ? v : cap` is v
+/* Whether no value of a fill can pass its cap, so that `v < cap ? v : cap` is v
  * and the kernels may leave the comparison out: low and range finite, range >= 0,
- * and v at the largest u (TOP, computed by the kernel's own operations) below cap.
- * v = low + range * u is then nondecreasing in u, each rounding being monotonic,
- * so every v is at most TOP. True for the symmetric bounds of kaiming_uniform_ and
- * xavier_uniform_ (float32 and float64), false for [0, 1), whose top rounds to its
- * cap, and mostly false for float16 and bfloat16, whose caps sit a 16-bit step
- * below high. */
+ * and v at the largest u (TOP, computed by the kernel's own operations) below cap,
+ * or equal to a nonzero cap. v = low + range * u is then nondecreasing in u, each
+ * rounding being monotonic, so every v is at most TOP; a v equal to the cap is the
+ * cap's own bits unless both are zeros of opposite signs (uniform_(0.0, -0.0)).
+ * True for [0, 1) and the symmetric bounds of kaiming_uniform_ and xavier_uniform_
+ * (float32 and float64); mostly false for float16 and bfloat16, whose caps sit a
+ * 16-bit step below high. */
 FI_INLINE int fi_uniform_never_capped(double low, double range, double top, double cap)
 {
-    return isfinite(low) && isfinite(range) && range >= 0.0 && top < cap;
+    return isfinite(low) && isfinite(range) && range >= 0.0
+           && (top < cap || (top == cap && cap != 0.0));
 }
 
 /* A whole block of float32 uniforms into dst, straight from the lane registers:

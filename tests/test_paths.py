@@ -103,11 +103,13 @@ STREAMED = {
 
 
 @pytest.mark.parametrize("offset", [0, 16, 32, 48])        # bytes past a 64-byte line
-@pytest.mark.parametrize("dtype", ["float32", "float16", "bfloat16"])
+@pytest.mark.parametrize("dtype", ["float32", "float64", "float16", "bfloat16"])
 @pytest.mark.parametrize("fill", list(STREAMED))
 def test_streamed_fill_at_every_alignment(path, fill, dtype, offset):
     # A fill this large is written with non-temporal stores (8 MiB and up); its whole
-    # blocks store 64-byte vectors, whole lines where aligned, else 16-byte pieces.
+    # blocks store 64-byte vectors on AVX-512, in whole lines at any of these offsets
+    # (each line joined from two vectors where the target is off a line), 16-byte
+    # pieces elsewhere.
     # The same elements filled as shards, each too small to stream, are the yardstick.
     method, args = STREAMED[fill]
     dt = _bf16() if dtype == "bfloat16" else np.dtype(dtype)

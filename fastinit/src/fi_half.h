@@ -83,15 +83,12 @@ FI_INLINE void fi_put_half8(uint16_t *dst, fi_f32x8 v, int stream, int bf16, int
 }
 
 #ifdef __AVX512BW__
-/* Stores 32 float32 values (v0, then v1) rounded to 16 bits at dst, as fi_put_half8
- * rounds them, in one 64-byte vector: bfloat16 from the high words of both vectors by
- * one two-source word permute, float16 by two vcvtps2ph; unless NAN_FREE, a NaN is set
- * as there, off the fast path (one compare per vector tells that no lane is a NaN).
- * Non-temporal when stream is set (dst then 16-byte aligned): one store per 64-byte
- * line where dst is 64-byte aligned. */
+/* 32 float32 values (v0, then v1) rounded to 16 bits, as fi_put_half8 rounds them, in
+ * one 64-byte vector: bfloat16 from the high words of both vectors by one two-source
+ * word permute, float16 by two vcvtps2ph; unless NAN_FREE, a NaN is set as there,
+ * off the fast path (one compare per vector tells that no lane is a NaN). */
 typedef uint16_t fi_u16x32 __attribute__((vector_size(64)));
-FI_INLINE void fi_put_half32(uint16_t *dst, fi_f32x16 v0, fi_f32x16 v1, int stream, int bf16,
-                             int nan_free)
+FI_INLINE fi_u16x32 fi_half32(fi_f32x16 v0, fi_f32x16 v1, int bf16, int nan_free)
 {
     const __mmask16 nan0 = nan_free ? 0 : _mm512_cmp_ps_mask((__m512)v0, (__m512)v0, _CMP_UNORD_Q);
     const __mmask16 nan1 = nan_free ? 0 : _mm512_cmp_ps_mask((__m512)v1, (__m512)v1, _CMP_UNORD_Q);
@@ -116,16 +113,7 @@ FI_INLINE void fi_put_half32(uint16_t *dst, fi_f32x16 v0, fi_f32x16 v1, int stre
             h = (h & ~is_nan) | (((h & 0x8000u) | 0x7E00u) & is_nan);
         }
     }
-    if (stream && !((uintptr_t)dst & 63)) {
-        _mm512_stream_si512((__m512i *)dst, (__m512i)h);
-    } else if (stream) {
-        _mm_stream_si128((__m128i *)dst, _mm512_castsi512_si128((__m512i)h));
-        _mm_stream_si128((__m128i *)(dst + 8), _mm512_extracti32x4_epi32((__m512i)h, 1));
-        _mm_stream_si128((__m128i *)(dst + 16), _mm512_extracti32x4_epi32((__m512i)h, 2));
-        _mm_stream_si128((__m128i *)(dst + 24), _mm512_extracti32x4_epi32((__m512i)h, 3));
-    } else {
-        memcpy(dst, &h, sizeof h);
-    }
+    return h;
 }
 #endif
 

@@ -640,11 +640,23 @@ FI_INLINE void fi_normal_f64_map(const uint64_t *raw, int64_t j0, int64_t n,
  * registers, then the fix-ups in element order (each lane's auxiliary stream
  * is consumed in its candidates' order either way), then mean + std * z stored. */
 #define FI_DEFINE_NORMAL_WHOLE(NAME, CTYPE, VEC, FAST, FIX, SPLAT, MEAN, STD, PER_STEP)    \
+FI_INLINE void NAME##_store(VEC (*z)[FI_NV], VEC mean, VEC std, fi_sink *out, int fmt,      \
+                            int sink_mode)                                                     \
+{                                                                                          \
+    enum { STEPS = FI_BLOCK / (PER_STEP), PER_VEC = 8 * FI_VW / sizeof(CTYPE) };           \
+    for (int t = 0; t < STEPS; t++) {                                                      \
+        fi_f32xv val[FI_NV];                                                               \
+        for (int v = 0; v < FI_NV; v++) val[v] = (fi_f32xv)(mean + std * z[t][v]);         \
+        if (sizeof(CTYPE) == 4) fi_store_stepv(out, t * (PER_STEP), val, fmt, sink_mode);      \
+        else for (int v = 0; v < FI_NV; v++)                                               \
+            fi_store_vecv(out, t * (PER_STEP) + PER_VEC * v, val[v], fmt, sink_mode);          \
+    }                                                                                      \
+}                                                                                          \
+                                                                                           \
 FI_INLINE void NAME(uint64_t sigma, uint64_t block, const fi_normal_params *pr, void *dst, \
                     int stream, int fmt)                                                   \
 {                                                                                          \
-    enum { STEPS = FI_BLOCK / (PER_STEP), PER_VEC = 8 * FI_VW / sizeof(CTYPE) };           \
-    VEC z[STEPS][FI_NV];                                                                   \
+    VEC z[FI_BLOCK / (PER_STEP)][FI_NV];                                                   \
     uint64_t rejected[FI_BLOCK / 64];            /* element k at bit k % 64 of word k / 64 */ \
     fi_lanesv ln;                                                                          \
     fi_lanes aux;                                                                          \
@@ -653,13 +665,13 @@ FI_INLINE void NAME(uint64_t sigma, uint64_t block, const fi_normal_params *pr, 
     fi_lanes_seed(&aux, sigma, block, 1);                                                  \
     FIX(&aux, rejected, z);                                                                \
     const VEC mean = SPLAT(pr->MEAN), std = SPLAT(pr->STD);                                \
-    for (int t = 0; t < STEPS; t++) {                                                      \
-        fi_f32xv val[FI_NV];                                                               \
-        for (int v = 0; v < FI_NV; v++) val[v] = (fi_f32xv)(mean + std * z[t][v]);         \
-        if (sizeof(CTYPE) == 4) fi_store_stepv(dst, t * (PER_STEP), val, fmt, stream);     \
-        else for (int v = 0; v < FI_NV; v++)                                               \
-            fi_store_vecv(dst, t * (PER_STEP) + PER_VEC * v, val[v], fmt, stream);         \
+    fi_sink out = fi_sink_open(dst, stream);                                               \
+    switch (fi_sink_mode(&out)) {                                                          \
+    case FI_SINK_PLAIN: NAME##_store(z, mean, std, &out, fmt, FI_SINK_PLAIN); break;       \
+    case FI_SINK_STREAM: NAME##_store(z, mean, std, &out, fmt, FI_SINK_STREAM); break;     \
+    default: NAME##_store(z, mean, std, &out, fmt, FI_SINK_JOIN);                          \
     }                                                                                      \
+    fi_sink_close(&out, fi_block_bytes(fmt));                                              \
 }
 
 FI_DEFINE_NORMAL_WHOLE(fi_normal_f32_whole, float, fi_f32xv, fi_normal_f32_fast_block,

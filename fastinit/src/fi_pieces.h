@@ -27,30 +27,38 @@ FI_INLINE void fi_store_vec(void *dst, int64_t k, fi_f32x8 v, int fmt, int strea
 }
 
 /* Stores one vector of the path's width (2 FI_VW float32 values, or FI_VW float64
- * ones as bits) as elements k.. of dst in format fmt, as fi_store_vec does; the
- * 16-bit formats are stored a step at a time (fi_store_stepv). */
-FI_INLINE void fi_store_vecv(void *dst, int64_t k, fi_f32xv v, int fmt, int stream)
+ * ones as bits) as elements k.. of the sink's block in format fmt, as fi_store_vec
+ * does; the 16-bit formats are stored a step at a time (fi_store_stepv). SINK_MODE:
+ * fi_sink_mode(out), a constant at each call (fi_sink_put64). */
+FI_INLINE void fi_store_vecv(fi_sink *out, int64_t k, fi_f32xv v, int fmt, int sink_mode)
 {
 #if FI_VW == 8
-    if (fmt == FI_OUT_F64) fi_store64((double *)dst + k, v, stream);
-    else fi_store64((float *)dst + k, v, stream);
+    fi_sink_put64(out, k * (fmt == FI_OUT_F64 ? 8 : 4), (__m512i)v, sink_mode);
 #else
-    fi_store_vec(dst, k, v, fmt, stream);
+    (void)sink_mode;
+    fi_store_vec(out->dst, k, v, fmt, out->stream);
 #endif
 }
 
-/* Stores one step's float32 values (FI_NV vectors, 32 values) as elements k.. of dst
- * in format fmt: on AVX-512 the 16-bit formats as one 64-byte vector. */
-FI_INLINE void fi_store_stepv(void *dst, int64_t k, const fi_f32xv *v, int fmt, int stream)
+/* Stores one step's float32 values (FI_NV vectors, 32 values) as elements k.. of the
+ * sink's block in format fmt: on AVX-512 the 16-bit formats as one 64-byte vector. */
+FI_INLINE void fi_store_stepv(fi_sink *out, int64_t k, const fi_f32xv *v, int fmt, int sink_mode)
 {
 #if FI_VW == 8
     _Static_assert(FI_NV == 2, "a step is two 16-value vectors");
     if (fmt == FI_OUT_F16 || fmt == FI_OUT_BF16) {
-        fi_put_half32((uint16_t *)dst + k, v[0], v[1], stream, fmt == FI_OUT_BF16, 1);
+        const fi_u16x32 h = fi_half32(v[0], v[1], fmt == FI_OUT_BF16, 1);
+        fi_sink_put64(out, 2 * k, (__m512i)h, sink_mode);
         return;
     }
 #endif
-    for (int i = 0; i < FI_NV; i++) fi_store_vecv(dst, k + 2 * FI_VW * i, v[i], fmt, stream);
+    for (int i = 0; i < FI_NV; i++) fi_store_vecv(out, k + 2 * FI_VW * i, v[i], fmt, sink_mode);
+}
+
+/* The bytes a whole block takes in format fmt. */
+FI_INLINE int64_t fi_block_bytes(int fmt)
+{
+    return FI_BLOCK * (fmt == FI_OUT_F64 ? 8 : fmt == FI_OUT_F32 ? 4 : 2);
 }
 
 /* A random fill of one piece; PER_STEP elements per lane step (32 for float32,

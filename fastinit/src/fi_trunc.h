@@ -172,8 +172,8 @@ FI_INLINE void fi_trunc_whole(uint64_t block, const fi_trunc_params *pr, uint64_
  * vector by vector from its z (element j at z[j]) and stored as elements of dst:
  * float32 values in format fmt (float32 or 16-bit) a step of 32 at a time, float64
  * ones FI_VW at a time; non-temporal when stream is set. */
-FI_INLINE void fi_trunc_store_f32(const double *z, const fi_trunc_params *pr, void *dst, int fmt,
-                                  int stream)
+FI_INLINE void fi_trunc_store_f32_to(const double *z, const fi_trunc_params *pr, fi_sink *out,
+                                     int fmt, int sink_mode)
 {
     const fi_f64xv mean = fi_splatv_f64(pr->mean), std = fi_splatv_f64(pr->std);
     const fi_f32xv lo = fi_splatv_f32((float)pr->lo_clip), hi = fi_splatv_f32((float)pr->hi_clip);
@@ -193,12 +193,24 @@ FI_INLINE void fi_trunc_store_f32(const double *z, const fi_trunc_params *pr, vo
 #endif
             val[v] = fi_min_f32xv(hi, fi_max_f32xv(lo, x));   /* x < lo ? lo, x > hi ? hi */
         }
-        fi_store_stepv(dst, k, val, fmt, stream);
+        fi_store_stepv(out, k, val, fmt, sink_mode);
     }
 }
 
-FI_INLINE void fi_trunc_store_f64(const double *z, const fi_trunc_params *pr, double *dst,
+FI_INLINE void fi_trunc_store_f32(const double *z, const fi_trunc_params *pr, void *dst, int fmt,
                                   int stream)
+{
+    fi_sink out = fi_sink_open(dst, stream);
+    switch (fi_sink_mode(&out)) {
+    case FI_SINK_PLAIN: fi_trunc_store_f32_to(z, pr, &out, fmt, FI_SINK_PLAIN); break;
+    case FI_SINK_STREAM: fi_trunc_store_f32_to(z, pr, &out, fmt, FI_SINK_STREAM); break;
+    default: fi_trunc_store_f32_to(z, pr, &out, fmt, FI_SINK_JOIN);
+    }
+    fi_sink_close(&out, fi_block_bytes(fmt));
+}
+
+FI_INLINE void fi_trunc_store_f64_to(const double *z, const fi_trunc_params *pr, fi_sink *out,
+                                     int sink_mode)
 {
     const fi_f64xv mean = fi_splatv_f64(pr->mean), std = fi_splatv_f64(pr->std);
     const fi_f64xv lo = fi_splatv_f64(pr->lo_clip), hi = fi_splatv_f64(pr->hi_clip);
@@ -207,8 +219,20 @@ FI_INLINE void fi_trunc_store_f64(const double *z, const fi_trunc_params *pr, do
         memcpy(&x, z + k, sizeof x);
         x = mean + std * x;
         x = fi_min_f64xv(hi, fi_max_f64xv(lo, x));
-        fi_store_vecv(dst, k, (fi_f32xv)x, FI_OUT_F64, stream);
+        fi_store_vecv(out, k, (fi_f32xv)x, FI_OUT_F64, sink_mode);
     }
+}
+
+FI_INLINE void fi_trunc_store_f64(const double *z, const fi_trunc_params *pr, double *dst,
+                                  int stream)
+{
+    fi_sink out = fi_sink_open(dst, stream);
+    switch (fi_sink_mode(&out)) {
+    case FI_SINK_PLAIN: fi_trunc_store_f64_to(z, pr, &out, FI_SINK_PLAIN); break;
+    case FI_SINK_STREAM: fi_trunc_store_f64_to(z, pr, &out, FI_SINK_STREAM); break;
+    default: fi_trunc_store_f64_to(z, pr, &out, FI_SINK_JOIN);
+    }
+    fi_sink_close(&out, fi_block_bytes(FI_OUT_F64));
 }
 
 /* A piece: the standardized values of whole blocks from fi_trunc_whole, of partial

@@ -73,7 +73,7 @@ FI_INLINE int fi_uniform_never_capped(double low, double range, double top, doub
  * cap is applied (fi_uniform_never_capped); leaving it out took a float32 block to
  * 0.92 of its time on Zen 4 with AVX-512, 0.95 with AVX2 (C harness). */
 FI_INLINE void fi_uniform_f32_steps(fi_lanesv *ln, fi_f32xv lo, fi_f32xv r, fi_f32xv cap,
-                                    void *dst, int stream, int fmt, int fused, int capped)
+                                    fi_sink *out, int fmt, int fused, int capped, int sink_mode)
 {
     for (int t = 0; t < FI_BLOCK / (2 * FI_LANES); t++) {
         fi_f32xv val[FI_NV];
@@ -83,7 +83,7 @@ FI_INLINE void fi_uniform_f32_steps(fi_lanesv *ln, fi_f32xv lo, fi_f32xv r, fi_f
             const fi_f32xv x = lo + r * (fused ? k : k * 0x1p-24f);
             val[v] = capped ? fi_min_f32xv(x, cap) : x;
         }
-        fi_store_stepv(dst, t * 2 * FI_LANES, val, fmt, stream);
+        fi_store_stepv(out, t * 2 * FI_LANES, val, fmt, sink_mode);
     }
 }
 
@@ -97,20 +97,28 @@ FI_INLINE void fi_uniform_f32_whole(uint64_t sigma, uint64_t block, const fi_uni
     const int fused = scaled * 0x1p24f == pr->range_f;
     const float top = pr->low_f + (fused ? scaled * k_top : pr->range_f * (k_top * 0x1p-24f));
     const fi_f32xv r = fi_splatv_f32(fused ? scaled : pr->range_f);
-    if (fi_uniform_never_capped(pr->low_f, pr->range_f, top, pr->cap_f)) {
-        if (fused) fi_uniform_f32_steps(&ln, lo, r, cap, dst, stream, fmt, 1, 0);
-        else fi_uniform_f32_steps(&ln, lo, r, cap, dst, stream, fmt, 0, 0);
-    } else {
-        if (fused) fi_uniform_f32_steps(&ln, lo, r, cap, dst, stream, fmt, 1, 1);
-        else fi_uniform_f32_steps(&ln, lo, r, cap, dst, stream, fmt, 0, 1);
+    fi_sink out = fi_sink_open(dst, stream);
+    const int capped = !fi_uniform_never_capped(pr->low_f, pr->range_f, top, pr->cap_f);
+    /* each loop compiled for constant FUSED, CAPPED and sink mode */
+#define FI_STEPS(F, C, J) fi_uniform_f32_steps(&ln, lo, r, cap, &out, fmt, F, C, J)
+#define FI_STEPS_FC(J) \
+    if (fused) { if (capped) FI_STEPS(1, 1, J); else FI_STEPS(1, 0, J); } \
+    else { if (capped) FI_STEPS(0, 1, J); else FI_STEPS(0, 0, J); }
+    switch (fi_sink_mode(&out)) {
+    case FI_SINK_PLAIN: { FI_STEPS_FC(FI_SINK_PLAIN) } break;
+    case FI_SINK_STREAM: { FI_STEPS_FC(FI_SINK_STREAM) } break;
+    default: { FI_STEPS_FC(FI_SINK_JOIN) }
     }
+#undef FI_STEPS_FC
+#undef FI_STEPS
+    fi_sink_close(&out, fi_block_bytes(fmt));
 }
 
 /* A whole block of float64 uniforms into dst. u = (x >> 11) * 2^-53 is formed
  * exactly without a 64-bit integer conversion (which AVX2 lacks): the double
  * 1 + (x >> 12) * 2^-52, minus 1, plus 2^-53 when bit 11 of x is set. */
 FI_INLINE void fi_uniform_f64_steps(fi_lanesv *ln, fi_f64xv lo, fi_f64xv r, fi_f64xv cap,
-                                    void *dst, int stream, int fmt, int capped)
+                                    fi_sink *out, int fmt, int capped, int sink_mode)
 {
     const fi_u64xv one_bits = fi_splatv_u64(0x3FF0000000000000ULL);    /* 1.0 */
     const fi_u64xv half_ulp = fi_splatv_u64(0x3CA0000000000000ULL);    /* 2^-53 */
@@ -121,7 +129,7 @@ FI_INLINE void fi_uniform_f64_steps(fi_lanesv *ln, fi_f64xv lo, fi_f64xv r, fi_f
             const fi_f64xv low1 = (fi_f64xv)(half_ulp & -((x >> 11) & 1));
             const fi_f64xv u = high52 + low1;
             const fi_f64xv val = capped ? fi_min_f64xv(lo + r * u, cap) : lo + r * u;
-            fi_store_vecv(dst, t * FI_LANES + FI_VW * v, (fi_f32xv)val, fmt, stream);
+            fi_store_vecv(out, t * FI_LANES + FI_VW * v, (fi_f32xv)val, fmt, sink_mode);
         }
 }
 
@@ -133,10 +141,18 @@ FI_INLINE void fi_uniform_f64_whole(uint64_t sigma, uint64_t block, const fi_uni
     const fi_f64xv lo = fi_splatv_f64(pr->low), r = fi_splatv_f64(pr->range);
     const fi_f64xv cap = fi_splatv_f64(pr->cap);
     const double top = pr->low + pr->range * (1.0 - 0x1p-53);            /* the largest u */
-    if (fi_uniform_never_capped(pr->low, pr->range, top, pr->cap))
-        fi_uniform_f64_steps(&ln, lo, r, cap, dst, stream, fmt, 0);
-    else
-        fi_uniform_f64_steps(&ln, lo, r, cap, dst, stream, fmt, 1);
+    fi_sink out = fi_sink_open(dst, stream);
+    const int capped = !fi_uniform_never_capped(pr->low, pr->range, top, pr->cap);
+#define FI_STEPS_C(M) \
+    if (capped) fi_uniform_f64_steps(&ln, lo, r, cap, &out, fmt, 1, M); \
+    else fi_uniform_f64_steps(&ln, lo, r, cap, &out, fmt, 0, M);
+    switch (fi_sink_mode(&out)) {
+    case FI_SINK_PLAIN: { FI_STEPS_C(FI_SINK_PLAIN) } break;
+    case FI_SINK_STREAM: { FI_STEPS_C(FI_SINK_STREAM) } break;
+    default: { FI_STEPS_C(FI_SINK_JOIN) }
+    }
+#undef FI_STEPS_C
+    fi_sink_close(&out, fi_block_bytes(fmt));
 }
 
 FI_DEFINE_PIECE(fi_uniform_f32_body, float, FI_OUT_F32, fi_uniform_params, fi_uniform_advance,

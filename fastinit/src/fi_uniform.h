@@ -100,10 +100,10 @@ FI_INLINE void fi_uniform_f32_whole(uint64_t sigma, uint64_t block, const fi_uni
     fi_sink out = fi_sink_open(dst, stream);
     const int capped = !fi_uniform_never_capped(pr->low_f, pr->range_f, top, pr->cap_f);
     /* each loop compiled for constant FUSED, CAPPED and sink mode */
-#define FI_STEPS(F, C, J) fi_uniform_f32_steps(&ln, lo, r, cap, &out, fmt, F, C, J)
-#define FI_STEPS_FC(J) \
-    if (fused) { if (capped) FI_STEPS(1, 1, J); else FI_STEPS(1, 0, J); } \
-    else { if (capped) FI_STEPS(0, 1, J); else FI_STEPS(0, 0, J); }
+#define FI_STEPS(F, C, M) fi_uniform_f32_steps(&ln, lo, r, cap, &out, fmt, F, C, M)
+#define FI_STEPS_FC(M) \
+    if (fused) { if (capped) FI_STEPS(1, 1, M); else FI_STEPS(1, 0, M); } \
+    else { if (capped) FI_STEPS(0, 1, M); else FI_STEPS(0, 0, M); }
     switch (fi_sink_mode(&out)) {
     case FI_SINK_PLAIN: { FI_STEPS_FC(FI_SINK_PLAIN) } break;
     case FI_SINK_STREAM: { FI_STEPS_FC(FI_SINK_STREAM) } break;

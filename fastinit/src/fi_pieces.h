@@ -16,6 +16,12 @@
  * NaN, so the 16-bit stores here round them with NAN_FREE set (fi_half.h). */
 enum { FI_OUT_F64, FI_OUT_F32, FI_OUT_F16, FI_OUT_BF16 };
 
+/* The bytes of one element stored in format fmt. */
+FI_INLINE int64_t fi_out_bytes(int fmt)
+{
+    return fmt == FI_OUT_F64 ? 8 : fmt == FI_OUT_F32 ? 4 : 2;
+}
+
 /* Stores one vector of values as elements k.. of dst in format fmt (a constant at
  * every call, so each kernel is compiled for its format): non-temporal when stream
  * is set (dst + k is then 16-byte aligned). */
@@ -33,10 +39,9 @@ FI_INLINE void fi_store_vec(void *dst, int64_t k, fi_f32x8 v, int fmt, int strea
 FI_INLINE void fi_store_vecv(fi_sink *out, int64_t k, fi_f32xv v, int fmt, int sink_mode)
 {
 #if FI_VW == 8
-    fi_sink_put64(out, k * (fmt == FI_OUT_F64 ? 8 : 4), (__m512i)v, sink_mode);
+    fi_sink_put64(out, k * fi_out_bytes(fmt), (__m512i)v, sink_mode);
 #else
-    (void)sink_mode;
-    fi_store_vec(out->dst, k, v, fmt, out->stream);
+    fi_store_vec(out->dst, k, v, fmt, sink_mode == FI_SINK_STREAM);
 #endif
 }
 
@@ -48,7 +53,7 @@ FI_INLINE void fi_store_stepv(fi_sink *out, int64_t k, const fi_f32xv *v, int fm
     _Static_assert(FI_NV == 2, "a step is two 16-value vectors");
     if (fmt == FI_OUT_F16 || fmt == FI_OUT_BF16) {
         const fi_u16x32 h = fi_half32(v[0], v[1], fmt == FI_OUT_BF16, 1);
-        fi_sink_put64(out, 2 * k, (__m512i)h, sink_mode);
+        fi_sink_put64(out, k * fi_out_bytes(fmt), (__m512i)h, sink_mode);
         return;
     }
 #endif
@@ -56,10 +61,7 @@ FI_INLINE void fi_store_stepv(fi_sink *out, int64_t k, const fi_f32xv *v, int fm
 }
 
 /* The bytes a whole block takes in format fmt. */
-FI_INLINE int64_t fi_block_bytes(int fmt)
-{
-    return FI_BLOCK * (fmt == FI_OUT_F64 ? 8 : fmt == FI_OUT_F32 ? 4 : 2);
-}
+FI_INLINE int64_t fi_block_bytes(int fmt) { return FI_BLOCK * fi_out_bytes(fmt); }
 
 /* A random fill of one piece; PER_STEP elements per lane step (32 for float32,
  * 16 for float64). A whole block bound for aligned contiguous memory is written

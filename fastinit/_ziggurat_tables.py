@@ -185,16 +185,19 @@ def header_text():
     lines += _byte_planes(
         "FI_ZIG32_PLANES",
         "W_23 and K_23 again as byte planes, for look-ups of 64 layers at once by byte\n"
-        " * permutes (AVX-512 VBMI): plane b holds byte b of every entry, W_23[i]'s bits\n"
-        " * for b = 0..3 and K_23[i] (below 2^23) for b = 4..6.",
-        [int(np.float32(w).view(np.uint32)) for w in t["W32"]], 4, t["K32"], 3)
+        " * permutes (AVX-512 VBMI): plane b holds byte b of every entry, for b = 0..3 the\n"
+        " * bits of W_23[i] * 2^-9 (exact: the kernel multiplies it by the candidate with\n"
+        " * its 9 low bits cleared, m * 2^9, so the product is m * W_23[i]), for b = 4, 5\n"
+        " * the top 16 of K_23's 23 bits, K_23[i] >> 7: a candidate whose magnitude's top\n"
+        " * 16 bits are below them is accepted, above them rejected, equal (one in 65536)\n"
+        " * left to the fix-up's full test.",
+        [int((np.float32(w) * np.float32(2.0 ** -9)).view(np.uint32)) for w in t["W32"]], 4,
+        [k >> 7 for k in t["K32"]], 2)
     lines += _byte_planes(
         "FI_ZIG64_PLANES",
-        "W_52 likewise (b = 0..7), and the top 16 of K_52's 52 bits, K_52[i] >> 36\n"
-        " * (b = 8, 9): a candidate whose magnitude's top 16 bits are below them is\n"
-        " * accepted, above them rejected, equal (one in 65536) left to the fix-up's full\n"
-        " * test.",
-        [int(np.float64(w).view(np.uint64)) for w in t["W64"]], 8,
+        "W_52 likewise, as W_52[i] * 2^-12 (b = 0..7), and the top 16 of K_52's 52 bits,\n"
+        " * K_52[i] >> 36 (b = 8, 9).",
+        [int((np.float64(w) * 2.0 ** -12).view(np.uint64)) for w in t["W64"]], 8,
         [k >> 36 for k in t["K64"]], 2)
     xl, xr, slope, curve, gap = wedge_squeeze()
     lines += ["/* The wedge's squeeze (wedge_squeeze in the generator): for layer i >= 1,",

@@ -27,7 +27,7 @@
 
 /* The few the kernels use that SIMDe 0.7 (Debian 12's) lacks, by their definitions in
  * Intel's manual; a SIMDe that has one defines its name, and its own is used. The
- * three lane conversions: N lanes of type FROM converted (C's conversion: to nearest,
+ * lane conversions: N lanes of type FROM converted (C's conversion: to nearest,
  * or truncated to the low bits) to type TO, the result's other bytes zero. */
 #define FI_EMULATED_CONVERT(NAME, RESULT, ARG, FROM, TO, N)                              \
     static inline RESULT NAME(ARG a)                                                      \
@@ -48,6 +48,12 @@ FI_EMULATED_CONVERT(_mm512_cvtepi32_epi8, __m128i, __m512i, uint32_t, uint8_t, 1
 #endif
 #ifndef _mm512_cvtepi64_epi8
 FI_EMULATED_CONVERT(_mm512_cvtepi64_epi8, __m128i, __m512i, uint64_t, uint8_t, 8)  /* vpmovqb */
+#endif
+#ifndef _mm512_cvtepu32_ps
+FI_EMULATED_CONVERT(_mm512_cvtepu32_ps, __m512, __m512i, uint32_t, float, 16)  /* vcvtudq2ps */
+#endif
+#ifndef _mm512_cvtepu64_pd
+FI_EMULATED_CONVERT(_mm512_cvtepu64_pd, __m512d, __m512i, uint64_t, double, 8) /* vcvtuqq2pd */
 #endif
 #undef FI_EMULATED_CONVERT
 
@@ -71,6 +77,24 @@ typedef simde__mmask8 __mmask8;
 typedef simde__mmask16 __mmask16;
 typedef simde__mmask32 __mmask32;
 typedef simde__mmask64 __mmask64;
+/* unsigned a < b, lane by lane, as a mask (vpcmpud, vpcmpuq) */
+#define FI_EMULATED_LESS(NAME, MASK, T, N)                                                 \
+    static inline MASK NAME(__m512i a, __m512i b)                                         \
+    {                                                                                     \
+        T x[N], y[N];                                                                     \
+        MASK m = 0;                                                                       \
+        memcpy(x, &a, sizeof x);                                                          \
+        memcpy(y, &b, sizeof y);                                                          \
+        for (int i = 0; i < (N); i++) m |= (MASK)((MASK)(x[i] < y[i]) << i);              \
+        return m;                                                                         \
+    }
+#ifndef _mm512_cmplt_epu32_mask
+FI_EMULATED_LESS(_mm512_cmplt_epu32_mask, __mmask16, uint32_t, 16)
+#endif
+#ifndef _mm512_cmplt_epu64_mask
+FI_EMULATED_LESS(_mm512_cmplt_epu64_mask, __mmask8, uint64_t, 8)
+#endif
+#undef FI_EMULATED_LESS
 #ifndef _MM_FROUND_TO_NEAREST_INT
 #define _MM_FROUND_TO_NEAREST_INT SIMDE_MM_FROUND_TO_NEAREST_INT
 #endif

@@ -228,14 +228,12 @@ FI_INLINE uint32_t fi_normal_f32_test(fi_u64xv o, fi_f32xv w, fi_i32xv k, fi_f32
 #endif
 }
 
-/* The same for float64 candidates, the whole outputs, given K_52 >> SHIFT (0: the
- * exact test; 36: the top 16 bits, which reject the candidates whose magnitude's top
- * 16 bits equal K's too, for fi_zig_fix to test in full). */
-FI_INLINE uint32_t fi_normal_f64_test(fi_u64xv x, fi_f64xv w, fi_i64xv k, int shift, fi_f64xv *z)
+/* The same for float64 candidates, the whole outputs, given W_52 and K_52. */
+FI_INLINE uint32_t fi_normal_f64_test(fi_u64xv x, fi_f64xv w, fi_i64xv k, fi_f64xv *z)
 {
 #if FI_VW == 8
     const __m512i m = _mm512_srli_epi64((__m512i)x, 12);
-    const __mmask8 accept = _mm512_cmpgt_epi64_mask((__m512i)k, _mm512_srli_epi64(m, shift));
+    const __mmask8 accept = _mm512_cmpgt_epi64_mask((__m512i)k, m);
     const __m512d md = _mm512_sub_pd(                                    /* exact */
         (__m512d)_mm512_or_si512(m, _mm512_set1_epi64(0x4330000000000000LL)),
         _mm512_set1_pd(0x1p52));
@@ -248,7 +246,7 @@ FI_INLINE uint32_t fi_normal_f64_test(fi_u64xv x, fi_f64xv w, fi_i64xv k, int sh
     const fi_u64xv m = x >> 12;
     const fi_f64xv md = (fi_f64xv)(m | 0x4330000000000000ULL) - 0x1p52;  /* exact */
     const fi_u64xv signed_d = (fi_u64xv)(md * w) ^ ((x & 256) << 55);
-    const fi_u64xv accept = (fi_u64xv)(k > (fi_i64xv)(m >> shift));
+    const fi_u64xv accept = (fi_u64xv)(k > (fi_i64xv)m);
 #if FI_VW == 4 && defined(__AVX__)
     *z = (fi_f64xv)_mm256_blendv_pd((__m256d)x, (__m256d)signed_d, (__m256d)accept);
 #else
@@ -278,7 +276,7 @@ FI_INLINE uint32_t fi_normal_f64_fast1(fi_u64xv *s0, fi_u64xv *s1, fi_u64xv *s2,
     fi_f64xv w;
     fi_i64xv k;
     fi_zig64_layersv(x, &w, &k);
-    return fi_normal_f64_test(x, w, k, 0, z);
+    return fi_normal_f64_test(x, w, k, z);
 }
 
 /* The fast path of one step (all 16 lanes): the step's elements in z, an accepted
@@ -348,11 +346,15 @@ FI_INLINE void NAME(const fi_lanesv *ln, VEC (*z)[FI_NV], uint64_t *rejected)   
  * at once: one vpermt2b picks their layer bytes (the outputs' low bytes) from two
  * vectors of outputs, and each byte plane of the tables (FI_ZIG32_PLANES,
  * FI_ZIG64_PLANES) is looked up by two vpermt2b over its halves, merged by the
- * layer's top bit; unpacks then join the planes' bytes into W and K, in the
- * candidates' order (which the first permute's selector arranges). The other
- * paths, and the partial blocks, look the same values up one candidate at a time
- * (fi_zig32_layersv). Zen 5, C harness: the float32 fast pass from 0.34 to 0.20 ns
- * per value. */
+ * layer's top bit; unpacks then join W's planes into W, and one permute a vector
+ * puts K's top 16 bits in place, in the candidates' order (which the first
+ * permute's selector arranges). The other paths, and the partial blocks, look the
+ * same values up one candidate at a time (fi_zig32_layersv). Zen 5, C harness: the
+ * float32 fast pass from 0.34 to 0.20 ns per value. On Zen 4, where every 512-bit
+ * instruction counts (two 256-bit halves, shifts and shuffles one a cycle), taking
+ * K's joins, the candidates' shifts and the per-vector sign and blend out of the
+ * test (fi_normal_f32_test_top16) made the float32 whole block 0.93 of its time and
+ * the float64 one 0.91. */
 FI_INLINE __m512i fi_plane_lookup(const uint8_t *plane, __m512i layer, __mmask64 high)
 {
     const __m512i *t = (const __m512i *)plane;
@@ -387,65 +389,131 @@ FI_INLINE void fi_join_planes64(const __m512i *p, __m512i *q)
 
 /* Byte p of the layer vector: vector j's candidate 4 L + r (float32: lane l's two
  * halves are candidates 2 l and 2 l + 1), p = 16 L + 4 j + r, picked from the pair
- * of vectors holding j; float64: vector g's candidate 2 L + r, p = 16 L + 2 g + r. */
+ * of vectors holding j; float64: vector g's candidate 2 L + r, p = 16 L + 2 g + r.
+ * The sign vector picks the next byte of each candidate (its bit 0 is the sign). */
 #define FI_SEL32_AT(p) (64 * (((p) >> 2) & 1) + 16 * ((p) >> 4) + 4 * ((p) & 3))
 #define FI_SEL64_AT(p) (64 * (((p) >> 1) & 1) + 16 * ((p) >> 4) + 8 * ((p) & 1))
+#define FI_SIGN_SEL32_AT(p) (FI_SEL32_AT(p) + 1)
+#define FI_SIGN_SEL64_AT(p) (FI_SEL64_AT(p) + 1)
+/* The K selectors, entry 64 j + q for byte q of vector j of K values: the position
+ * of its lane's candidate (as above) in the bytes that take the top 16 bits of a
+ * lane (2 and 3 of a 32-bit lane, 6 and 7 of a 64-bit one), the low plane's byte,
+ * then the high plane's (64 + p); the other bytes are zeroed by the mask. */
+#define FI_KSEL32_AT(n) ((((n) & 3) == 3) * 64 +                                            \
+                         16 * (((n) & 63) >> 4) + 4 * ((n) >> 6) + (((n) >> 2) & 3))
+#define FI_KSEL64_AT(n) ((((n) & 7) == 7) * 64 +                                            \
+                         16 * (((n) & 63) >> 4) + 2 * ((n) >> 6) + (((n) >> 3) & 1))
 #define FI_R4(F, B) F(B), F(B + 1), F(B + 2), F(B + 3)
 #define FI_R16(F, B) FI_R4(F, B), FI_R4(F, B + 4), FI_R4(F, B + 8), FI_R4(F, B + 12)
-#define FI_R64(F) FI_R16(F, 0), FI_R16(F, 16), FI_R16(F, 32), FI_R16(F, 48)
-static const uint8_t FI_SEL32[64] FI_ALIGN64 = {FI_R64(FI_SEL32_AT)};
-static const uint8_t FI_SEL64[64] FI_ALIGN64 = {FI_R64(FI_SEL64_AT)};
+#define FI_R64(F, B) FI_R16(F, B), FI_R16(F, B + 16), FI_R16(F, B + 32), FI_R16(F, B + 48)
+#define FI_R256(F, B) FI_R64(F, B), FI_R64(F, B + 64), FI_R64(F, B + 128), FI_R64(F, B + 192)
+static const uint8_t FI_SEL32[64] FI_ALIGN64 = {FI_R64(FI_SEL32_AT, 0)};
+static const uint8_t FI_SEL64[64] FI_ALIGN64 = {FI_R64(FI_SEL64_AT, 0)};
+static const uint8_t FI_SIGN_SEL32[64] FI_ALIGN64 = {FI_R64(FI_SIGN_SEL32_AT, 0)};
+static const uint8_t FI_SIGN_SEL64[64] FI_ALIGN64 = {FI_R64(FI_SIGN_SEL64_AT, 0)};
+static const uint8_t FI_KSEL32[4 * 64] FI_ALIGN64 = {FI_R256(FI_KSEL32_AT, 0)};
+static const uint8_t FI_KSEL64[8 * 64] FI_ALIGN64 = {FI_R256(FI_KSEL64_AT, 0),
+                                                     FI_R256(FI_KSEL64_AT, 256)};
+#undef FI_R256
 #undef FI_R64
 #undef FI_R16
 #undef FI_R4
-#undef FI_SEL32_AT
+#undef FI_KSEL64_AT
+#undef FI_KSEL32_AT
+#undef FI_SIGN_SEL64_AT
+#undef FI_SIGN_SEL32_AT
 #undef FI_SEL64_AT
-#define FI_LAYER_PAIR(SEL, A, B) \
+#undef FI_SEL32_AT
+#define FI_PAIR(SEL, A, B) \
     _mm512_permutex2var_epi8((__m512i)(A), _mm512_load_si512((const void *)(SEL)), (__m512i)(B))
+/* One byte of each of the 64 candidates of four vectors of outputs (float32), of
+ * eight (float64), as the selector SEL says. */
+#define FI_PICK32(SEL, O) _mm512_mask_blend_epi8(0xFF00FF00FF00FF00ULL,                     \
+    FI_PAIR(SEL, (O)[0], (O)[1]), FI_PAIR(SEL, (O)[2], (O)[3]))
+#define FI_PICK64(SEL, O) _mm512_mask_blend_epi8(0xFF00FF00FF00FF00ULL,                     \
+    _mm512_mask_blend_epi8(0xF0F0F0F0F0F0F0F0ULL, FI_PAIR(SEL, (O)[0], (O)[1]),             \
+                           FI_PAIR(SEL, (O)[2], (O)[3])),                                   \
+    _mm512_mask_blend_epi8(0xF0F0F0F0F0F0F0F0ULL, FI_PAIR(SEL, (O)[4], (O)[5]),             \
+                           FI_PAIR(SEL, (O)[6], (O)[7])))
+/* Vector j of K values, K's top 16 bits in each lane's top 16 bits (MASK: those
+ * bytes), from the two planes' look-ups: one permute. */
+#define FI_K_TOP16(SEL, J, MASK, LO, HI) _mm512_maskz_permutex2var_epi8(                    \
+    (MASK), (LO), _mm512_load_si512((const void *)((SEL) + 64 * (J))), (HI))
 
-/* W_23 and K_23 of the 64 float32 candidates of four vectors of outputs. */
+/* W's top byte (sign bit clear) with the sign bit of the candidates whose sign
+ * byte (bit 0) says negative: -W, so that m (-W) = -(m W), -0 for m = 0. One
+ * shift and one ternary-logic instruction for 64 candidates, where setting the
+ * sign in each vector of values took two instructions a vector. */
+FI_INLINE __m512i fi_signed_top(__m512i top, __m512i sign)
+{
+    return _mm512_ternarylogic_epi32(top, _mm512_slli_epi16(sign, 7),   /* top | (s & 0x80) */
+                                     _mm512_set1_epi8((char)0x80), 0xF8);
+}
+
+/* The signed W_23 * 2^-9 and (K_23 >> 7) << 16 of the 64 float32 candidates of four
+ * vectors of outputs. */
 FI_INLINE void fi_zig32_layers64(const fi_u64xv *o, fi_f32xv *w, fi_i32xv *k)
 {
-    const __m512i layer = _mm512_mask_blend_epi8(0xFF00FF00FF00FF00ULL,
-                                                 FI_LAYER_PAIR(FI_SEL32, o[0], o[1]),
-                                                 FI_LAYER_PAIR(FI_SEL32, o[2], o[3]));
+    const __m512i layer = FI_PICK32(FI_SEL32, o), sign = FI_PICK32(FI_SIGN_SEL32, o);
     const __mmask64 high = _mm512_movepi8_mask(layer);
 #define FI_P(B) fi_plane_lookup(FI_ZIG32_PLANES[B], layer, high)
     __m512i d[4];
-    fi_join_planes32(FI_P(0), FI_P(1), FI_P(2), FI_P(3), d);
+    fi_join_planes32(FI_P(0), FI_P(1), FI_P(2), fi_signed_top(FI_P(3), sign), d);
     for (int j = 0; j < 4; j++) w[j] = (fi_f32xv)d[j];
-    fi_join_planes32(FI_P(4), FI_P(5), FI_P(6), _mm512_setzero_si512(), d);
-    for (int j = 0; j < 4; j++) k[j] = (fi_i32xv)d[j];
+    const __m512i k_lo = FI_P(4), k_hi = FI_P(5);
+    for (int j = 0; j < 4; j++)
+        k[j] = (fi_i32xv)FI_K_TOP16(FI_KSEL32, j, 0xCCCCCCCCCCCCCCCCULL, k_lo, k_hi);
 #undef FI_P
 }
 
-/* W_52 and K_52 >> 36 of the 64 float64 candidates of eight vectors of outputs. */
+/* The signed W_52 * 2^-12 and (K_52 >> 36) << 48 of the 64 float64 candidates of
+ * eight vectors of outputs. */
 FI_INLINE void fi_zig64_layers64(const fi_u64xv *o, fi_f64xv *w, fi_i64xv *k)
 {
-    const __m512i a = _mm512_mask_blend_epi8(0xF0F0F0F0F0F0F0F0ULL,
-                                             FI_LAYER_PAIR(FI_SEL64, o[0], o[1]),
-                                             FI_LAYER_PAIR(FI_SEL64, o[2], o[3]));
-    const __m512i b = _mm512_mask_blend_epi8(0xF0F0F0F0F0F0F0F0ULL,
-                                             FI_LAYER_PAIR(FI_SEL64, o[4], o[5]),
-                                             FI_LAYER_PAIR(FI_SEL64, o[6], o[7]));
-    const __m512i layer = _mm512_mask_blend_epi8(0xFF00FF00FF00FF00ULL, a, b);
+    const __m512i layer = FI_PICK64(FI_SEL64, o), sign = FI_PICK64(FI_SIGN_SEL64, o);
     const __mmask64 high = _mm512_movepi8_mask(layer);
     __m512i p[8], q[8];
     for (int b8 = 0; b8 < 8; b8++) p[b8] = fi_plane_lookup(FI_ZIG64_PLANES[b8], layer, high);
+    p[7] = fi_signed_top(p[7], sign);
     fi_join_planes64(p, q);
     for (int g = 0; g < 8; g++) w[g] = (fi_f64xv)q[g];
-    for (int b8 = 0; b8 < 8; b8++)
-        p[b8] = b8 < 2 ? fi_plane_lookup(FI_ZIG64_PLANES[8 + b8], layer, high)
-                       : _mm512_setzero_si512();
-    fi_join_planes64(p, q);
-    for (int g = 0; g < 8; g++) k[g] = (fi_i64xv)q[g];
+    const __m512i k_lo = fi_plane_lookup(FI_ZIG64_PLANES[8], layer, high),
+                  k_hi = fi_plane_lookup(FI_ZIG64_PLANES[9], layer, high);
+    for (int g = 0; g < 8; g++)
+        k[g] = (fi_i64xv)FI_K_TOP16(FI_KSEL64, g, 0xC0C0C0C0C0C0C0C0ULL, k_lo, k_hi);
 }
-#undef FI_LAYER_PAIR
+#undef FI_K_TOP16
+#undef FI_PICK64
+#undef FI_PICK32
+#undef FI_PAIR
 
-/* The fast test of float64 candidates against K_52 >> 36, the planes' K. */
+/* The fast tests of the whole-block look-ups, against K's top 16 bits: the
+ * candidate c (the 32-bit half, or the whole output) is accepted when c < K_top16
+ * shifted to the top (unsigned), which is when its magnitude's top 16 bits are
+ * below K's; candidates whose top bits equal K's are left to the fix-up's full
+ * test. The magnitude m is converted as c with its low 9 (12) bits cleared, m
+ * times 2^9 (2^12), exactly, and multiplied by the signed W scaled down as much, so
+ * the product is the signed fl(m W) of the other kernels; the multiply's mask
+ * keeps a rejected candidate's bits. Four instructions a vector, none of them a
+ * shift or shuffle (the ports these kernels are bound by on Zen 4). */
+FI_INLINE uint32_t fi_normal_f32_test_top16(fi_u64xv o, fi_f32xv w, fi_i32xv k, fi_f32xv *z)
+{
+    const __m512i h = (__m512i)o;
+    const __mmask16 accept = _mm512_cmplt_epu32_mask(h, (__m512i)k);
+    *z = (fi_f32xv)_mm512_mask_mul_ps(                       /* accept ? m W : h */
+        (__m512)h, accept, _mm512_cvtepu32_ps(_mm512_and_si512(h, _mm512_set1_epi32(-512))),
+        (__m512)w);
+    return accept;
+}
+
 FI_INLINE uint32_t fi_normal_f64_test_top16(fi_u64xv x, fi_f64xv w, fi_i64xv k, fi_f64xv *z)
 {
-    return fi_normal_f64_test(x, w, k, 36, z);
+    const __m512i c = (__m512i)x;
+    const __mmask8 accept = _mm512_cmplt_epu64_mask(c, (__m512i)k);
+    *z = (fi_f64xv)_mm512_mask_mul_pd(                       /* accept ? m W : c */
+        (__m512d)c, accept, _mm512_cvtepu64_pd(_mm512_and_si512(c, _mm512_set1_epi64(-4096))),
+        (__m512d)w);
+    return accept;
 }
 
 /* The whole-block fast paths, 64 candidates at a time: two steps of float32, four
@@ -454,13 +522,16 @@ FI_INLINE uint32_t fi_normal_f64_test_top16(fi_u64xv x, fi_f64xv w, fi_i64xv k, 
 FI_INLINE void NAME(fi_lanesv *ln, VEC (*z)[FI_NV], uint64_t *rejected)                    \
 {                                                                                          \
     enum { STEPS = 64 / (PER_STEP), NVEC = STEPS * FI_NV, PER_VEC = (PER_STEP) / FI_NV };  \
+    fi_u64xv s0[FI_NV], s1[FI_NV], s2[FI_NV], s3[FI_NV];                                   \
+    for (int v = 0; v < FI_NV; v++)                                                        \
+        s0[v] = ln->s0[v], s1[v] = ln->s1[v], s2[v] = ln->s2[v], s3[v] = ln->s3[v];        \
     for (int t = 0; t < FI_BLOCK / (PER_STEP); t += STEPS) {                               \
         fi_u64xv o[NVEC];                                                                  \
         VEC w[NVEC];                                                                       \
         KVEC k[NVEC];                                                                      \
         for (int q = 0; q < NVEC; q++)                                                     \
-            o[q] = fi_stepv(&ln->s0[q % FI_NV], &ln->s1[q % FI_NV], &ln->s2[q % FI_NV],    \
-                            &ln->s3[q % FI_NV]);                                           \
+            o[q] = fi_stepv(&s0[q % FI_NV], &s1[q % FI_NV], &s2[q % FI_NV],                \
+                            &s3[q % FI_NV]);                                               \
         LAYERS(o, w, k);                                                                   \
         uint64_t accepted = 0;                                                             \
         for (int q = 0; q < NVEC; q++)                                                     \
@@ -468,23 +539,19 @@ FI_INLINE void NAME(fi_lanesv *ln, VEC (*z)[FI_NV], uint64_t *rejected)         
                         << (PER_VEC * q);                                                  \
         rejected[t / STEPS] = ~accepted;                                                   \
     }                                                                                      \
+    for (int v = 0; v < FI_NV; v++)                                                        \
+        ln->s0[v] = s0[v], ln->s1[v] = s1[v], ln->s2[v] = s2[v], ln->s3[v] = s3[v];        \
 }
 
 FI_DEFINE_NORMAL_FAST_BLOCK64(fi_normal_f32_fast_block, fi_f32xv, fi_i32xv, fi_zig32_layers64,
-                              fi_normal_f32_test, 2 * FI_LANES)
+                              fi_normal_f32_test_top16, 2 * FI_LANES)
 FI_DEFINE_NORMAL_FAST_BLOCK64(fi_normal_f64_fast_block, fi_f64xv, fi_i64xv, fi_zig64_layers64,
                               fi_normal_f64_test_top16, FI_LANES)
 #else
-/* The exact float64 test, as the whole-block fast path takes it. */
-FI_INLINE uint32_t fi_normal_f64_test_exact(fi_u64xv x, fi_f64xv w, fi_i64xv k, fi_f64xv *z)
-{
-    return fi_normal_f64_test(x, w, k, 0, z);
-}
-
 FI_DEFINE_NORMAL_FAST_BLOCK(fi_normal_f32_fast_block, fi_f32xv, fi_i32xv, fi_zig32_layersv,
                             fi_normal_f32_test, 2 * FI_LANES)
 FI_DEFINE_NORMAL_FAST_BLOCK(fi_normal_f64_fast_block, fi_f64xv, fi_i64xv, fi_zig64_layersv,
-                            fi_normal_f64_test_exact, FI_LANES)
+                            fi_normal_f64_test, FI_LANES)
 #endif
 /* A value's bits: float32 in the low 32. */
 FI_INLINE uint64_t fi_bits32(float v) { uint32_t b; memcpy(&b, &v, 4); return b; }
@@ -505,7 +572,7 @@ FI_INLINE uint64_t fi_zig_slow_bits(fi_lanes *aux, int lane, uint64_t w, int is6
  * state after o1 where the wedge accepts, after o2 where it rejects, chosen by
  * masks: the common cases run without a branch on the data (the wedge's coin flip
  * is one no predictor can guess). The rest, 2.5% of them (the base strip,
- * the squeeze undecided, a second rejection; and a float64 candidate the full test
+ * the squeeze undecided, a second rejection; and a candidate the full test
  * accepts, which the avx512vbmi fast path leaves here when the top 16 bits of its
  * magnitude tie K's), take one predictable branch to the slow sampler, from the
  * candidate and the lane's state as they came. (C harness on Zen 5, a block's
@@ -536,7 +603,7 @@ FI_INLINE uint64_t fi_zig_fix(fi_lanes *aux, int lane, uint64_t w, int is64)
         xbits = fi_bits32(xf) ^ (w & 256) << 23;
         x2bits = fi_bits32((float)(int32_t)m2 * FI_ZIG32_W[w2 & 255]) ^ (w2 & 256) << 23;
         fast2 = m2 < FI_ZIG32_K[w2 & 255];
-        accepted = 0;
+        accepted = ((uint32_t)w >> 9) < FI_ZIG32_K[idx];
     }
     double y;
     const int side = fi_zig_squeeze_side(o1, layer, x, &y);

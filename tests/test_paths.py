@@ -53,6 +53,8 @@ FILLS = {
     "uniform": ("uniform_", (-0.5, 2.0), ref.uniform_fill, ref.uniform_fill_16),
     # a range whose 2^-24-th is below float32's normal range (the kernels' unfused case)
     "uniform_tiny": ("uniform_", (0.0, 1e-32), ref.uniform_fill, ref.uniform_fill_16),
+    # the same for float64's 2^-64-th (the AVX-512 float64 kernel's unfused case)
+    "uniform_tiny64": ("uniform_", (0.0, 1e-300), ref.uniform_fill, ref.uniform_fill_16),
     # The float32 and float64 kernels leave the cap out where no value can pass it
     # (the first range, and [0, 1), whose largest value is its cap); the others keep
     # it (uniform_tiny, and the two below).

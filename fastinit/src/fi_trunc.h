@@ -124,9 +124,9 @@ FI_INLINE int fi_trunc_any_outside(const fi_trunc_params *pr, fi_f64xv (*z)[FI_N
  * the Ziggurat fix-ups and the range rejections, so each lane's auxiliary stream is
  * consumed in its elements' order as in fi_trunc_step. Over an interval holding
  * [-r, r] (trunc_normal_(std=0.02)'s [-100, 100], say), where only the tail's rare
- * values can fall outside, first all of the block's fix-ups in one loop (as
- * fi_normal_f64_whole's) and a check: only should a value lie outside after all is
- * the block drawn again that way. Modes 1 and 2: the main outputs, then each element
+ * values can fall outside, first the block's normal values as fi_normal_f64_whole
+ * draws them (fi_normal_f64_fast_fix) and a check: only should a value lie outside
+ * is the block drawn again that way. Modes 1 and 2: the main outputs, then each element
  * in order. */
 FI_INLINE void fi_trunc_whole(uint64_t block, const fi_trunc_params *pr, uint64_t *zbits)
 {
@@ -135,14 +135,15 @@ FI_INLINE void fi_trunc_whole(uint64_t block, const fi_trunc_params *pr, uint64_
     if (pr->mode == 0) {
         fi_f64xv (*z)[FI_NV] = (fi_f64xv (*)[FI_NV])zbits;      /* in place (64-byte aligned) */
         uint64_t rejected[FI_BLOCK / 64];
+        if (pr->alpha <= -FI_ZIG_R && pr->beta >= FI_ZIG_R) {
+            fi_lanesv ln;
+            fi_lanesv_seed(&ln, pr->sigma, block, 0);
+            fi_lanes_seed(&aux, pr->sigma, block, 1);
+            fi_normal_f64_fast_fix(&ln, &aux, z);
+            if (__builtin_expect(!fi_trunc_any_outside(pr, z), 1)) return;
+        }
         fi_trunc_normal_fast(block, pr, z, rejected);
         fi_lanes_seed(&aux, pr->sigma, block, 1);
-        if (pr->alpha <= -FI_ZIG_R && pr->beta >= FI_ZIG_R) {
-            fi_normal_f64_fix_block(&aux, rejected, z);
-            if (__builtin_expect(!fi_trunc_any_outside(pr, z), 1)) return;
-            fi_trunc_normal_fast(block, pr, z, rejected);
-            fi_lanes_seed(&aux, pr->sigma, block, 1);
-        }
         const fi_f64xv alpha = fi_splatv_f64(pr->alpha), beta = fi_splatv_f64(pr->beta);
         for (int t = 0; t < STEPS; t++) {
             fi_normal_f64_fixv(&aux, (uint32_t)(rejected[t * FI_LANES / 64] >> (t * FI_LANES % 64))

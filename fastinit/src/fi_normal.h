@@ -351,10 +351,10 @@ FI_INLINE void NAME(const fi_lanesv *ln, VEC (*z)[FI_NV], uint64_t *rejected)   
  * permute's selector arranges). The other paths, and the partial blocks, look the
  * same values up one candidate at a time (fi_zig32_layersv). Zen 5, C harness: the
  * float32 fast pass from 0.34 to 0.20 ns per value. On Zen 4, where every 512-bit
- * instruction counts (two 256-bit halves, shifts and shuffles one a cycle), taking
- * K's joins, the candidates' shifts and the per-vector sign and blend out of the
- * test (fi_normal_f32_test_top16) made the float32 whole block 0.93 of its time and
- * the float64 one 0.91. */
+ * instruction counts (two 256-bit halves; shifts, conversions and byte permutes one
+ * a cycle), taking K's joins, the candidates' shifts and the per-vector sign and
+ * blend out of the test (fi_normal_f32_test_top16) made the float32 whole block
+ * 0.93 of its time and the float64 one 0.91. */
 FI_INLINE __m512i fi_plane_lookup(const uint8_t *plane, __m512i layer, __mmask64 high)
 {
     const __m512i *t = (const __m512i *)plane;
@@ -494,8 +494,8 @@ FI_INLINE void fi_zig64_layers64(const fi_u64xv *o, fi_f64xv *w, fi_i64xv *k)
  * test. The magnitude m is converted as c with its low 9 (12) bits cleared, m
  * times 2^9 (2^12), exactly, and multiplied by the signed W scaled down as much, so
  * the product is the signed fl(m W) of the other kernels; the multiply's mask
- * keeps a rejected candidate's bits. Four instructions a vector, none of them a
- * shift or shuffle (the ports these kernels are bound by on Zen 4). */
+ * keeps a rejected candidate's bits. Four instructions a vector, where the exact
+ * test (fi_normal_f32_test) takes seven. */
 FI_INLINE uint32_t fi_normal_f32_test_top16(fi_u64xv o, fi_f32xv w, fi_i32xv k, fi_f32xv *z)
 {
     const __m512i h = (__m512i)o;

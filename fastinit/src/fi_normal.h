@@ -516,37 +516,58 @@ FI_INLINE uint32_t fi_normal_f64_test_top16(fi_u64xv x, fi_f64xv w, fi_i64xv k, 
     return accept;
 }
 
-/* The whole-block fast paths, 64 candidates at a time: two steps of float32, four
- * of float64. */
-#define FI_DEFINE_NORMAL_FAST_BLOCK64(NAME, VEC, KVEC, LAYERS, TEST, PER_STEP)             \
-FI_INLINE void NAME(fi_lanesv *ln, VEC (*z)[FI_NV], uint64_t *rejected)                    \
+/* One word of a whole block's fast path, 64 candidates (two steps of float32, four
+ * of float64): the lanes' next states drawn from s0..s3 (advanced), the values (or
+ * a rejected candidate's raw bits) in z[0..], the accepted ones' bits returned
+ * (candidate e of the word at bit e). */
+#define FI_DEFINE_NORMAL_WORD64(NAME, VEC, KVEC, LAYERS, TEST, PER_STEP)                   \
+FI_INLINE uint64_t NAME(fi_u64xv *s0, fi_u64xv *s1, fi_u64xv *s2, fi_u64xv *s3,            \
+                        VEC (*z)[FI_NV])                                                   \
 {                                                                                          \
     enum { STEPS = 64 / (PER_STEP), NVEC = STEPS * FI_NV, PER_VEC = (PER_STEP) / FI_NV };  \
+    fi_u64xv o[NVEC];                                                                      \
+    VEC w[NVEC];                                                                           \
+    KVEC k[NVEC];                                                                          \
+    for (int q = 0; q < NVEC; q++)                                                         \
+        o[q] = fi_stepv(&s0[q % FI_NV], &s1[q % FI_NV], &s2[q % FI_NV], &s3[q % FI_NV]);   \
+    LAYERS(o, w, k);                                                                       \
+    uint64_t accepted = 0;                                                                 \
+    for (int q = 0; q < NVEC; q++)                                                         \
+        accepted |= (uint64_t)TEST(o[q], w[q], k[q], &z[q / FI_NV][q % FI_NV])             \
+                    << (PER_VEC * q);                                                      \
+    return accepted;                                                                       \
+}
+FI_DEFINE_NORMAL_WORD64(fi_normal_f32_word64, fi_f32xv, fi_i32xv, fi_zig32_layers64,
+                        fi_normal_f32_test_top16, 2 * FI_LANES)
+FI_DEFINE_NORMAL_WORD64(fi_normal_f64_word64, fi_f64xv, fi_i64xv, fi_zig64_layers64,
+                        fi_normal_f64_test_top16, FI_LANES)
+#undef FI_DEFINE_NORMAL_WORD64
+
+/* The lanes' states copied into locals for a block's walk (GCC stored them back
+ * each step through the pointer), and back. */
+#define FI_LANES_IN(LN)                                                                    \
     fi_u64xv s0[FI_NV], s1[FI_NV], s2[FI_NV], s3[FI_NV];                                   \
     for (int v = 0; v < FI_NV; v++)                                                        \
-        s0[v] = ln->s0[v], s1[v] = ln->s1[v], s2[v] = ln->s2[v], s3[v] = ln->s3[v];        \
-    for (int t = 0; t < FI_BLOCK / (PER_STEP); t += STEPS) {                               \
-        fi_u64xv o[NVEC];                                                                  \
-        VEC w[NVEC];                                                                       \
-        KVEC k[NVEC];                                                                      \
-        for (int q = 0; q < NVEC; q++)                                                     \
-            o[q] = fi_stepv(&s0[q % FI_NV], &s1[q % FI_NV], &s2[q % FI_NV],                \
-                            &s3[q % FI_NV]);                                               \
-        LAYERS(o, w, k);                                                                   \
-        uint64_t accepted = 0;                                                             \
-        for (int q = 0; q < NVEC; q++)                                                     \
-            accepted |= (uint64_t)TEST(o[q], w[q], k[q], &z[t + q / FI_NV][q % FI_NV])     \
-                        << (PER_VEC * q);                                                  \
-        rejected[t / STEPS] = ~accepted;                                                   \
-    }                                                                                      \
+        s0[v] = (LN)->s0[v], s1[v] = (LN)->s1[v], s2[v] = (LN)->s2[v], s3[v] = (LN)->s3[v]
+#define FI_LANES_OUT(LN)                                                                   \
     for (int v = 0; v < FI_NV; v++)                                                        \
-        ln->s0[v] = s0[v], ln->s1[v] = s1[v], ln->s2[v] = s2[v], ln->s3[v] = s3[v];        \
+        (LN)->s0[v] = s0[v], (LN)->s1[v] = s1[v], (LN)->s2[v] = s2[v], (LN)->s3[v] = s3[v]
+
+/* The whole-block fast paths, word by word: the rejected candidates' bits in
+ * `rejected` (32 words: element k at bit k % 64 of word k / 64). */
+#define FI_DEFINE_NORMAL_FAST_BLOCK64(NAME, VEC, WORD, PER_STEP)                           \
+FI_INLINE void NAME(fi_lanesv *ln, VEC (*z)[FI_NV], uint64_t *rejected)                    \
+{                                                                                          \
+    enum { STEPS = 64 / (PER_STEP) };                                                      \
+    FI_LANES_IN(ln);                                                                       \
+    for (int t = 0; t < FI_BLOCK / (PER_STEP); t += STEPS)                                 \
+        rejected[t / STEPS] = ~WORD(s0, s1, s2, s3, z + t);                                \
+    FI_LANES_OUT(ln);                                                                      \
 }
 
-FI_DEFINE_NORMAL_FAST_BLOCK64(fi_normal_f32_fast_block, fi_f32xv, fi_i32xv, fi_zig32_layers64,
-                              fi_normal_f32_test_top16, 2 * FI_LANES)
-FI_DEFINE_NORMAL_FAST_BLOCK64(fi_normal_f64_fast_block, fi_f64xv, fi_i64xv, fi_zig64_layers64,
-                              fi_normal_f64_test_top16, FI_LANES)
+FI_DEFINE_NORMAL_FAST_BLOCK64(fi_normal_f32_fast_block, fi_f32xv, fi_normal_f32_word64,
+                              2 * FI_LANES)
+FI_DEFINE_NORMAL_FAST_BLOCK64(fi_normal_f64_fast_block, fi_f64xv, fi_normal_f64_word64, FI_LANES)
 #else
 FI_DEFINE_NORMAL_FAST_BLOCK(fi_normal_f32_fast_block, fi_f32xv, fi_i32xv, fi_zig32_layersv,
                             fi_normal_f32_test, 2 * FI_LANES)
@@ -616,23 +637,24 @@ FI_INLINE uint64_t fi_zig_fix(fi_lanes *aux, int lane, uint64_t w, int is64)
     return (xbits & keep) | (x2bits & ~keep);
 }
 
-/* Completes the rejected candidates of one step in element order: element k holds
- * its candidate's raw bits until fi_zig_fix, drawing from lane LANE_OF(k), replaces
- * them by the value's. */
-#define FI_DEFINE_NORMAL_FIX(NAME, VEC, RAW, IS64, LANE_OF)                                \
-FI_INLINE void NAME(fi_lanes *aux, uint32_t rejected, VEC *zv)                             \
+/* Completes the rejected candidates of one step, or one word of steps, in element
+ * order: element k (bit k of `rejected`) holds its candidate's raw bits until
+ * fi_zig_fix, drawing from lane LANE_OF(k % PER_STEP), replaces them by the
+ * value's. */
+#define FI_DEFINE_NORMAL_FIX(NAME, VEC, RAW, IS64, LANE_OF, PER_STEP)                      \
+FI_INLINE void NAME(fi_lanes *aux, uint64_t rejected, VEC *zv)                             \
 {                                                                                          \
     RAW *z = (RAW *)zv;                                                                    \
     for (; rejected; rejected &= rejected - 1) {                                           \
-        const int k = __builtin_ctz(rejected);                                             \
-        z[k] = (RAW)fi_zig_fix(aux, LANE_OF(k), z[k], IS64);                               \
+        const int k = __builtin_ctzll(rejected);                                           \
+        z[k] = (RAW)fi_zig_fix(aux, LANE_OF(k % (PER_STEP)), z[k], IS64);                  \
     }                                                                                      \
 }
 
 #define FI_LANE_OF_F32(k) ((k) >> 1)   /* two float32 candidates per lane and step */
 #define FI_LANE_OF_F64(k) (k)
-FI_DEFINE_NORMAL_FIX(fi_normal_f32_fixv, fi_f32xv, fi_u32_alias, 0, FI_LANE_OF_F32)
-FI_DEFINE_NORMAL_FIX(fi_normal_f64_fixv, fi_f64xv, fi_u64_alias, 1, FI_LANE_OF_F64)
+FI_DEFINE_NORMAL_FIX(fi_normal_f32_fixv, fi_f32xv, fi_u32_alias, 0, FI_LANE_OF_F32, 2 * FI_LANES)
+FI_DEFINE_NORMAL_FIX(fi_normal_f64_fixv, fi_f64xv, fi_u64_alias, 1, FI_LANE_OF_F64, FI_LANES)
 
 /* The same over a whole block, whose rejected elements are the bits of `rej` (32
  * words: element k at bit k % 64 of word k / 64), in one loop whose only branches
@@ -675,46 +697,25 @@ FI_DEFINE_NORMAL_FIX_BLOCK(fi_normal_f64_fix_block, fi_u64_alias, 1, FI_LANE_OF_
  * kernel: inlined into the 16-bit pieces (two block kernels in one function), GCC
  * kept the look-ups' vectors on the stack and the float16 normal fill ran 0.8 of
  * float32's rate instead of 1.0. */
-#define FI_DEFINE_NORMAL_FAST_FIX(NAME, VEC, KVEC, RAW, LAYERS, TEST, IS64, LANE_OF, PER_STEP) \
+#define FI_DEFINE_NORMAL_FAST_FIX(NAME, VEC, WORD, FIX, PER_STEP)                          \
 static __attribute__((noinline)) void NAME(fi_lanesv *ln, fi_lanes *aux, VEC (*z)[FI_NV])    \
 {                                                                                          \
-    enum { STEPS = 64 / (PER_STEP), NVEC = STEPS * FI_NV, PER_VEC = (PER_STEP) / FI_NV };  \
-    RAW *zr = (RAW *)z;                                                                    \
-    fi_u64xv s0[FI_NV], s1[FI_NV], s2[FI_NV], s3[FI_NV];                                   \
-    for (int v = 0; v < FI_NV; v++)                                                        \
-        s0[v] = ln->s0[v], s1[v] = ln->s1[v], s2[v] = ln->s2[v], s3[v] = ln->s3[v];        \
-    uint64_t pending = 0;                                                                  \
-    int base = 0;                                                                          \
+    enum { STEPS = 64 / (PER_STEP) };                                                      \
+    FI_LANES_IN(ln);                                                                       \
+    uint64_t pending = 0;                       /* the previous word's rejected ones */    \
     for (int t = 0; t < FI_BLOCK / (PER_STEP); t += STEPS) {                               \
-        fi_u64xv o[NVEC];                                                                  \
-        VEC w[NVEC];                                                                       \
-        KVEC k[NVEC];                                                                      \
-        for (int q = 0; q < NVEC; q++)                                                     \
-            o[q] = fi_stepv(&s0[q % FI_NV], &s1[q % FI_NV], &s2[q % FI_NV],                \
-                            &s3[q % FI_NV]);                                               \
-        LAYERS(o, w, k);                                                                   \
-        uint64_t accepted = 0;                                                             \
-        for (int q = 0; q < NVEC; q++)                                                     \
-            accepted |= (uint64_t)TEST(o[q], w[q], k[q], &z[t + q / FI_NV][q % FI_NV])     \
-                        << (PER_VEC * q);                                                  \
-        for (; pending; pending &= pending - 1) {                                          \
-            const int e = base + __builtin_ctzll(pending);                                 \
-            zr[e] = (RAW)fi_zig_fix(aux, LANE_OF(e % (PER_STEP)), zr[e], IS64);            \
-        }                                                                                  \
+        const uint64_t accepted = WORD(s0, s1, s2, s3, z + t);                             \
+        if (t) FIX(aux, pending, z[t - STEPS]);                                            \
         pending = ~accepted;                                                               \
-        base = t * (PER_STEP);                                                             \
     }                                                                                      \
-    for (; pending; pending &= pending - 1) {                                              \
-        const int e = base + __builtin_ctzll(pending);                                     \
-        zr[e] = (RAW)fi_zig_fix(aux, LANE_OF(e % (PER_STEP)), zr[e], IS64);                \
-    }                                                                                      \
+    FIX(aux, pending, z[FI_BLOCK / (PER_STEP) - STEPS]);                                   \
 }
-FI_DEFINE_NORMAL_FAST_FIX(fi_normal_f32_fast_fix, fi_f32xv, fi_i32xv, fi_u32_alias,
-                          fi_zig32_layers64, fi_normal_f32_test_top16, 0, FI_LANE_OF_F32,
-                          2 * FI_LANES)
-FI_DEFINE_NORMAL_FAST_FIX(fi_normal_f64_fast_fix, fi_f64xv, fi_i64xv, fi_u64_alias,
-                          fi_zig64_layers64, fi_normal_f64_test_top16, 1, FI_LANE_OF_F64,
-                          FI_LANES)
+FI_DEFINE_NORMAL_FAST_FIX(fi_normal_f32_fast_fix, fi_f32xv, fi_normal_f32_word64,
+                          fi_normal_f32_fixv, 2 * FI_LANES)
+FI_DEFINE_NORMAL_FAST_FIX(fi_normal_f64_fast_fix, fi_f64xv, fi_normal_f64_word64,
+                          fi_normal_f64_fixv, FI_LANES)
+#undef FI_LANES_OUT
+#undef FI_LANES_IN
 #else
 #define FI_DEFINE_NORMAL_FAST_FIX(NAME, VEC, FAST, FIX)                                    \
 FI_INLINE void NAME(fi_lanesv *ln, fi_lanes *aux, VEC (*z)[FI_NV])                           \

@@ -192,6 +192,15 @@ FI_INLINE int fi_sink_mode(const fi_sink *s)
     return s->stream ? FI_SINK_STREAM : FI_SINK_PLAIN;
 }
 
+/* FN(..., mode) for the sink's mode: each call compiled with the mode as a
+ * constant, so that every loop stores one way (fi_sink_put64). */
+#define FI_SINK_DISPATCH(SINK, FN, ...)                                                    \
+    switch (fi_sink_mode(SINK)) {                                                          \
+    case FI_SINK_PLAIN: FN(__VA_ARGS__, FI_SINK_PLAIN); break;                             \
+    case FI_SINK_STREAM: FN(__VA_ARGS__, FI_SINK_STREAM); break;                           \
+    default: FN(__VA_ARGS__, FI_SINK_JOIN);                                                \
+    }
+
 #if FI_VW == 8
 /* Bytes [from, to) of v (multiples of 16) stored non-temporally at p: the partial
  * lines at a joined block's ends. Out of line: inlined into the loops, its spill of

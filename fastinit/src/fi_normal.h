@@ -797,11 +797,7 @@ FI_INLINE void NAME(uint64_t sigma, uint64_t block, const fi_normal_params *pr, 
     FAST_FIX(&ln, &aux, z);                                                                \
     const VEC mean = SPLAT(pr->MEAN), std = SPLAT(pr->STD);                                \
     fi_sink out = fi_sink_open(dst, stream);                                               \
-    switch (fi_sink_mode(&out)) {                                                          \
-    case FI_SINK_PLAIN: NAME##_store(z, mean, std, &out, fmt, FI_SINK_PLAIN); break;       \
-    case FI_SINK_STREAM: NAME##_store(z, mean, std, &out, fmt, FI_SINK_STREAM); break;     \
-    default: NAME##_store(z, mean, std, &out, fmt, FI_SINK_JOIN);                          \
-    }                                                                                      \
+    FI_SINK_DISPATCH(&out, NAME##_store, z, mean, std, &out, fmt)                          \
     fi_sink_close(&out, fi_block_bytes(fmt));                                              \
 }
 

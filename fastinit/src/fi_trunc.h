@@ -202,11 +202,7 @@ FI_INLINE void fi_trunc_store_f32(const double *z, const fi_trunc_params *pr, vo
                                   int stream)
 {
     fi_sink out = fi_sink_open(dst, stream);
-    switch (fi_sink_mode(&out)) {
-    case FI_SINK_PLAIN: fi_trunc_store_f32_to(z, pr, &out, fmt, FI_SINK_PLAIN); break;
-    case FI_SINK_STREAM: fi_trunc_store_f32_to(z, pr, &out, fmt, FI_SINK_STREAM); break;
-    default: fi_trunc_store_f32_to(z, pr, &out, fmt, FI_SINK_JOIN);
-    }
+    FI_SINK_DISPATCH(&out, fi_trunc_store_f32_to, z, pr, &out, fmt)
     fi_sink_close(&out, fi_block_bytes(fmt));
 }
 
@@ -228,11 +224,7 @@ FI_INLINE void fi_trunc_store_f64(const double *z, const fi_trunc_params *pr, do
                                   int stream)
 {
     fi_sink out = fi_sink_open(dst, stream);
-    switch (fi_sink_mode(&out)) {
-    case FI_SINK_PLAIN: fi_trunc_store_f64_to(z, pr, &out, FI_SINK_PLAIN); break;
-    case FI_SINK_STREAM: fi_trunc_store_f64_to(z, pr, &out, FI_SINK_STREAM); break;
-    default: fi_trunc_store_f64_to(z, pr, &out, FI_SINK_JOIN);
-    }
+    FI_SINK_DISPATCH(&out, fi_trunc_store_f64_to, z, pr, &out)
     fi_sink_close(&out, fi_block_bytes(FI_OUT_F64));
 }
 

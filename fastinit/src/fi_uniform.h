@@ -89,6 +89,19 @@ FI_INLINE void fi_uniform_f32_steps(fi_lanesv *ln, fi_f32xv lo, fi_f32xv r, fi_f
     }
 }
 
+/* STEPS(ln, lo, r, cap, out, fmt, fused, capped, mode) with FUSED and CAPPED as
+ * constants too: each loop compiled for one combination. */
+#define FI_UNIFORM_STEPS(STEPS, LN, LO, R, CAP, OUT, FMT, FUSED, CAPPED, M)                 \
+    do {                                                                                   \
+        if (FUSED) {                                                                       \
+            if (CAPPED) STEPS(LN, LO, R, CAP, OUT, FMT, 1, 1, M);                          \
+            else STEPS(LN, LO, R, CAP, OUT, FMT, 1, 0, M);                                 \
+        } else {                                                                           \
+            if (CAPPED) STEPS(LN, LO, R, CAP, OUT, FMT, 0, 1, M);                          \
+            else STEPS(LN, LO, R, CAP, OUT, FMT, 0, 0, M);                                 \
+        }                                                                                  \
+    } while (0)
+
 FI_INLINE void fi_uniform_f32_whole(uint64_t sigma, uint64_t block, const fi_uniform_params *pr,
                                     void *dst, int stream, int fmt)
 {
@@ -101,18 +114,7 @@ FI_INLINE void fi_uniform_f32_whole(uint64_t sigma, uint64_t block, const fi_uni
     const fi_f32xv r = fi_splatv_f32(fused ? scaled : pr->range_f);
     fi_sink out = fi_sink_open(dst, stream);
     const int capped = !fi_uniform_never_capped(pr->low_f, pr->range_f, top, pr->cap_f);
-    /* each loop compiled for constant FUSED, CAPPED and sink mode */
-#define FI_STEPS(F, C, M) fi_uniform_f32_steps(&ln, lo, r, cap, &out, fmt, F, C, M)
-#define FI_STEPS_FC(M) \
-    if (fused) { if (capped) FI_STEPS(1, 1, M); else FI_STEPS(1, 0, M); } \
-    else { if (capped) FI_STEPS(0, 1, M); else FI_STEPS(0, 0, M); }
-    switch (fi_sink_mode(&out)) {
-    case FI_SINK_PLAIN: { FI_STEPS_FC(FI_SINK_PLAIN) } break;
-    case FI_SINK_STREAM: { FI_STEPS_FC(FI_SINK_STREAM) } break;
-    default: { FI_STEPS_FC(FI_SINK_JOIN) }
-    }
-#undef FI_STEPS_FC
-#undef FI_STEPS
+    FI_SINK_DISPATCH(&out, FI_UNIFORM_STEPS, fi_uniform_f32_steps, &ln, lo, r, cap, &out, fmt, fused, capped)
     fi_sink_close(&out, fi_block_bytes(fmt));
 }
 
@@ -168,20 +170,11 @@ FI_INLINE void fi_uniform_f64_whole(uint64_t sigma, uint64_t block, const fi_uni
     const fi_f64xv r = fi_splatv_f64(fused ? scaled : pr->range);
     fi_sink out = fi_sink_open(dst, stream);
     const int capped = !fi_uniform_never_capped(pr->low, pr->range, top, pr->cap);
-    /* each loop compiled for constant FUSED, CAPPED and sink mode */
-#define FI_STEPS(F, C, M) fi_uniform_f64_steps(&ln, lo, r, cap, &out, fmt, F, C, M)
-#define FI_STEPS_FC(M) \
-    if (fused) { if (capped) FI_STEPS(1, 1, M); else FI_STEPS(1, 0, M); } \
-    else { if (capped) FI_STEPS(0, 1, M); else FI_STEPS(0, 0, M); }
-    switch (fi_sink_mode(&out)) {
-    case FI_SINK_PLAIN: { FI_STEPS_FC(FI_SINK_PLAIN) } break;
-    case FI_SINK_STREAM: { FI_STEPS_FC(FI_SINK_STREAM) } break;
-    default: { FI_STEPS_FC(FI_SINK_JOIN) }
-    }
-#undef FI_STEPS_FC
-#undef FI_STEPS
+    FI_SINK_DISPATCH(&out, FI_UNIFORM_STEPS, fi_uniform_f64_steps, &ln, lo, r, cap, &out, fmt, fused, capped)
     fi_sink_close(&out, fi_block_bytes(fmt));
 }
+
+#undef FI_UNIFORM_STEPS
 
 FI_DEFINE_PIECE(fi_uniform_f32_body, float, FI_OUT_F32, fi_uniform_params, fi_uniform_advance,
                 fi_uniform_f32_map, fi_uniform_f32_whole, 2 * FI_LANES)

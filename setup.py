@@ -132,7 +132,8 @@ def base_flags(compiler_type):
 
 KERNEL_SOURCES = [f"fastinit/src/{name}.c" for name in
                   ("fi_dispatch", "fi_path_baseline", "fi_path_avx2", "fi_path_avx512",
-                   "fi_path_avx512vbmi", "fi_detmath", "fi_layout", "fi_runtime", "fi_stream")]
+                   "fi_path_avx512vbmi", "fi_path_avx512bf16", "fi_detmath", "fi_layout",
+                   "fi_runtime", "fi_stream")]
 KERNEL_HEADERS = sorted(glob.glob("fastinit/src/*.h") + glob.glob("fastinit/src/*.inc"))
 
 

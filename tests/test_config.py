@@ -115,7 +115,7 @@ def test_threadpoolctl_limits_apply():
 def test_simd_path_selection(simd_path):
     with pytest.raises(ValueError, match="unknown SIMD path"):
         simd_path("sse9")
-    unsupported = [p for p in ("baseline", "avx2", "avx512", "avx512vbmi")
+    unsupported = [p for p in ("baseline", "avx2", "avx512", "avx512vbmi", "avx512bf16")
                    if p not in _runtime.simd_paths()]
     for p in unsupported:
         with pytest.raises(ValueError, match="cannot run"):

@@ -2,9 +2,9 @@
 
     python tools/emulated_paths.py [--simde DIR] [--keep]
 
-A CPU without AVX-512 skips the avx512 and avx512vbmi paths' tests (it cannot run
-them). This builds a copy of the work tree's tracked files with
-FASTINIT_EMULATE_AVX512=DIR (setup.py; fastinit/src/fi_emulate.h): those two paths'
+A CPU without AVX-512 skips the avx512, avx512vbmi and avx512bf16 paths' tests (it
+cannot run them). This builds a copy of the work tree's tracked files with
+FASTINIT_EMULATE_AVX512=DIR (setup.py; fastinit/src/fi_emulate.h): those paths'
 kernels take their AVX-512 branches, with the same intrinsics, computed by SIMDe's
 portable implementations (headers in DIR/simde; Debian's libsimde-dev, DIR
 /usr/include, the default). Then, against that build:
@@ -31,7 +31,7 @@ from pathlib import Path
 
 from other_build import ROOT, built_copy, digest, hold_to_exactness, imported_facts, native_env
 
-EMULATED = ("avx512", "avx512vbmi")
+EMULATED = ("avx512", "avx512vbmi", "avx512bf16")
 
 
 def main():

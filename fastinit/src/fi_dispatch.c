@@ -21,14 +21,15 @@ const size_t fi_kernel_param_sizes[] = {FI_KERNELS(FI_SIZE)};
 
 const int fi_nkernels = (int)(sizeof fi_kernel_names / sizeof fi_kernel_names[0]);
 
-const char *const fi_path_names[FI_NPATHS] = {"baseline", "avx2", "avx512",
-                                              "avx512vbmi"};
+const char *const fi_path_names[FI_NPATHS] = {"baseline", "avx2", "avx512", "avx512vbmi",
+                                              "avx512bf16"};
 
 int fi_path_supported(int path)
 {
     if (path == FI_PATH_BASELINE) return 1;
 #ifdef FI_EMULATE_AVX512           /* fi_emulate.h: every CPU runs them, emulated */
-    if (path == FI_PATH_AVX512 || path == FI_PATH_AVX512VBMI) return 1;
+    if (path == FI_PATH_AVX512 || path == FI_PATH_AVX512VBMI || path == FI_PATH_AVX512BF16)
+        return 1;
 #endif
 #ifdef FI_X86
     __builtin_cpu_init();
@@ -38,7 +39,9 @@ int fi_path_supported(int path)
                        __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512vl") &&
                        f16c;
     if (path == FI_PATH_AVX512) return avx512;
-    if (path == FI_PATH_AVX512VBMI) return avx512 && __builtin_cpu_supports("avx512vbmi");
+    const int vbmi = avx512 && __builtin_cpu_supports("avx512vbmi");
+    if (path == FI_PATH_AVX512VBMI) return vbmi;
+    if (path == FI_PATH_AVX512BF16) return vbmi && __builtin_cpu_supports("avx512bf16");
 #endif
     return 0;
 }
@@ -46,6 +49,7 @@ int fi_path_supported(int path)
 static const fi_path *fi_path_of(int path)
 {
 #ifdef FI_X86
+    if (path == FI_PATH_AVX512BF16) return &fi_path_avx512bf16;
     if (path == FI_PATH_AVX512VBMI) return &fi_path_avx512vbmi;
     if (path == FI_PATH_AVX512) return &fi_path_avx512;
     if (path == FI_PATH_AVX2) return &fi_path_avx2;

@@ -1,7 +1,7 @@
 /*
  * Runtime dispatch: the fill kernels of fi_kernels.h, compiled once per instruction
- * set (baseline x86-64, AVX2, AVX-512, AVX-512 with VBMI: one translation unit
- * each), and which of
+ * set (baseline x86-64, AVX2, AVX-512, AVX-512 with VBMI, and with VBMI and BF16: one
+ * translation unit each), and which of
  * those this CPU runs. Every path writes the same bits.
  */
 #ifndef FI_DISPATCH_H
@@ -23,7 +23,14 @@ extern const char *const fi_kernel_names[];
 extern const char *const fi_kernel_formats[];
 extern const size_t fi_kernel_param_sizes[];
 
-enum { FI_PATH_BASELINE, FI_PATH_AVX2, FI_PATH_AVX512, FI_PATH_AVX512VBMI, FI_NPATHS };
+enum {
+    FI_PATH_BASELINE,
+    FI_PATH_AVX2,
+    FI_PATH_AVX512,
+    FI_PATH_AVX512VBMI,
+    FI_PATH_AVX512BF16,
+    FI_NPATHS
+};
 extern const char *const fi_path_names[FI_NPATHS];
 
 /* A path's rounding of float32 values to 16 bits (bf16: bfloat16, else float16),
@@ -37,7 +44,8 @@ typedef struct {
     const fi_piece_fn *table;
     fi_round16_fn round16;
 } fi_path;
-extern const fi_path fi_path_baseline, fi_path_avx2, fi_path_avx512, fi_path_avx512vbmi;
+extern const fi_path fi_path_baseline, fi_path_avx2, fi_path_avx512, fi_path_avx512vbmi,
+    fi_path_avx512bf16;
 
 /* The kernels compiled for a path, by number, and its 16-bit rounding. */
 const fi_piece_fn *fi_path_table(int path);

@@ -1,5 +1,6 @@
 /*
- * An emulated AVX-512: what fi_path_avx512.c and fi_path_avx512vbmi.c include instead
+ * An emulated AVX-512: what fi_path_avx512.c, fi_path_avx512vbmi.c and
+ * fi_path_avx512bf16.c include instead
  * of setting their instruction set when the build defines FI_EMULATE_AVX512 (setup.py,
  * FASTINIT_EMULATE_AVX512; run by tools/emulated_paths.py). Their kernels then take
  * the same AVX-512 branches, with the same intrinsics, computed by SIMDe's portable
@@ -70,6 +71,32 @@ static inline __m256i fi_emulated_cvtps_ph512(__m512 a, const int rounding)   /*
     return r;
 }
 #define _mm512_cvtps_ph(a, rounding) fi_emulated_cvtps_ph512((a), (rounding))
+#endif
+
+#ifndef _mm512_cvtne2ps_pbh
+/* vcvtne2ps2bf16 (AVX512-BF16): 32 float32 values (b, then a) to bfloat16 as Intel's
+ * manual defines it: a NaN to its top half made quiet; a subnormal taken as a zero of
+ * its sign (DAZ); else rounded to nearest even. */
+static inline __m512i fi_emulated_cvtne2ps_pbh(__m512 a, __m512 b)
+{
+    uint32_t x[32];
+    uint16_t r[32];
+    __m512i out;
+    memcpy(x, &b, 64);
+    memcpy(x + 16, &a, 64);
+    for (int i = 0; i < 32; i++) {
+        uint32_t v = x[i];
+        if ((v & 0x7FFFFFFFu) > 0x7F800000u) {
+            r[i] = (uint16_t)((v >> 16) | 0x40u);
+            continue;
+        }
+        if ((v & 0x7F800000u) == 0) v &= 0x80000000u;
+        r[i] = (uint16_t)((v + 0x7FFFu + ((v >> 16) & 1u)) >> 16);
+    }
+    memcpy(&out, r, sizeof out);
+    return out;
+}
+#define _mm512_cvtne2ps_pbh(a, b) fi_emulated_cvtne2ps_pbh((a), (b))
 #endif
 
 /* the mask types' and constants' own names */

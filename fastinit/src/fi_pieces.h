@@ -13,8 +13,14 @@
 
 /* What a whole-block kernel stores: float64 (4 values per 32-byte vector), or float32
  * values as float32, float16 or bfloat16 (8 per vector). A fill's values are never
- * NaN, so the 16-bit stores here round them with NAN_FREE set (fi_half.h). */
-enum { FI_OUT_F64, FI_OUT_F32, FI_OUT_F16, FI_OUT_BF16 };
+ * NaN, so the 16-bit stores here round them with NAN_FREE set (fi_half.h).
+ * FI_OUT_BF16_NO_SUBNORMAL is bfloat16 from values known not to be float32
+ * subnormals: the same bits, rounded by AVX512-BF16's conversion where the path has
+ * it (fi_bf16x32_no_subnormal). */
+enum { FI_OUT_F64, FI_OUT_F32, FI_OUT_F16, FI_OUT_BF16, FI_OUT_BF16_NO_SUBNORMAL };
+
+/* Whether format fmt is bfloat16. */
+FI_INLINE int fi_out_bf16(int fmt) { return fmt == FI_OUT_BF16 || fmt == FI_OUT_BF16_NO_SUBNORMAL; }
 
 /* The bytes of one element stored in format fmt. */
 FI_INLINE int64_t fi_out_bytes(int fmt)
@@ -29,7 +35,7 @@ FI_INLINE void fi_store_vec(void *dst, int64_t k, fi_f32x8 v, int fmt, int strea
 {
     if (fmt == FI_OUT_F64) fi_store32((double *)dst + k, v, stream);
     else if (fmt == FI_OUT_F32) fi_store32((float *)dst + k, v, stream);
-    else fi_put_half8((uint16_t *)dst + k, v, stream, fmt == FI_OUT_BF16, 1);
+    else fi_put_half8((uint16_t *)dst + k, v, stream, fi_out_bf16(fmt), 1);
 }
 
 /* Stores one vector of the path's width (2 FI_VW float32 values, or FI_VW float64
@@ -51,8 +57,9 @@ FI_INLINE void fi_store_stepv(fi_sink *out, int64_t k, const fi_f32xv *v, int fm
 {
 #if FI_VW == 8
     _Static_assert(FI_NV == 2, "a step is two 16-value vectors");
-    if (fmt == FI_OUT_F16 || fmt == FI_OUT_BF16) {
-        const fi_u16x32 h = fi_half32(v[0], v[1], fmt == FI_OUT_BF16, 1);
+    if (fmt == FI_OUT_F16 || fi_out_bf16(fmt)) {
+        const fi_u16x32 h = fmt == FI_OUT_BF16_NO_SUBNORMAL ? fi_bf16x32_no_subnormal(v[0], v[1])
+                                                            : fi_half32(v[0], v[1], fi_out_bf16(fmt), 1);
         fi_sink_put64(out, k * fi_out_bytes(fmt), (__m512i)h, sink_mode);
         return;
     }

@@ -64,6 +64,25 @@ FI_INLINE int fi_uniform_never_capped(double low, double range, double top, doub
            && (top < cap || (top == cap && cap != 0.0));
 }
 
+/* Whether no float32 value of a fill, min(low + range*u, cap) as fi_uniform_f32_map
+ * computes it, can be a subnormal (so that bfloat16 may be rounded by
+ * fi_bf16x32_no_subnormal). Sufficient: low, range finite, range >= 0, cap not
+ * subnormal, and one of
+ *  - low >= 2^-126: every value is at least low (each rounding is monotonic);
+ *  - low = 0 and range = 0 or range >= 2^-102: the value is p = range*u rounded,
+ *    0 or at least range 2^-24 >= 2^-126;
+ *  - low <= -2^-102 (exponent e >= -102): a subnormal low + p would be exact (a sum
+ *    below 2^-126 is representable), so p within 2^-126 of |low|, p >= 2^(e-1) and
+ *    both multiples of 2^(e-24) >= 2^-126: so is their sum, which is then 0.
+ * True for [0, 1) and the bounds of kaiming_uniform_ and xavier_uniform_. */
+FI_INLINE int fi_uniform_no_subnormal(float low, float range, float cap)
+{
+    const float min_normal = 0x1p-126f, edge = 0x1p-102f;
+    return isfinite(low) && isfinite(range) && range >= 0.0f
+           && (fabsf(cap) >= min_normal || cap == 0.0f)
+           && (low >= min_normal || low <= -edge || (low == 0.0f && (range == 0.0f || range >= edge)));
+}
+
 /* A whole block of float32 uniforms into dst, straight from the lane registers:
  * the outputs of a vector step, read as uint32 halves, are consecutive elements
  * (section 5 of docs/stream.md). Same values as fi_uniform_f32_map: range * u is
@@ -114,6 +133,12 @@ FI_INLINE void fi_uniform_f32_whole(uint64_t sigma, uint64_t block, const fi_uni
     const fi_f32xv r = fi_splatv_f32(fused ? scaled : pr->range_f);
     fi_sink out = fi_sink_open(dst, stream);
     const int capped = !fi_uniform_never_capped(pr->low_f, pr->range_f, top, pr->cap_f);
+#ifdef __AVX512BF16__
+    if (fmt == FI_OUT_BF16 && fi_uniform_no_subnormal(pr->low_f, pr->range_f, pr->cap_f)) {
+        FI_SINK_DISPATCH(&out, FI_UNIFORM_STEPS, fi_uniform_f32_steps, &ln, lo, r, cap, &out,
+                         FI_OUT_BF16_NO_SUBNORMAL, fused, capped)
+    } else
+#endif
     FI_SINK_DISPATCH(&out, FI_UNIFORM_STEPS, fi_uniform_f32_steps, &ln, lo, r, cap, &out, fmt, fused, capped)
     fi_sink_close(&out, fi_block_bytes(fmt));
 }

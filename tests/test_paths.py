@@ -1,8 +1,8 @@
 """Every instruction-set path against the specification (docs/stream.md).
 
-The kernels are compiled once per path (baseline, AVX2, AVX-512, AVX-512 with VBMI:
-fastinit/src/fi_path_*.c) and the faster paths compute differently (gathers, F16C,
-byte permutes), so each path is held to the pure-Python reference on its own, whole
+The kernels are compiled once per path (baseline, AVX2, AVX-512, AVX-512 with VBMI,
+and with VBMI and BF16: fastinit/src/fi_path_*.c) and the faster paths compute
+differently (gathers, F16C, byte permutes, BF16's conversion), so each path is held to the pure-Python reference on its own, whole
 blocks and partial ones. A path this CPU cannot run is skipped, and the skip says so;
 tools/emulated_paths.py runs this file (and the other exactness tests) against a build
 whose AVX-512 paths run on any CPU, their intrinsics emulated.

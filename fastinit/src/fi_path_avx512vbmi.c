@@ -1,8 +1,9 @@
-/* The AVX-512 path with VBMI (F, DQ, BW, VL, VBMI, with F16C: Ice Lake, Sapphire
- * Rapids, Zen 4 and later): the AVX-512 path's kernels, whose whole-block normal
- * fast paths look their Ziggurat layers up by VBMI's byte permutes (fi_normal.h,
- * under __AVX512VBMI__). fi_dispatch.c runs it only on CPUs with all of them; the
- * AVX-512 CPUs without VBMI (Skylake-SP, Cascade Lake) run fi_path_avx512.c. */
+/* The AVX-512 path with VBMI (F, DQ, BW, VL, VBMI, with F16C: Ice Lake and later;
+ * those with BF16 too run fi_path_avx512bf16.c, these kernels plus one conversion):
+ * the AVX-512 path's kernels, whose whole-block normal fast paths look their
+ * Ziggurat layers up by VBMI's byte permutes (fi_normal.h, under __AVX512VBMI__).
+ * fi_dispatch.c runs it only on CPUs with all of them; the AVX-512 CPUs without
+ * VBMI (Skylake-SP, Cascade Lake) run fi_path_avx512.c. */
 #if (defined(__x86_64__) || defined(_M_X64)) && defined(__GNUC__)   /* as FI_X86 */
 #if defined(FI_EMULATE_AVX512)      /* the build's own instruction set, emulated */
 #define __AVX512VBMI__ 1

@@ -52,14 +52,19 @@ FI_INLINE void fi_store_vecv(fi_sink *out, int64_t k, fi_f32xv v, int fmt, int s
 }
 
 /* Stores one step's float32 values (FI_NV vectors, 32 values) as elements k.. of the
- * sink's block in format fmt: on AVX-512 the 16-bit formats as one 64-byte vector. */
+ * sink's block in format fmt: on AVX-512 float16 as its two 32-byte conversions,
+ * bfloat16 as one 64-byte vector. */
 FI_INLINE void fi_store_stepv(fi_sink *out, int64_t k, const fi_f32xv *v, int fmt, int sink_mode)
 {
 #if FI_VW == 8
     _Static_assert(FI_NV == 2, "a step is two 16-value vectors");
-    if (fmt == FI_OUT_F16 || fi_out_bf16(fmt)) {
+    if (fmt == FI_OUT_F16) {
+        fi_sink_put32x2(out, k * fi_out_bytes(fmt), fi_f16x16(v[0]), fi_f16x16(v[1]), sink_mode);
+        return;
+    }
+    if (fi_out_bf16(fmt)) {
         const fi_u16x32 h = fmt == FI_OUT_BF16_NO_SUBNORMAL ? fi_bf16x32_no_subnormal(v[0], v[1])
-                                                            : fi_half32(v[0], v[1], fi_out_bf16(fmt), 1);
+                                                            : fi_half32(v[0], v[1], 1, 1);
         fi_sink_put64(out, k * fi_out_bytes(fmt), (__m512i)h, sink_mode);
         return;
     }

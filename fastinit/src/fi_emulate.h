@@ -1,7 +1,6 @@
 /*
- * An emulated AVX-512: what fi_path_avx512.c, fi_path_avx512vbmi.c and
- * fi_path_avx512bf16.c include instead
- * of setting their instruction set when the build defines FI_EMULATE_AVX512 (setup.py,
+ * An emulated AVX-512: what the AVX-512 paths' translation units include
+ * (fi_path_avx512.inc) instead of setting their instruction set when the build defines FI_EMULATE_AVX512 (setup.py,
  * FASTINIT_EMULATE_AVX512; run by tools/emulated_paths.py). Their kernels then take
  * the same AVX-512 branches, with the same intrinsics, computed by SIMDe's portable
  * implementations (the SIMD Everywhere library, Debian's libsimde-dev) in the

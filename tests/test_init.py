@@ -533,6 +533,18 @@ def test_trunc_normal_wide_interval_with_a_tail_value_outside(dtype, simd_path):
         np.testing.assert_array_equal(out, want, err_msg=path)
 
 
+def test_no_normal_value_reaches_14():
+    """The kernels skip the truncated normal's range check when [alpha, beta] holds
+    [-14, 14] (FI_ZIG_MAX in fi_trunc.h). The largest magnitude the Ziggurat gives
+    is the tail's r + xx with its uniform at its least, U' = 2^-53."""
+    assert ref.u53_open(0) == 2.0 ** -53
+    largest = ref.ZIG_R - ref.log_d(2.0 ** -53) * ref.ZIG_INV_R
+    assert 13.7 < largest < 14.0
+    # U' steps up from 2^-53, so log_d only rises from there (spot checks)
+    for x in (1 << 11, 2 << 11, 12345 << 11, 1 << 40):
+        assert ref.log_d(ref.u53_open(x)) > ref.log_d(2.0 ** -53)
+
+
 @pytest.mark.parametrize("shape", [(40, 60), (60, 40), (16, 4, 3, 3)])
 def test_orthogonal_takes_the_qr_in_the_targets_precision(shape):
     """float32 (and 16-bit) targets: Q of numpy's float32 QR of the float64 draws;

@@ -109,13 +109,25 @@ FI_INLINE void fi_trunc_normal_fast(uint64_t block, const fi_trunc_params *pr,
     fi_normal_f64_fast_block(&ln, z, rejected);
 }
 
-/* Whether any of the block's values lies outside [alpha, beta]. */
+/* No value the Ziggurat draws (section 6) is 14 or more in magnitude: the fast
+ * path and the wedges give less than r = 3.654..., the tail r + xx with xx =
+ * -log_d(U') / r, and U' >= 2^-53 makes -log_d(U') at most 53 ln 2 = 36.74 (log_d
+ * is within an ulp or two of ln), so xx < 10.06 and r + xx < 13.71. An interval
+ * holding [-14, 14] thus rejects nothing (trunc_normal_(std=0.02)'s [-100, 100]). */
+#define FI_ZIG_MAX 14.0
+
+/* Whether any of the block's values lies outside [alpha, beta]: the block's least
+ * and greatest values against them (no value is a NaN), two instructions a vector
+ * where comparing each vector with both ends took six. */
 FI_INLINE int fi_trunc_any_outside(const fi_trunc_params *pr, fi_f64xv (*z)[FI_NV])
 {
-    const fi_f64xv alpha = fi_splatv_f64(pr->alpha), beta = fi_splatv_f64(pr->beta);
-    fi_i64xv outside = {0};
+    fi_f64xv lo = z[0][0], hi = z[0][0];
     for (int t = 0; t < FI_BLOCK / FI_LANES; t++)
-        for (int v = 0; v < FI_NV; v++) outside |= (z[t][v] < alpha) | (z[t][v] > beta);
+        for (int v = 0; v < FI_NV; v++) {
+            lo = fi_min_f64xv(lo, z[t][v]);
+            hi = fi_max_f64xv(hi, z[t][v]);
+        }
+    const fi_i64xv outside = (lo < fi_splatv_f64(pr->alpha)) | (hi > fi_splatv_f64(pr->beta));
     return fi_mask_bits_u64xv((fi_u64xv)outside) != 0;
 }
 
@@ -123,10 +135,11 @@ FI_INLINE int fi_trunc_any_outside(const fi_trunc_params *pr, fi_f64xv (*z)[FI_N
  * cursor. Mode 0: the float64 normal fast path over every step, then step by step
  * the Ziggurat fix-ups and the range rejections, so each lane's auxiliary stream is
  * consumed in its elements' order as in fi_trunc_step. Over an interval holding
- * [-r, r] (trunc_normal_(std=0.02)'s [-100, 100], say), where only the tail's rare
- * values can fall outside, first the block's normal values as fi_normal_f64_whole
- * draws them (fi_normal_f64_fast_fix) and a check: only should a value lie outside
- * is the block drawn again that way. Modes 1 and 2: the main outputs, then each element
+ * [-r, r], where only the tail's rare values can fall outside, first the block's
+ * normal values as fi_normal_f64_whole draws them (fi_normal_f64_fast_fix) and a
+ * check, which an interval holding [-FI_ZIG_MAX, FI_ZIG_MAX] (trunc_normal_(std=
+ * 0.02)'s [-100, 100], say) skips: only should a value lie outside is the block
+ * drawn again that way. Modes 1 and 2: the main outputs, then each element
  * in order. */
 FI_INLINE void fi_trunc_whole(uint64_t block, const fi_trunc_params *pr, uint64_t *zbits)
 {
@@ -140,6 +153,7 @@ FI_INLINE void fi_trunc_whole(uint64_t block, const fi_trunc_params *pr, uint64_
             fi_lanesv_seed(&ln, pr->sigma, block, 0);
             fi_lanes_seed(&aux, pr->sigma, block, 1);
             fi_normal_f64_fast_fix(&ln, &aux, z);
+            if (pr->alpha <= -FI_ZIG_MAX && pr->beta >= FI_ZIG_MAX) return;
             if (__builtin_expect(!fi_trunc_any_outside(pr, z), 1)) return;
         }
         fi_trunc_normal_fast(block, pr, z, rejected);

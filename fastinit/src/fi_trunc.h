@@ -18,6 +18,18 @@ typedef struct {
 } fi_trunc_params;
 #define FI_TRUNC_FORMAT "sigma:Q mean:d std:d alpha:d beta:d lo_clip:d hi_clip:d rate:d mode:i"
 
+/* The next float64 normal of a lane's auxiliary stream, zig64(A()): the fast
+ * path inline, the rest by the slow sampler (which repeats the fast test first). */
+FI_INLINE double fi_zig64_next(fi_lanes *aux, int lane)
+{
+    const uint64_t x = fi_lane_next(aux, lane);
+    const int idx = (int)(x & 255);
+    const uint64_t m = x >> 12;
+    if (__builtin_expect(m >= FI_ZIG64_K[idx], 0)) return fi_zig64_slow(aux, lane, x);
+    const double d = fi_u52_to_double(m) * FI_ZIG64_W[idx];
+    return (x >> 8) & 1 ? -d : d;
+}
+
 /* A standardized truncated normal in [alpha, beta] for one element (docs/stream.md,
  * section 7), from its first candidate and then its lane's auxiliary outputs.
  * Mode 0: z is the element's float64 normal value; while z is outside,
@@ -30,8 +42,7 @@ typedef struct {
 static double fi_trunc_one(fi_lanes *aux, int lane, double z, uint64_t x0, const fi_trunc_params *pr)
 {
     if (pr->mode == 0) {
-        while (!(z >= pr->alpha && z <= pr->beta))
-            z = fi_zig64_slow(aux, lane, fi_lane_next(aux, lane));
+        while (!(z >= pr->alpha && z <= pr->beta)) z = fi_zig64_next(aux, lane);
         return z;
     }
     if (pr->mode == 1) {
@@ -131,10 +142,47 @@ FI_INLINE int fi_trunc_any_outside(const fi_trunc_params *pr, fi_f64xv (*z)[FI_N
     return fi_mask_bits_u64xv((fi_u64xv)outside) != 0;
 }
 
+/* Mode 0 after a whole block's fast pass (z: its values, or a rejected candidate's
+ * raw bits, element k at bit k % 64 of rejected[k / 64]): the elements the fast test
+ * rejected or whose value lies outside [alpha, beta], in element order, each
+ * completed by the Ziggurat (fi_zig_fix) and then drawn again while outside, in one
+ * loop over their bitmap. Per lane that is fi_trunc_step's order, a step holding one
+ * element of each lane. */
+static __attribute__((noinline)) void fi_trunc_complete0(fi_lanes *aux, const fi_trunc_params *pr,
+                                                         const uint64_t *rejected, uint64_t *zbits)
+{
+    const fi_f64xv alpha = fi_splatv_f64(pr->alpha), beta = fi_splatv_f64(pr->beta);
+    for (int i = 0; i < FI_BLOCK / 64; i++) {
+        uint64_t outside = 0;
+        for (int q = 0; q < 64 / FI_VW; q++) {
+            fi_f64xv v;
+            memcpy(&v, zbits + 64 * i + FI_VW * q, sizeof v);
+            outside |= (uint64_t)fi_mask_bits_u64xv((fi_u64xv)((v < alpha) | (v > beta)))
+                       << (FI_VW * q);
+        }
+        for (uint64_t todo = rejected[i] | outside; todo; todo &= todo - 1) {
+            const int k = 64 * i + __builtin_ctzll(todo), lane = k % FI_LANES;
+            double v;
+            if ((rejected[i] >> (k & 63)) & 1) {
+                const uint64_t bits = fi_zig_fix(aux, lane, zbits[k], 1);
+                memcpy(&v, &bits, sizeof v);
+                if (__builtin_expect(v >= pr->alpha && v <= pr->beta, 1)) {
+                    zbits[k] = bits;
+                    continue;
+                }
+            }
+            do v = fi_zig64_next(aux, lane);
+            while (__builtin_expect(!(v >= pr->alpha && v <= pr->beta), 0));
+            memcpy(zbits + k, &v, sizeof v);
+        }
+    }
+}
+
 /* A whole block's standardized values z (binary64, element j at z[j]) without a
- * cursor. Mode 0: the float64 normal fast path over every step, then step by step
- * the Ziggurat fix-ups and the range rejections, so each lane's auxiliary stream is
- * consumed in its elements' order as in fi_trunc_step. Over an interval holding
+ * cursor. Mode 0: the float64 normal fast path over every step, then the Ziggurat
+ * fix-ups and the range rejections in one loop in element order
+ * (fi_trunc_complete0), so each lane's auxiliary stream is consumed in its
+ * elements' order as in fi_trunc_step. Over an interval holding
  * [-r, r], where only the tail's rare values can fall outside, first the block's
  * normal values as fi_normal_f64_whole draws them (fi_normal_f64_fast_fix) and a
  * check, which an interval holding [-FI_ZIG_MAX, FI_ZIG_MAX] (trunc_normal_(std=
@@ -158,20 +206,7 @@ FI_INLINE void fi_trunc_whole(uint64_t block, const fi_trunc_params *pr, uint64_
         }
         fi_trunc_normal_fast(block, pr, z, rejected);
         fi_lanes_seed(&aux, pr->sigma, block, 1);
-        const fi_f64xv alpha = fi_splatv_f64(pr->alpha), beta = fi_splatv_f64(pr->beta);
-        for (int t = 0; t < STEPS; t++) {
-            fi_normal_f64_fixv(&aux, (uint32_t)(rejected[t * FI_LANES / 64] >> (t * FI_LANES % 64))
-                                         & ((1u << FI_LANES) - 1), z[t]);
-            uint32_t outside = 0;
-            for (int v = 0; v < FI_NV; v++)
-                outside |= fi_mask_bits_u64xv((fi_u64xv)((z[t][v] < alpha) | (z[t][v] > beta)))
-                           << (FI_VW * v);
-            double *zt = (double *)z[t];
-            for (; outside; outside &= outside - 1) {
-                const int k = __builtin_ctz(outside);
-                zt[k] = fi_trunc_one(&aux, k, zt[k], 0, pr);
-            }
-        }
+        fi_trunc_complete0(&aux, pr, rejected, zbits);
         return;
     }
     fi_lanesv ln;

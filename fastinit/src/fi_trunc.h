@@ -152,13 +152,29 @@ static __attribute__((noinline)) void fi_trunc_complete0(fi_lanes *aux, const fi
                                                          const uint64_t *rejected, uint64_t *zbits)
 {
     const fi_f64xv alpha = fi_splatv_f64(pr->alpha), beta = fi_splatv_f64(pr->beta);
+#if FI_VW != 8
+    fi_u64xv lane_bit;
+    for (int l = 0; l < FI_VW; l++) lane_bit[l] = 1ULL << l;
+#endif
     for (int i = 0; i < FI_BLOCK / 64; i++) {
         uint64_t outside = 0;
         for (int q = 0; q < 64 / FI_VW; q++) {
             fi_f64xv v;
             memcpy(&v, zbits + 64 * i + FI_VW * q, sizeof v);
+            /* a rejected candidate's raw bits may be a NaN, which a comparison would
+             * flag as an invalid operation: not compared (AVX-512: masked off, which
+             * suppresses the flag; elsewhere compared as alpha) */
+#if FI_VW == 8
+            const __mmask8 drawn = (__mmask8)~(rejected[i] >> (FI_VW * q));
+            outside |= (uint64_t)(_mm512_mask_cmp_pd_mask(drawn, (__m512d)v, (__m512d)alpha, _CMP_LT_OS) |
+                                  _mm512_mask_cmp_pd_mask(drawn, (__m512d)v, (__m512d)beta, _CMP_GT_OS))
+                       << (FI_VW * q);
+#else
+            const fi_u64xv raw = (fi_u64xv)((fi_splatv_u64(rejected[i] >> (FI_VW * q)) & lane_bit) != 0);
+            v = (fi_f64xv)(((fi_u64xv)v & ~raw) | ((fi_u64xv)alpha & raw));
             outside |= (uint64_t)fi_mask_bits_u64xv((fi_u64xv)((v < alpha) | (v > beta)))
                        << (FI_VW * q);
+#endif
         }
         for (uint64_t todo = rejected[i] | outside; todo; todo &= todo - 1) {
             const int k = 64 * i + __builtin_ctzll(todo), lane = k % FI_LANES;

@@ -502,6 +502,8 @@ def test_16bit_fills_match_reference(dtype):
     (0.0, 1.0, 2.0, math.inf, 2),       # half-lines, in a tail and across the mean
     (0.0, 1.0, -math.inf, -3.0, 2),
     (0.0, 0.02, -math.inf, 0.3, 0),
+    (0.0, 1.0, 0.0, 3.0, 0),            # an end at zero: -0.0 lies inside [0, b]
+    (0.0, 1.0, -3.0, -0.0, 0),
 ])
 def test_trunc_normal_matches_reference(dtype, mean, std, a, b, mode):
     if mode is not None:

@@ -131,30 +131,6 @@ FI_EMULATED_LESS(_mm512_cmplt_epu64_mask, __mmask8, uint64_t, 8)
 #define _CMP_UNORD_Q SIMDE_CMP_UNORD_Q
 #endif
 
-#ifndef _CMP_LT_OS
-#define _CMP_LT_OS SIMDE_CMP_LT_OS
-#endif
-#ifndef _CMP_GT_OS
-#define _CMP_GT_OS SIMDE_CMP_GT_OS
-#endif
-/* vcmppd with a write mask, for the two predicates the kernels use (a < b, a > b):
- * the lanes masked off are 0 and, as in hardware, not compared, so that they raise
- * no floating-point flag */
-#ifndef _mm512_mask_cmp_pd_mask
-static inline __mmask8 fi_emulated_mask_cmp_pd_mask(__mmask8 k, __m512d a, __m512d b, int greater)
-{
-    double x[8], y[8];
-    __mmask8 m = 0;
-    memcpy(x, &a, sizeof x);
-    memcpy(y, &b, sizeof y);
-    for (int i = 0; i < 8; i++)
-        if ((k >> i) & 1) m |= (__mmask8)((greater ? x[i] > y[i] : x[i] < y[i]) << i);
-    return m;
-}
-#define _mm512_mask_cmp_pd_mask(k, a, b, imm) \
-    fi_emulated_mask_cmp_pd_mask((k), (a), (b), (imm) == _CMP_GT_OS)
-#endif
-
 /* non-temporal stores: plain ones (the values are what the tests see) */
 #ifndef _mm512_stream_ps
 static inline void _mm512_stream_ps(void *p, __m512 a) { memcpy(p, &a, sizeof a); }

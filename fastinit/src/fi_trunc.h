@@ -142,6 +142,15 @@ FI_INLINE int fi_trunc_any_outside(const fi_trunc_params *pr, fi_f64xv (*z)[FI_N
     return fi_mask_bits_u64xv((fi_u64xv)outside) != 0;
 }
 
+/* A double's bits as a signed integer that orders doubles as their values do (NaNs
+ * apart; -0 just below +0): negative values' magnitude bits inverted. */
+FI_INLINE int64_t fi_order_key(double x)
+{
+    int64_t b;
+    memcpy(&b, &x, sizeof b);
+    return b < 0 ? b ^ INT64_MAX : b;
+}
+
 /* Mode 0 after a whole block's fast pass (z: its values, or a rejected candidate's
  * raw bits, element k at bit k % 64 of rejected[k / 64]): the elements the fast test
  * rejected or whose value lies outside [alpha, beta], in element order, each
@@ -151,30 +160,21 @@ FI_INLINE int fi_trunc_any_outside(const fi_trunc_params *pr, fi_f64xv (*z)[FI_N
 static __attribute__((noinline)) void fi_trunc_complete0(fi_lanes *aux, const fi_trunc_params *pr,
                                                          const uint64_t *rejected, uint64_t *zbits)
 {
-    const fi_f64xv alpha = fi_splatv_f64(pr->alpha), beta = fi_splatv_f64(pr->beta);
-#if FI_VW != 8
-    fi_u64xv lane_bit;
-    for (int l = 0; l < FI_VW; l++) lane_bit[l] = 1ULL << l;
-#endif
+    /* The range check on the values' bits as integers: a rejected candidate's raw
+     * bits may be a NaN, and a floating-point comparison of one would set the
+     * invalid-operation flag of the caller's floating-point state (a write mask does
+     * not stop a compiler from comparing every lane). key(x) orders the doubles as
+     * their values do, NaNs apart, except -0 < +0, hence the zeros' ends below. */
+    const fi_i64xv lo = (fi_i64xv)fi_splatv_u64((uint64_t)fi_order_key(pr->alpha == 0.0 ? -0.0 : pr->alpha)),
+                   hi = (fi_i64xv)fi_splatv_u64((uint64_t)fi_order_key(pr->beta == 0.0 ? 0.0 : pr->beta));
     for (int i = 0; i < FI_BLOCK / 64; i++) {
         uint64_t outside = 0;
         for (int q = 0; q < 64 / FI_VW; q++) {
-            fi_f64xv v;
-            memcpy(&v, zbits + 64 * i + FI_VW * q, sizeof v);
-            /* a rejected candidate's raw bits may be a NaN, which a comparison would
-             * flag as an invalid operation: not compared (AVX-512: masked off, which
-             * suppresses the flag; elsewhere compared as alpha) */
-#if FI_VW == 8
-            const __mmask8 drawn = (__mmask8)~(rejected[i] >> (FI_VW * q));
-            outside |= (uint64_t)(_mm512_mask_cmp_pd_mask(drawn, (__m512d)v, (__m512d)alpha, _CMP_LT_OS) |
-                                  _mm512_mask_cmp_pd_mask(drawn, (__m512d)v, (__m512d)beta, _CMP_GT_OS))
+            fi_i64xv b;
+            memcpy(&b, zbits + 64 * i + FI_VW * q, sizeof b);
+            const fi_i64xv key = b ^ ((fi_i64xv)(b < 0) & INT64_MAX);
+            outside |= (uint64_t)fi_mask_bits_u64xv((fi_u64xv)((key < lo) | (key > hi)))
                        << (FI_VW * q);
-#else
-            const fi_u64xv raw = (fi_u64xv)((fi_splatv_u64(rejected[i] >> (FI_VW * q)) & lane_bit) != 0);
-            v = (fi_f64xv)(((fi_u64xv)v & ~raw) | ((fi_u64xv)alpha & raw));
-            outside |= (uint64_t)fi_mask_bits_u64xv((fi_u64xv)((v < alpha) | (v > beta)))
-                       << (FI_VW * q);
-#endif
         }
         for (uint64_t todo = rejected[i] | outside; todo; todo &= todo - 1) {
             const int k = 64 * i + __builtin_ctzll(todo), lane = k % FI_LANES;

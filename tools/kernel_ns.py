@@ -4,7 +4,8 @@ instruction-set path: the kernels' own speed, apart from memory bandwidth.
 Each kernel fills a contiguous array that stays in the L2 cache (256 KiB of float32
 by default) and a one-block array (2048 elements); the time per element is the
 difference divided by the difference in elements, which takes the fixed cost of a
-call (Python, checks, dispatch) out. Medians of interleaved rounds.
+call (Python, checks, dispatch) out. Medians of rounds, each of which times every
+kernel on every path.
 
     python tools/kernel_ns.py [--paths avx512vbmi,avx512,avx2,baseline] [--rounds 41]
 
@@ -39,6 +40,7 @@ def kernels():
 
 
 def seconds(fill, a, reps):
+    fill(a)                                      # warm: a and the kernel's code in cache
     t0 = time.perf_counter()
     for _ in range(reps):
         fill(a)
@@ -46,18 +48,23 @@ def seconds(fill, a, reps):
 
 
 def measure(paths, rounds):
+    """Each round times every kernel on every path, so that a host whose clock moves
+    between rounds moves every cell of a round together: the rows are comparable
+    with each other as well as the columns."""
     fastinit.set_num_threads(1)
-    table = {}
-    for name, (dtype, fill) in kernels().items():
-        big, small = np.empty(BIG, dtype), np.empty(SMALL, dtype)
-        samples = {p: [] for p in paths}
-        for _ in range(rounds):
-            for p in paths:                          # interleaved
-                _runtime.set_simd_path(p)
+    fills = kernels()
+    arrays = {name: (np.empty(BIG, dtype), np.empty(SMALL, dtype))
+              for name, (dtype, _) in fills.items()}
+    samples = {name: {p: [] for p in paths} for name in fills}
+    for _ in range(rounds):
+        for p in paths:
+            _runtime.set_simd_path(p)
+            for name, (_, fill) in fills.items():
+                big, small = arrays[name]
                 t_big, t_small = seconds(fill, big, 20), seconds(fill, small, 20)
-                samples[p].append((t_big - t_small) / (BIG - SMALL) * 1e9)
-        table[name] = {p: statistics.median(s) for p, s in samples.items()}
-    return table
+                samples[name][p].append((t_big - t_small) / (BIG - SMALL) * 1e9)
+    return {name: {p: statistics.median(s) for p, s in row.items()}
+            for name, row in samples.items()}
 
 
 def main():

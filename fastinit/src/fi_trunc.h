@@ -142,13 +142,11 @@ FI_INLINE int fi_trunc_any_outside(const fi_trunc_params *pr, fi_f64xv (*z)[FI_N
     return fi_mask_bits_u64xv((fi_u64xv)outside) != 0;
 }
 
-/* A double's bits as a signed integer that orders doubles as their values do (NaNs
+/* Doubles' bits as signed integers that order the doubles as their values do (NaNs
  * apart; -0 just below +0): negative values' magnitude bits inverted. */
-FI_INLINE int64_t fi_order_key(double x)
+FI_INLINE fi_i64xv fi_order_keyv(fi_i64xv bits)
 {
-    int64_t b;
-    memcpy(&b, &x, sizeof b);
-    return b < 0 ? b ^ INT64_MAX : b;
+    return bits ^ ((fi_i64xv)(bits < 0) & INT64_MAX);
 }
 
 /* Mode 0 after a whole block's fast pass (z: its values, or a rejected candidate's
@@ -165,14 +163,14 @@ static __attribute__((noinline)) void fi_trunc_complete0(fi_lanes *aux, const fi
      * invalid-operation flag of the caller's floating-point state (a write mask does
      * not stop a compiler from comparing every lane). key(x) orders the doubles as
      * their values do, NaNs apart, except -0 < +0, hence the zeros' ends below. */
-    const fi_i64xv lo = (fi_i64xv)fi_splatv_u64((uint64_t)fi_order_key(pr->alpha == 0.0 ? -0.0 : pr->alpha)),
-                   hi = (fi_i64xv)fi_splatv_u64((uint64_t)fi_order_key(pr->beta == 0.0 ? 0.0 : pr->beta));
+    const fi_i64xv lo = fi_order_keyv((fi_i64xv)fi_splatv_f64(pr->alpha == 0.0 ? -0.0 : pr->alpha)),
+                   hi = fi_order_keyv((fi_i64xv)fi_splatv_f64(pr->beta == 0.0 ? 0.0 : pr->beta));
     for (int i = 0; i < FI_BLOCK / 64; i++) {
         uint64_t outside = 0;
         for (int q = 0; q < 64 / FI_VW; q++) {
             fi_i64xv b;
             memcpy(&b, zbits + 64 * i + FI_VW * q, sizeof b);
-            const fi_i64xv key = b ^ ((fi_i64xv)(b < 0) & INT64_MAX);
+            const fi_i64xv key = fi_order_keyv(b);
             outside |= (uint64_t)fi_mask_bits_u64xv((fi_u64xv)((key < lo) | (key > hi)))
                        << (FI_VW * q);
         }
